@@ -1,0 +1,514 @@
+"""The NATS bridge actor: the one door between the Trio tree and the NATS broker.
+
+This is the only module that imports ``nats`` and ``trio_asyncio``. Everything else talks to
+the broker through a :class:`NatsBridge` handle, whose methods are plain Trio and never cross
+into asyncio themselves:
+
+* **Outbound** — ``publish_nowait``/``publish`` put a record on one bounded Trio channel. The
+  bridge's pump drains whatever is queued and crosses into asyncio *once per batch*; one
+  ``aio_as_trio`` call per message would cost 40x the throughput.
+* **Request/reply** — one wildcard subscription on the bridge's own inbox
+  (``_INBOX.<id>.*``); each request gets a token and waits on a ``trio.Event``. Replies are
+  matched by token, so concurrent requests never steal each other's answers.
+* **Inbound** — ``subscribe`` returns a :class:`Subscription` with a bounded Trio receive
+  channel. The nats-py callback hands messages over with ``send_nowait`` (same thread).
+  Overflow policy: when a subscription's channel is full the message is **dropped and
+  counted** (``Subscription.dropped``). No ACK was sent for it, so an ACK-mode sender
+  retries; a NACK-mode message is fire-and-forget by definition.
+* **Connection** — the bridge reports ready at once and connects in the background (a node
+  whose link is down still accepts work). The first connect is retried forever; after that
+  nats-py reconnects without limit. ``state`` is ``connecting``, ``connected``,
+  ``reconnecting`` or ``closed``; a connection that nats-py declares closed is a crash of the
+  bridge (:class:`BridgeClosed`) for its supervisor to handle.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import nats
+import nats.errors
+import trio
+import trio_asyncio
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg as NatsMsg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.nuid import NUID
+
+log = logging.getLogger(__name__)
+
+NO_RESPONDERS_STATUS = "503"
+
+
+class ConnectionState(enum.Enum):
+    """Where the bridge's broker connection stands."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+class BridgeError(Exception):
+    """Base class of the bridge's errors."""
+
+
+class BridgeClosed(BridgeError):
+    """The connection to the broker was closed for good; the bridge process crashes with it."""
+
+
+class BridgeBusy(BridgeError):
+    """The outbound queue is full; ``publish`` (the awaiting variant) waits instead."""
+
+
+class RequestTimeout(BridgeError):
+    """No reply arrived in time. ``no_responders`` tells whether the broker said nobody listens."""
+
+    def __init__(self, subject: str, timeout: float, *, no_responders: bool) -> None:
+        why = "no subscriber on the subject" if no_responders else "no reply"
+        super().__init__(f"request on {subject!r} timed out after {timeout} s ({why})")
+        self.subject = subject
+        self.no_responders = no_responders
+
+
+@attrs.frozen
+class BridgeSettings:
+    """How one bridge connects. Durations are seconds."""
+
+    url: str
+    name: str
+    connect_timeout: float = 5.0
+    connect_retry_interval: float = 2.0
+    reconnect_time_wait: float = 1.0
+    outbound_capacity: int = 65536
+    max_batch: int = 4096
+    default_inbound_capacity: int = 4096
+    nkeys_seed_file: str | None = None
+    tls_ca_file: str | None = None
+
+
+@attrs.frozen
+class InboundMessage:
+    """One message received from the broker."""
+
+    subject: str
+    payload: bytes
+    headers: Mapping[str, str] | None = None
+    reply: str = ""
+
+
+@attrs.frozen
+class _Publish:
+    subject: str
+    payload: bytes
+    headers: Mapping[str, str] | None
+    reply: str
+
+
+@attrs.frozen
+class _Subscribe:
+    subscription: Subscription
+
+
+@attrs.frozen
+class _Unsubscribe:
+    subscription: Subscription
+
+
+@attrs.frozen
+class _CloseConnection:
+    reason: str
+
+
+@attrs.define(eq=False)
+class _Flush:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    ok: bool = False
+
+
+_Command = _Publish | _Subscribe | _Unsubscribe | _CloseConnection | _Flush
+
+
+@attrs.define(eq=False)
+class Subscription:
+    """A live subscription: read its messages from ``receive``.
+
+    ``receive`` ends (``trio.EndOfChannel``) when the subscription is removed or the bridge
+    stops; a subscriber treats that as "the connection went away" and is restarted.
+    """
+
+    subject: str
+    queue: str
+    receive: trio.MemoryReceiveChannel[InboundMessage]
+    _send: trio.MemorySendChannel[InboundMessage]
+    dropped: int = 0
+    delivered: int = 0
+    closed: bool = False
+    _nats_sub: NatsSubscription | None = None
+
+    def _close(self) -> None:
+        self.closed = True
+        self._send.close()
+
+    async def _on_message(self, msg: NatsMsg) -> None:
+        # Runs as an asyncio callback on the trio-asyncio loop: same thread, so send_nowait
+        # into the Trio channel is safe and never blocks.
+        if self.closed:
+            return
+        item = InboundMessage(msg.subject, msg.data, msg.headers, msg.reply)
+        try:
+            self._send.send_nowait(item)
+            self.delivered += 1
+        except trio.WouldBlock:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning(
+                    "subscription %s: inbound channel full, dropped %d message(s)",
+                    self.subject,
+                    self.dropped,
+                )
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self.closed = True
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    event: trio.Event = attrs.field(factory=trio.Event)
+    reply: InboundMessage | None = None
+    no_responders: bool = False
+
+
+class NatsBridge:
+    """Handle and actor for one node's broker connection. See the module docstring.
+
+    The handle methods may be called from any Trio task of the same run, before or after the
+    bridge is connected; work queued while disconnected is sent once the link is back (subject
+    to nats-py's reconnect buffer) or, for requests, times out so the caller can retry.
+    """
+
+    def __init__(self, settings: BridgeSettings) -> None:
+        self.settings = settings
+        self.state = ConnectionState.CONNECTING
+        self._outbound_send, self._outbound_receive = trio.open_memory_channel[_Command](
+            settings.outbound_capacity
+        )
+        self._inbox_prefix = f"_INBOX.{NUID().next().decode()}"
+        self._tokens = itertools.count(1)
+        self._waiters: dict[str, _Waiter] = {}
+        self._subscriptions: set[Subscription] = set()
+        self._closed_for_good = False
+        self._pump_scope = trio.CancelScope()
+        self._nc: NatsClient | None = None
+        self.published = 0
+        self.publish_errors = 0
+        self.reconnects = 0
+        self.info: dict[str, object] = {}
+        self._update_info()
+
+    # ----------------------------------------------------------------- handle API
+
+    def publish_nowait(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: Mapping[str, str] | None = None,
+        reply: str = "",
+    ) -> None:
+        """Queue one publish without waiting. Raises BridgeBusy if the outbound queue is full."""
+        try:
+            self._outbound_send.send_nowait(_Publish(subject, payload, headers, reply))
+        except trio.WouldBlock:
+            raise BridgeBusy(
+                f"outbound queue full ({self.settings.outbound_capacity} messages)"
+            ) from None
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: Mapping[str, str] | None = None,
+        reply: str = "",
+    ) -> None:
+        """Queue one publish, waiting for room in the outbound queue if needed."""
+        await self._outbound_send.send(_Publish(subject, payload, headers, reply))
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        timeout: float,
+    ) -> InboundMessage:
+        """Publish with a private reply subject and wait up to ``timeout`` s for the answer.
+
+        Raises RequestTimeout when nothing (or only the broker's "no responders" notice)
+        arrives in time. Cancellation withdraws the wait; the message may still have been sent.
+        """
+        token = str(next(self._tokens))
+        waiter = _Waiter()
+        self._waiters[token] = waiter
+        try:
+            with trio.move_on_after(timeout):
+                await self._outbound_send.send(
+                    _Publish(subject, payload, headers, f"{self._inbox_prefix}.{token}")
+                )
+                await waiter.event.wait()
+            if waiter.reply is None:
+                raise RequestTimeout(subject, timeout, no_responders=waiter.no_responders)
+            return waiter.reply
+        finally:
+            del self._waiters[token]
+
+    def subscribe(self, subject: str, queue: str = "", capacity: int | None = None) -> Subscription:
+        """Subscribe to ``subject`` (in queue group ``queue`` when given).
+
+        Returns at once; the subscription is made on the broker as soon as the bridge is
+        connected, in order with the publishes queued before it.
+        """
+        send, receive = trio.open_memory_channel[InboundMessage](
+            capacity or self.settings.default_inbound_capacity
+        )
+        subscription = Subscription(subject, queue, receive, send)
+        self._subscriptions.add(subscription)
+        self._outbound_send.send_nowait(_Subscribe(subscription))
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Remove a subscription; its ``receive`` channel ends."""
+        if subscription in self._subscriptions:
+            self._subscriptions.discard(subscription)
+            subscription._close()
+            self._outbound_send.send_nowait(_Unsubscribe(subscription))
+
+    async def flush(self) -> None:
+        """Wait until everything queued before this call has reached the broker.
+
+        Afterwards the broker has processed the earlier publishes and subscriptions (a
+        PING/PONG round trip), so a subscription made before ``flush`` receives every message
+        published after it, from any client. Waits through disconnections; use a cancel scope
+        to bound it.
+        """
+        while True:
+            command = _Flush()
+            await self._outbound_send.send(command)
+            await command.done.wait()
+            if command.ok:
+                return
+            await trio.sleep(self.settings.reconnect_time_wait)
+
+    def close_connection(self, reason: str) -> None:
+        """Close the broker connection for good, after the work queued before this call.
+
+        The bridge then crashes with BridgeClosed and its supervisor restarts it (and, under
+        rest_for_one, everything that depends on it): a forced reconnect cycle.
+        """
+        self._outbound_send.send_nowait(_CloseConnection(reason))
+
+    @property
+    def inbound_dropped(self) -> int:
+        """Messages dropped because a subscription's channel was full, over live subscriptions."""
+        return sum(s.dropped for s in self._subscriptions)
+
+    # ----------------------------------------------------------------- the actor
+
+    async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the bridge: connect (retrying forever), then pump batches until cancelled.
+
+        Reports ready immediately (value: this bridge). Raises BridgeClosed if nats-py closes
+        the connection on its own. On cancellation the connection is closed (bounded by a
+        short shielded timeout) and every subscription channel ends.
+        """
+        self._closed_for_good = False
+        self._pump_scope = trio.CancelScope()
+        self._set_state(ConnectionState.CONNECTING)
+        try:
+            async with trio_asyncio.open_loop():
+                try:
+                    task_status.started(self)
+                    with self._pump_scope:
+                        nc = await self._connect_until_up()
+                        await self._pump(nc)
+                finally:
+                    self._set_state(ConnectionState.CLOSED)
+                    await self._shutdown()
+        except BaseExceptionGroup as group:
+            # trio-asyncio's loop runs in a nursery of its own; give the supervisor the one
+            # exception that ended the bridge rather than the nursery's wrapping.
+            raise _sole_exception(group) from None
+        if self._closed_for_good:
+            raise BridgeClosed(f"connection of {self.settings.name} to {self.settings.url} closed")
+
+    async def _connect_until_up(self) -> NatsClient:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                nc: NatsClient = await trio_asyncio.aio_as_trio(nats.connect)(
+                    **self._connect_options()
+                )
+            except Exception as exc:  # any failure of the first connect is retried
+                if attempt == 1 or attempt % 30 == 0:
+                    log.warning(
+                        "bridge %s: cannot reach broker %s (%s); retrying every %s s",
+                        self.settings.name,
+                        self.settings.url,
+                        exc or type(exc).__name__,
+                        self.settings.connect_retry_interval,
+                    )
+                await trio.sleep(self.settings.connect_retry_interval)
+                continue
+            self._nc = nc
+            await trio_asyncio.aio_as_trio(nc.subscribe)(
+                f"{self._inbox_prefix}.*", cb=self._on_reply
+            )
+            self._set_state(ConnectionState.CONNECTED)
+            log.info("bridge %s: connected to %s", self.settings.name, self.settings.url)
+            return nc
+
+    def _connect_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "servers": [self.settings.url],
+            "name": self.settings.name,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": self.settings.reconnect_time_wait,
+            "connect_timeout": self.settings.connect_timeout,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            "closed_cb": self._on_closed,
+            "error_cb": self._on_error,
+        }
+        if self.settings.nkeys_seed_file:
+            options["nkeys_seed"] = self.settings.nkeys_seed_file
+        if self.settings.tls_ca_file:
+            options["tls"] = ssl.create_default_context(cafile=self.settings.tls_ca_file)
+        return options
+
+    async def _pump(self, nc: NatsClient) -> None:
+        receive = self._outbound_receive
+        max_batch = self.settings.max_batch
+        send_batch = trio_asyncio.aio_as_trio(self._send_batch)
+        while True:
+            batch = [await receive.receive()]
+            while len(batch) < max_batch:
+                try:
+                    batch.append(receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await send_batch(nc, batch)
+            self._update_info()
+
+    async def _send_batch(self, nc: NatsClient, batch: list[_Command]) -> None:
+        # Runs in asyncio: one crossing for the whole batch.
+        for command in batch:
+            try:
+                if isinstance(command, _Publish):
+                    await nc.publish(
+                        command.subject,
+                        command.payload,
+                        reply=command.reply,
+                        headers=dict(command.headers) if command.headers else None,
+                    )
+                    self.published += 1
+                elif isinstance(command, _Subscribe):
+                    sub = command.subscription
+                    if not sub.closed:
+                        sub._nats_sub = await nc.subscribe(
+                            sub.subject, queue=sub.queue, cb=sub._on_message
+                        )
+                elif isinstance(command, _Flush):
+                    try:
+                        await nc.flush()
+                        command.ok = True
+                    finally:
+                        command.done.set()
+                elif isinstance(command, _CloseConnection):
+                    log.warning(
+                        "bridge %s: closing connection: %s", self.settings.name, command.reason
+                    )
+                    await nc.close()
+                elif command.subscription._nats_sub is not None:
+                    await command.subscription._nats_sub.unsubscribe()
+            except Exception as exc:  # one failed command never stops the pump
+                self.publish_errors += 1
+                if self.publish_errors == 1 or self.publish_errors % 1000 == 0:
+                    log.warning("bridge %s: %s failed: %r", self.settings.name, command, exc)
+
+    async def _shutdown(self) -> None:
+        nc, self._nc = self._nc, None
+        for subscription in list(self._subscriptions):
+            subscription._close()
+        self._subscriptions.clear()
+        for waiter in self._waiters.values():
+            waiter.event.set()
+        if nc is None or nc.is_closed:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            await trio_asyncio.aio_as_trio(nc.close)()
+
+    # ----------------------------------------------------------------- nats-py callbacks
+
+    async def _on_reply(self, msg: NatsMsg) -> None:
+        waiter = self._waiters.get(msg.subject.rpartition(".")[2])
+        if waiter is None:
+            return
+        headers = msg.headers or {}
+        if headers.get("Status") == NO_RESPONDERS_STATUS and not msg.data:
+            # Keep waiting out the timeout: the caller paces its retries by ACKTimeout.
+            waiter.no_responders = True
+            return
+        waiter.reply = InboundMessage(msg.subject, msg.data, msg.headers, msg.reply)
+        waiter.event.set()
+
+    async def _on_disconnected(self) -> None:
+        if self.state is ConnectionState.CONNECTED:
+            self._set_state(ConnectionState.RECONNECTING)
+            log.warning("bridge %s: disconnected from %s", self.settings.name, self.settings.url)
+
+    async def _on_reconnected(self) -> None:
+        self.reconnects += 1
+        self._set_state(ConnectionState.CONNECTED)
+        log.info("bridge %s: reconnected to %s", self.settings.name, self.settings.url)
+
+    async def _on_closed(self) -> None:
+        self._closed_for_good = True
+        self._pump_scope.cancel()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("bridge %s: nats error: %r", self.settings.name, exc)
+
+    def _set_state(self, state: ConnectionState) -> None:
+        self.state = state
+        self._update_info()
+
+    def _update_info(self) -> None:
+        self.info.update(
+            state=self.state.value,
+            url=self.settings.url,
+            reconnects=self.reconnects,
+            published=self.published,
+            publish_errors=self.publish_errors,
+            outbound_queued=self._outbound_send.statistics().current_buffer_used,
+        )
+
+
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The single leaf exception of ``group``, or the group itself when there are several."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return leaves[0] if len(leaves) == 1 else group
