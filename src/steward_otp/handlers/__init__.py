@@ -1,1 +1,1 @@
-"""Request-method handlers: one module per method family, and the registry that maps names to them."""
+"""Request-method handlers: one module per method family, and the registry of them."""

@@ -1,0 +1,5 @@
+"""``python -m steward_otp`` runs the command-line interface."""
+
+from steward_otp.cli import main
+
+main()

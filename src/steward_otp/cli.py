@@ -1,0 +1,193 @@
+"""The ``steward-otp`` command line: ``run`` a node, print the ``version``.
+
+Further commands (``send``, ``tree``, ``status``, ...) are added as ``@app.command()``
+functions in this module. Every setting of :mod:`steward_otp.config` is an option of
+``run``, generated from the same table that documents config.toml, so the flags, the file
+comments and docs/configuration.md cannot drift apart.
+"""
+
+import inspect
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, NoReturn
+
+import typer
+
+from steward_otp import __version__
+from steward_otp.config import (
+    REQUIRED,
+    SETTINGS,
+    Config,
+    ConfigError,
+    ConfigWarning,
+    Setting,
+    load_config,
+    prepare_folders,
+    save_config,
+)
+from steward_otp.logs import configure_logging
+
+PROG: Final = "steward-otp"
+
+USAGE_ERROR: Final = 2
+"""Exit status for a command line or configuration the program cannot use (click's too)."""
+
+app = typer.Typer(
+    name=PROG,
+    help="Command and control for servers, containers and edge/IoT nodes over NATS.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+
+def _fail(message: str) -> NoReturn:
+    """Print *message* as a usage error and end with status 2; no traceback."""
+    typer.echo(f"{PROG}: error: {message}", err=True)
+    raise typer.Exit(USAGE_ERROR)
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def _option_type(setting: Setting) -> Any:
+    """The type the option parses into; ``load_config`` converts it to the field's type."""
+    if setting.annotation == Path | None:
+        return str  # "" unsets the path, as in config.toml
+    if setting.annotation == bool | None:
+        return Literal["auto", "true", "false"]
+    return setting.annotation
+
+
+_METAVARS: Final = {
+    "node_name": "<name>",
+    "central_node_name": "<name>",
+    "broker_address": "<address>",
+    "embedded_broker_port": "<port>",
+    "tcp_listener": "<host:port>",
+    "http_listener": "<host:port>",
+    "prom_host_and_port": "<host:port>",
+    "expose_data_folder": "<host:port>",
+    "compress_threshold_bytes": "<bytes>",
+}
+
+
+def _metavar(setting: Setting) -> str | None:
+    """How the option's value is shown in ``--help``: by meaning where known, else by type."""
+    if setting.name in _METAVARS:
+        return _METAVARS[setting.name]
+    by_type: dict[Any, str] = {float: "<seconds>", int: "<n>", Path: "<dir>", Path | None: "<file>"}
+    return by_type.get(setting.annotation)  # None: typer's own (choices, flags)
+
+
+_ANNOTATED: Any = Annotated  # subscripted with types known only at run time
+
+
+def _setting_parameter(setting: Setting) -> inspect.Parameter:
+    """One ``run`` option: ``--kebab-case``, defaulting to None, i.e. "keep the file's value"."""
+    default = "" if setting.default is REQUIRED else f" Default: {setting.default_text}."
+    option = typer.Option(
+        help=setting.help + default, metavar=_metavar(setting), show_default=False
+    )
+    annotation = _ANNOTATED[_option_type(setting) | None, option]
+    return inspect.Parameter(
+        setting.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+    )
+
+
+_HOME_OPTION: Final = inspect.Parameter(
+    "home",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=Path("."),
+    annotation=Annotated[
+        Path,
+        typer.Option(
+            envvar="STEWARD_OTP_HOME",
+            help="The node's home folder: holds etc/config.toml, var/, data/ and tmp/; "
+            "relative folders in the configuration are relative to it.",
+            show_default="the current folder",
+            file_okay=False,
+        ),
+    ],
+)
+
+
+def _with_setting_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give *command* the signature typer reads: ``--home`` plus one option per setting."""
+    parameters = [_HOME_OPTION, *(_setting_parameter(s) for s in SETTINGS)]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
+
+
+def _start_node(config: Config) -> int:
+    """Run the node described by *config* until it stops; return the process exit status.
+
+    Node assembly is not available yet: this reports so and returns the usage-error status.
+    """
+    typer.echo(
+        f"{PROG}: node assembly is not available yet; "
+        f"configuration written to {config.config_file}",
+        err=True,
+    )
+    return USAGE_ERROR
+
+
+def _explain(error: ConfigError, given: set[str]) -> str:
+    """*error* plus where the operator can change the field."""
+    if error.field is None:
+        return str(error)
+    flag = "--" + error.field.replace("_", "-")
+    if error.field in given:
+        return f"{error} (given with {flag})"
+    return f"{error} (set it with {flag} or in the config file)"
+
+
+@app.command(
+    "run",
+    help="Start a node. Settings come from <home>/etc/config.toml, overridden by the options "
+    "below; the effective settings are then written back to that file, so an option given once "
+    "persists. An option not given keeps the file's value; the defaults shown apply when the "
+    "file has none. Relative folders are relative to --home; durations are in seconds.",
+)
+@_with_setting_options
+def run(home: Path, **settings: object) -> None:
+    """Load, validate and save the configuration, create the folders, then start the node."""
+    given = {name for name, value in settings.items() if value is not None}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigWarning)
+            try:
+                config = load_config(home, settings)
+            finally:
+                for warning in caught:
+                    typer.echo(f"{PROG}: warning: {warning.message}", err=True)
+        prepare_folders(config)
+        save_config(config)
+    except ConfigError as error:
+        _fail(_explain(error, given))
+    configure_logging(config.log_level, config.log_console_timestamps)
+    raise typer.Exit(_start_node(config))
+
+
+# ---------------------------------------------------------------------------------------------
+# version
+
+
+@app.command("version", help="Print the program's version, as: steward-otp <version>.")
+def version() -> None:
+    """Print ``steward-otp <version>`` to stdout."""
+    typer.echo(f"{PROG} {__version__}")
+
+
+def main() -> None:
+    """Entry point of the ``steward-otp`` console script; exits with the command's status."""
+    app(prog_name=PROG)
+
+
+if __name__ == "__main__":
+    main()
