@@ -1,0 +1,931 @@
+"""The store's SQLite file format and the synchronous operations applied to it.
+
+This is the sans-IO core of :mod:`steward_otp.store`: plain functions and frozen operation
+records that act on a :class:`sqlite3.Connection`, with no Trio and no threads, so the state
+machine can be tested synchronously (and hammered by hypothesis) without the actor around it.
+Import the public names from :mod:`steward_otp.store`; this module is its engine room.
+
+Three tables live in one WAL-mode file:
+
+* ``outbox`` -- every accepted outbound message that is not finished yet, or that an operator
+  may still act on: states ``queued``, ``in_flight``, ``failed``, ``cancelled``. A delivered or
+  purged message leaves the table; its last word is in ``audit``.
+* ``inbox`` -- the de-duplication set: ids of inbound messages already accepted, kept for a
+  retention window. The payload is kept until the handler is done, then moved to ``audit``.
+* ``audit`` -- one record per finished message (delivered, failed, cancelled, purged, or an
+  inbound message handled) with the encoded payload, enough to recreate the message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import attrs
+
+SCHEMA_VERSION = 1
+"""Stored in ``PRAGMA user_version``; bumped by every incompatible change of the tables."""
+
+Synchronous = Literal["FULL", "NORMAL"]
+"""SQLite ``synchronous`` levels the store accepts (see :class:`steward_otp.store.Store`)."""
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked: not running, stopped, locked, or a write failed.
+
+    When raised by a write, the write is not known to be durable; the caller should treat the
+    operation as not done (it may retry once the store is running again).
+    """
+
+
+class OutboxState(enum.StrEnum):
+    """Where an outbound message held in the outbox is in its life."""
+
+    QUEUED = "queued"
+    """Waiting for a publisher (possibly not before ``not_before``)."""
+    IN_FLIGHT = "in_flight"
+    """A publisher is delivering it. Reset to ``queued`` when the store is reopened."""
+    FAILED = "failed"
+    """Retries ran out. Held for an operator to retry or purge."""
+    CANCELLED = "cancelled"
+    """Cancelled by an operator. Held for an operator to retry or purge."""
+
+
+ACTIVE_STATES: frozenset[OutboxState] = frozenset({OutboxState.QUEUED, OutboxState.IN_FLIGHT})
+"""States of messages that still need delivering (what :func:`Store.pending` returns)."""
+
+DEFAULT_PURGE_STATES: frozenset[OutboxState] = frozenset(
+    {OutboxState.QUEUED, OutboxState.FAILED, OutboxState.CANCELLED}
+)
+"""States :meth:`Store.purge` removes unless told otherwise: everything no publisher holds."""
+
+
+class AuditOutcome(enum.StrEnum):
+    """How an outbound message left the outbox, as written to the audit log."""
+
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PURGED = "purged"
+
+
+class Direction(enum.StrEnum):
+    """Which way an audited message travelled."""
+
+    OUTBOUND = "out"
+    INBOUND = "in"
+
+
+def _check_non_empty(owner: object, name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(
+            f"{name} must be a non-empty string, got {value!r} in {type(owner).__name__}"
+        )
+
+
+def _non_empty_str(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    _check_non_empty(instance, attribute.name, value)
+
+
+def _optional_non_empty_str(
+    instance: object, attribute: attrs.Attribute[str | None], value: object
+) -> None:
+    if value is not None:
+        _check_non_empty(instance, attribute.name, value)
+
+
+def _finite(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be a finite number, got {value!r}")
+
+
+def _optional_finite(
+    instance: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be a finite number or None, got {value!r}")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+def _optional_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _optional_limit(
+    instance: object, attribute: attrs.Attribute[int | None], value: object
+) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{attribute.name} must be a positive integer or None, got {value!r}")
+
+
+def _states(values: Iterable[OutboxState | str]) -> frozenset[OutboxState]:
+    return frozenset(OutboxState(v) for v in values)
+
+
+def _optional_states(values: Iterable[OutboxState | str] | None) -> frozenset[OutboxState] | None:
+    return None if values is None else _states(values)
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class OutboxEntry:
+    """An accepted outbound message, as handed to :meth:`Store.enqueue`.
+
+    ``payload`` is the message already encoded by the codec; the store never looks inside it.
+    ``created_at`` and ``not_before`` are wall-clock seconds (``time.time()``); a publisher
+    should not send the message before ``not_before`` (0 means at once).
+    """
+
+    msg_id: str = attrs.field(validator=_non_empty_str)
+    to_node: str = attrs.field(validator=_non_empty_str)
+    method: str = attrs.field(validator=_non_empty_str)
+    payload: bytes = attrs.field(validator=attrs.validators.instance_of(bytes))
+    created_at: float = attrs.field(converter=float, validator=_finite)
+    not_before: float = attrs.field(default=0.0, converter=float, validator=_finite)
+
+
+@attrs.frozen
+class OutboxRow:
+    """One message held in the outbox, as the store has it on disk.
+
+    ``seq`` is the acceptance order (an autoincrement that never goes back, unlike wall time);
+    ``reason`` says why it failed or was cancelled.
+    """
+
+    seq: int
+    msg_id: str
+    to_node: str
+    method: str
+    payload: bytes
+    state: OutboxState
+    attempts: int
+    created_at: float
+    not_before: float
+    updated_at: float
+    reason: str | None
+
+    def age(self, now: float) -> float:
+        """Seconds since the message was created, as of wall time ``now``."""
+        return now - self.created_at
+
+
+@attrs.frozen
+class InboundRow:
+    """An inbound message accepted (and ACKed) whose handler has not reported done."""
+
+    seq: int
+    msg_id: str
+    from_node: str
+    method: str
+    payload: bytes
+    received_at: float
+
+
+@attrs.frozen
+class AuditRecord:
+    """One line of the audit log: a message that finished, with what it takes to recreate it.
+
+    ``peer_node`` is the destination of an outbound message or the sender of an inbound one;
+    ``attempts`` is ``None`` for inbound messages.
+    """
+
+    seq: int
+    direction: Direction
+    msg_id: str
+    peer_node: str
+    method: str
+    outcome: str
+    attempts: int | None
+    payload: bytes
+    created_at: float
+    recorded_at: float
+    reason: str | None
+
+
+# --------------------------------------------------------------------------------------------
+# Schema, opening, batches
+# --------------------------------------------------------------------------------------------
+
+SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE outbox (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        msg_id     TEXT    NOT NULL UNIQUE,
+        to_node    TEXT    NOT NULL,
+        method     TEXT    NOT NULL,
+        payload    BLOB    NOT NULL,
+        state      TEXT    NOT NULL
+                   CHECK (state IN ('queued', 'in_flight', 'failed', 'cancelled')),
+        attempts   INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        created_at REAL    NOT NULL,
+        not_before REAL    NOT NULL,
+        updated_at REAL    NOT NULL,
+        reason     TEXT
+    )
+    """,
+    "CREATE INDEX outbox_by_state ON outbox (state, seq)",
+    "CREATE INDEX outbox_by_destination ON outbox (to_node, state)",
+    """
+    CREATE TABLE inbox (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        msg_id      TEXT NOT NULL UNIQUE,
+        from_node   TEXT NOT NULL,
+        method      TEXT NOT NULL,
+        payload     BLOB,
+        received_at REAL NOT NULL,
+        done_at     REAL,
+        outcome     TEXT
+    )
+    """,
+    "CREATE INDEX inbox_by_received_at ON inbox (received_at)",
+    """
+    CREATE TABLE audit (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        direction   TEXT    NOT NULL CHECK (direction IN ('out', 'in')),
+        msg_id      TEXT    NOT NULL,
+        peer_node   TEXT    NOT NULL,
+        method      TEXT    NOT NULL,
+        outcome     TEXT    NOT NULL,
+        attempts    INTEGER,
+        payload     BLOB    NOT NULL,
+        created_at  REAL    NOT NULL,
+        recorded_at REAL    NOT NULL,
+        reason      TEXT
+    )
+    """,
+    "CREATE INDEX audit_by_msg_id ON audit (msg_id, direction)",
+    "CREATE INDEX audit_by_recorded_at ON audit (recorded_at)",
+)
+"""The DDL of schema version :data:`SCHEMA_VERSION`, one statement per item."""
+
+
+def open_database(
+    path: str | Path, *, synchronous: Synchronous = "FULL", lock_timeout: float = 5.0
+) -> sqlite3.Connection:
+    """Open (creating if needed) the store file at ``path`` and take sole ownership of it.
+
+    The connection is in autocommit mode (transactions are explicit, see :func:`apply_batch`),
+    uses WAL journaling with the given ``synchronous`` level, and holds SQLite's exclusive lock
+    until closed (``locking_mode=EXCLUSIVE``), so a second process -- or a second connection --
+    on the same file fails here after ``lock_timeout`` seconds instead of delivering the same
+    messages twice. The connection is created with ``check_same_thread=False`` because the
+    store actor runs it from Trio worker threads; callers must still use it from one thread at
+    a time. Raises :class:`StoreError` when the file is owned by someone else, was written by
+    a newer schema, or cannot be opened.
+    """
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(
+            path, timeout=lock_timeout, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the store database {path}: {exc}") from exc
+    try:
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        (mode,) = db.execute("PRAGMA journal_mode=WAL").fetchone()
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{path}: SQLite refused WAL journaling (journal_mode={mode})")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("PRAGMA journal_size_limit=67108864")
+        db.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now, not at the first write
+        try:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version == 0:
+                for statement in SCHEMA:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path} holds store schema version {version}, but this steward-otp "
+                    f"understands version {SCHEMA_VERSION}; use a matching steward-otp or "
+                    "move the file aside"
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback_quietly(db)
+            raise
+    except sqlite3.Error as exc:
+        db.close()
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise StoreError(
+                f"{path} is in use by another process or store (SQLite lock held): only one "
+                "steward-otp node may own a database folder"
+            ) from exc
+        raise StoreError(f"cannot open the store database {path}: {exc}") from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Operation(Protocol[T_co]):
+    """One request to the store: reads or changes the tables inside a batch's transaction."""
+
+    def apply(self, db: sqlite3.Connection, now: float) -> T_co:
+        """Run against ``db`` inside an open transaction; ``now`` is the batch's wall time."""
+        ...
+
+
+@attrs.frozen
+class OperationFailed:
+    """The result slot of an operation that raised; its changes were rolled back alone."""
+
+    operation: str
+    error: Exception
+
+
+# Errors that mean "this one operation is bad" (constraint violations, unbindable values),
+# not "the database is in trouble"; anything else aborts the whole batch.
+_OPERATION_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+    ValueError,
+    TypeError,
+    OverflowError,
+)
+
+
+def apply_batch(
+    db: sqlite3.Connection, operations: Sequence[Operation[object]], now: float
+) -> list[object]:
+    """Apply ``operations`` in order in ONE transaction and commit it (one fsync in FULL mode).
+
+    Returns one result per operation; an operation that raises one of the "bad request"
+    errors is rolled back alone and its slot holds :class:`OperationFailed`, while the others
+    still commit. Any other error -- I/O, disk full, a failing COMMIT -- rolls the whole batch
+    back and propagates: nothing of the batch is durable.
+    """
+    try:
+        return _apply_in_transaction(db, operations, now, isolate=False)
+    except _OPERATION_ERRORS:
+        # Rare (a bug or a constraint the validators missed): replay the whole batch with one
+        # savepoint per operation. Operations are deterministic given the file and ``now``,
+        # so the replay sees what the first pass saw. Savepoints for every batch would cost
+        # about a third of the throughput, for nothing in the common case.
+        return _apply_in_transaction(db, operations, now, isolate=True)
+
+
+def _apply_in_transaction(
+    db: sqlite3.Connection, operations: Sequence[Operation[object]], now: float, *, isolate: bool
+) -> list[object]:
+    results: list[object] = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for operation in operations:
+            if not isolate:
+                results.append(operation.apply(db, now))
+                continue
+            db.execute("SAVEPOINT operation")
+            try:
+                result = operation.apply(db, now)
+            except _OPERATION_ERRORS as exc:
+                db.execute("ROLLBACK TO operation")
+                db.execute("RELEASE operation")
+                results.append(OperationFailed(type(operation).__name__, exc))
+            else:
+                db.execute("RELEASE operation")
+                results.append(result)
+        db.execute("COMMIT")
+    except BaseException:
+        _rollback_quietly(db)
+        raise
+    return results
+
+
+def _rollback_quietly(db: sqlite3.Connection) -> None:
+    # After some errors (e.g. a failed COMMIT on a full disk) SQLite has already rolled back.
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+
+
+# --------------------------------------------------------------------------------------------
+# Row helpers
+# --------------------------------------------------------------------------------------------
+
+_OUTBOX_COLUMNS = (
+    "seq, msg_id, to_node, method, payload, state, attempts, "
+    "created_at, not_before, updated_at, reason"
+)
+_AUDIT_COLUMNS = (
+    "seq, direction, msg_id, peer_node, method, outcome, attempts, "
+    "payload, created_at, recorded_at, reason"
+)
+
+_Row = tuple[Any, ...]  # what sqlite3 hands back; converted field by field below
+
+
+def _outbox_row(row: _Row) -> OutboxRow:
+    seq, msg_id, to_node, method, payload, state, attempts, created, not_before, updated, why = row
+    return OutboxRow(
+        seq=int(seq),
+        msg_id=str(msg_id),
+        to_node=str(to_node),
+        method=str(method),
+        payload=bytes(payload),
+        state=OutboxState(state),
+        attempts=int(attempts),
+        created_at=float(created),
+        not_before=float(not_before),
+        updated_at=float(updated),
+        reason=None if why is None else str(why),
+    )
+
+
+def _audit_record(row: _Row) -> AuditRecord:
+    seq, direction, msg_id, peer, method, outcome, attempts, payload, created, recorded, why = row
+    return AuditRecord(
+        seq=int(seq),
+        direction=Direction(direction),
+        msg_id=str(msg_id),
+        peer_node=str(peer),
+        method=str(method),
+        outcome=str(outcome),
+        attempts=None if attempts is None else int(attempts),
+        payload=bytes(payload),
+        created_at=float(created),
+        recorded_at=float(recorded),
+        reason=None if why is None else str(why),
+    )
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _finish(
+    db: sqlite3.Connection,
+    msg_id: str,
+    *,
+    allowed: frozenset[OutboxState] | None,
+    outcome: AuditOutcome,
+    now: float,
+    reason: str | None,
+    keep_as: OutboxState | None,
+) -> bool:
+    """Move a message to a final outcome: audit it, then keep it (held) or drop it."""
+    where = "msg_id = ?"
+    params: list[object] = [msg_id]
+    if allowed is not None:
+        where += f" AND state IN ({_placeholders(len(allowed))})"
+        params += [str(state) for state in sorted(allowed)]
+    audited = db.execute(
+        "INSERT INTO audit (direction, msg_id, peer_node, method, outcome, attempts, payload,"
+        " created_at, recorded_at, reason) SELECT 'out', msg_id, to_node, method, ?, attempts,"
+        f" payload, created_at, ?, ? FROM outbox WHERE {where}",
+        [str(outcome), now, reason, *params],
+    ).rowcount
+    if not audited:
+        return False
+    if keep_as is None:
+        db.execute("DELETE FROM outbox WHERE msg_id = ?", (msg_id,))
+    else:
+        db.execute(
+            "UPDATE outbox SET state = ?, reason = ?, updated_at = ? WHERE msg_id = ?",
+            (str(keep_as), reason, now, msg_id),
+        )
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Outbox operations
+# --------------------------------------------------------------------------------------------
+
+
+def _entries(entries: Iterable[OutboxEntry]) -> tuple[OutboxEntry, ...]:
+    return tuple(entries)
+
+
+def _all_entries(
+    instance: object, attribute: attrs.Attribute[tuple[OutboxEntry, ...]], value: tuple[object, ...]
+) -> None:
+    for item in value:
+        if not isinstance(item, OutboxEntry):
+            raise TypeError(f"enqueue takes OutboxEntry records, got {type(item).__name__}")
+
+
+@attrs.frozen
+class Enqueue:
+    """Add entries as ``queued``; returns the ids that were new, in the order given.
+
+    An id already in the outbox, or already in the audit log as an outbound message (within
+    the audit retention), is ignored: enqueueing is idempotent on ``msg_id``.
+    """
+
+    entries: tuple[OutboxEntry, ...] = attrs.field(converter=_entries, validator=_all_entries)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
+        new: list[str] = []
+        for entry in self.entries:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO outbox (msg_id, to_node, method, payload, state,"
+                " attempts, created_at, not_before, updated_at)"
+                " SELECT ?, ?, ?, ?, 'queued', 0, ?, ?, ?"
+                " WHERE NOT EXISTS"
+                " (SELECT 1 FROM audit WHERE msg_id = ? AND direction = 'out')",
+                (
+                    entry.msg_id,
+                    entry.to_node,
+                    entry.method,
+                    entry.payload,
+                    entry.created_at,
+                    entry.not_before,
+                    now,
+                    entry.msg_id,
+                ),
+            )
+            if cursor.rowcount == 1:
+                new.append(entry.msg_id)
+        return new
+
+
+@attrs.frozen
+class MarkInFlight:
+    """``queued``/``in_flight`` -> ``in_flight``; False if the message is not active."""
+
+    msg_id: str = attrs.field(validator=_non_empty_str)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> bool:
+        cursor = db.execute(
+            "UPDATE outbox SET state = 'in_flight', updated_at = ?"
+            " WHERE msg_id = ? AND state IN ('queued', 'in_flight')",
+            (now, self.msg_id),
+        )
+        return cursor.rowcount == 1
+
+
+@attrs.frozen
+class RecordAttempt:
+    """Count one delivery attempt of an active message (and optionally reschedule it).
+
+    False means the message is no longer active (cancelled, failed, purged, delivered): the
+    publisher should stop delivering it.
+    """
+
+    msg_id: str = attrs.field(validator=_non_empty_str)
+    not_before: float | None = attrs.field(
+        default=None, converter=_optional_float, validator=_optional_finite
+    )
+
+    def apply(self, db: sqlite3.Connection, now: float) -> bool:
+        cursor = db.execute(
+            "UPDATE outbox SET attempts = attempts + 1,"
+            " not_before = coalesce(?, not_before), updated_at = ?"
+            " WHERE msg_id = ? AND state IN ('queued', 'in_flight')",
+            (self.not_before, now, self.msg_id),
+        )
+        return cursor.rowcount == 1
+
+
+@attrs.frozen
+class MarkDelivered:
+    """Remove a message from the outbox (whatever its state) and audit it as delivered.
+
+    The remote node ACKed it, so that is what the audit log says even if an operator
+    cancelled it meanwhile. False if the message is not in the outbox.
+    """
+
+    msg_id: str = attrs.field(validator=_non_empty_str)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> bool:
+        return _finish(
+            db,
+            self.msg_id,
+            allowed=None,
+            outcome=AuditOutcome.DELIVERED,
+            now=now,
+            reason=None,
+            keep_as=None,
+        )
+
+
+@attrs.frozen
+class MarkFailed:
+    """Active -> ``failed`` (held for an operator) and audit it; False if not active."""
+
+    msg_id: str = attrs.field(validator=_non_empty_str)
+    reason: str = attrs.field(validator=attrs.validators.instance_of(str))
+
+    def apply(self, db: sqlite3.Connection, now: float) -> bool:
+        return _finish(
+            db,
+            self.msg_id,
+            allowed=ACTIVE_STATES,
+            outcome=AuditOutcome.FAILED,
+            now=now,
+            reason=self.reason,
+            keep_as=OutboxState.FAILED,
+        )
+
+
+@attrs.frozen
+class Cancel:
+    """Active -> ``cancelled`` (held for an operator) and audit it; False if not active."""
+
+    msg_id: str = attrs.field(validator=_non_empty_str)
+    reason: str = attrs.field(
+        default="cancelled by operator", validator=attrs.validators.instance_of(str)
+    )
+
+    def apply(self, db: sqlite3.Connection, now: float) -> bool:
+        return _finish(
+            db,
+            self.msg_id,
+            allowed=ACTIVE_STATES,
+            outcome=AuditOutcome.CANCELLED,
+            now=now,
+            reason=self.reason,
+            keep_as=OutboxState.CANCELLED,
+        )
+
+
+@attrs.frozen
+class Retry:
+    """``failed``/``cancelled`` -> ``queued`` with attempts reset; False otherwise.
+
+    The message keeps its ``seq``, so it sorts by its original acceptance among pending ones;
+    ``not_before`` defaults to the batch's wall time (deliver at once).
+    """
+
+    msg_id: str = attrs.field(validator=_non_empty_str)
+    not_before: float | None = attrs.field(
+        default=None, converter=_optional_float, validator=_optional_finite
+    )
+
+    def apply(self, db: sqlite3.Connection, now: float) -> bool:
+        cursor = db.execute(
+            "UPDATE outbox SET state = 'queued', attempts = 0, reason = NULL,"
+            " not_before = ?, updated_at = ?"
+            " WHERE msg_id = ? AND state IN ('failed', 'cancelled')",
+            (now if self.not_before is None else self.not_before, now, self.msg_id),
+        )
+        return cursor.rowcount == 1
+
+
+def _purge_states(values: Iterable[OutboxState | str]) -> frozenset[OutboxState]:
+    states = _states(values)
+    if not states:
+        raise ValueError("purge needs at least one state to purge")
+    return states
+
+
+@attrs.frozen
+class Purge:
+    """Remove held messages matching every given filter, auditing each as purged.
+
+    Filters: destination ``to_node``, age (``created_at`` at least ``older_than_seconds``
+    before the batch's wall time) and ``states``. Returns how many were removed.
+    """
+
+    to_node: str | None = attrs.field(default=None, validator=_optional_non_empty_str)
+    older_than_seconds: float | None = attrs.field(
+        default=None,
+        converter=_optional_float,
+        validator=attrs.validators.optional(_non_negative),
+    )
+    states: frozenset[OutboxState] = attrs.field(
+        default=DEFAULT_PURGE_STATES, converter=_purge_states
+    )
+
+    def _where(self, now: float) -> tuple[str, list[object]]:
+        clauses = [f"state IN ({_placeholders(len(self.states))})"]
+        params: list[object] = [str(s) for s in sorted(self.states)]
+        if self.to_node is not None:
+            clauses.append("to_node = ?")
+            params.append(self.to_node)
+        if self.older_than_seconds is not None:
+            clauses.append("created_at <= ?")
+            params.append(now - self.older_than_seconds)
+        return " AND ".join(clauses), params
+
+    def apply(self, db: sqlite3.Connection, now: float) -> int:
+        where, params = self._where(now)
+        db.execute(
+            "INSERT INTO audit (direction, msg_id, peer_node, method, outcome, attempts,"
+            " payload, created_at, recorded_at, reason)"
+            f" SELECT 'out', msg_id, to_node, method, 'purged', attempts, payload, created_at,"
+            f" ?, reason FROM outbox WHERE {where} ORDER BY seq",
+            [now, *params],
+        )
+        return db.execute(f"DELETE FROM outbox WHERE {where}", params).rowcount
+
+
+@attrs.frozen
+class RecoverInFlight:
+    """At open: ``in_flight`` -> ``queued`` (a crash interrupted them); returns how many."""
+
+    def apply(self, db: sqlite3.Connection, now: float) -> int:
+        return db.execute(
+            "UPDATE outbox SET state = 'queued', updated_at = ? WHERE state = 'in_flight'",
+            (now,),
+        ).rowcount
+
+
+@attrs.frozen
+class ListOutbox:
+    """Held messages, oldest accepted first (by ``seq``), optionally filtered; paged by seq."""
+
+    to_node: str | None = attrs.field(default=None, validator=_optional_non_empty_str)
+    states: frozenset[OutboxState] | None = attrs.field(default=None, converter=_optional_states)
+    limit: int | None = attrs.field(default=None, validator=_optional_limit)
+    after_seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[OutboxRow]:
+        clauses = ["seq > ?"]
+        params: list[object] = [self.after_seq]
+        if self.to_node is not None:
+            clauses.append("to_node = ?")
+            params.append(self.to_node)
+        if self.states is not None:
+            if not self.states:
+                return []
+            clauses.append(f"state IN ({_placeholders(len(self.states))})")
+            params.extend(sorted(str(s) for s in self.states))
+        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE {' AND '.join(clauses)} ORDER BY seq"
+        if self.limit is not None:
+            sql += " LIMIT ?"
+            params.append(self.limit)
+        return [_outbox_row(row) for row in db.execute(sql, params)]
+
+
+@attrs.frozen
+class CountOutbox:
+    """Number of held messages per state (every state present, zero if none)."""
+
+    to_node: str | None = attrs.field(default=None, validator=_optional_non_empty_str)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> dict[OutboxState, int]:
+        counts = dict.fromkeys(OutboxState, 0)
+        if self.to_node is None:
+            rows = db.execute("SELECT state, count(*) FROM outbox GROUP BY state")
+        else:
+            rows = db.execute(
+                "SELECT state, count(*) FROM outbox WHERE to_node = ? GROUP BY state",
+                (self.to_node,),
+            )
+        for state, count in rows:
+            counts[OutboxState(state)] = int(count)
+        return counts
+
+
+@attrs.frozen
+class QueueDepths:
+    """Number of active (queued or in flight) messages per destination node."""
+
+    def apply(self, db: sqlite3.Connection, now: float) -> dict[str, int]:
+        rows = db.execute(
+            "SELECT to_node, count(*) FROM outbox WHERE state IN ('queued', 'in_flight')"
+            " GROUP BY to_node ORDER BY to_node"
+        )
+        return {str(node): int(count) for node, count in rows}
+
+
+# --------------------------------------------------------------------------------------------
+# Inbox (dedupe) and audit operations
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class AcceptInbound:
+    """Insert an inbound message id if absent: True when new, False when already seen."""
+
+    msg_id: str = attrs.field(validator=_non_empty_str)
+    from_node: str = attrs.field(validator=_non_empty_str)
+    method: str = attrs.field(validator=_non_empty_str)
+    payload: bytes = attrs.field(validator=attrs.validators.instance_of(bytes))
+
+    def apply(self, db: sqlite3.Connection, now: float) -> bool:
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO inbox (msg_id, from_node, method, payload, received_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (self.msg_id, self.from_node, self.method, self.payload, now),
+        )
+        return cursor.rowcount == 1
+
+
+@attrs.frozen
+class MarkInboundDone:
+    """Record a handler's outcome: audit the message, drop its payload from the inbox.
+
+    The id stays in the dedupe set until pruned. False if the id is unknown or already done.
+    """
+
+    msg_id: str = attrs.field(validator=_non_empty_str)
+    outcome: str = attrs.field(validator=_non_empty_str)
+    reason: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
+    )
+
+    def apply(self, db: sqlite3.Connection, now: float) -> bool:
+        row = db.execute(
+            "SELECT seq, from_node, method, payload, received_at FROM inbox"
+            " WHERE msg_id = ? AND done_at IS NULL",
+            (self.msg_id,),
+        ).fetchone()
+        if row is None:
+            return False
+        seq, from_node, method, payload, received_at = row
+        db.execute(
+            "INSERT INTO audit (direction, msg_id, peer_node, method, outcome, attempts,"
+            " payload, created_at, recorded_at, reason)"
+            " VALUES ('in', ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+            (self.msg_id, from_node, method, self.outcome, payload, received_at, now, self.reason),
+        )
+        db.execute(
+            "UPDATE inbox SET done_at = ?, outcome = ?, payload = NULL WHERE seq = ?",
+            (now, self.outcome, seq),
+        )
+        return True
+
+
+@attrs.frozen
+class ListUnfinishedInbound:
+    """Inbound messages accepted but never reported done (a crash cut their handler short)."""
+
+    limit: int | None = attrs.field(default=None, validator=_optional_limit)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[InboundRow]:
+        sql = (
+            "SELECT seq, msg_id, from_node, method, payload, received_at FROM inbox"
+            " WHERE done_at IS NULL ORDER BY seq"
+        )
+        params: list[object] = []
+        if self.limit is not None:
+            sql += " LIMIT ?"
+            params.append(self.limit)
+        return [
+            InboundRow(
+                seq=int(seq),
+                msg_id=str(msg_id),
+                from_node=str(from_node),
+                method=str(method),
+                payload=bytes(payload),
+                received_at=float(received_at),
+            )
+            for seq, msg_id, from_node, method, payload, received_at in db.execute(sql, params)
+        ]
+
+
+@attrs.frozen
+class PruneDedupe:
+    """Forget inbound ids received before ``cutoff`` (wall time); returns how many.
+
+    Unfinished ones go too: past the window a handler that never finished is not coming back.
+    """
+
+    cutoff: float = attrs.field(converter=float, validator=_finite)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> int:
+        return db.execute("DELETE FROM inbox WHERE received_at < ?", (self.cutoff,)).rowcount
+
+
+@attrs.frozen
+class PruneAudit:
+    """Delete audit records written before ``cutoff`` (wall time); returns how many."""
+
+    cutoff: float = attrs.field(converter=float, validator=_finite)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> int:
+        return db.execute("DELETE FROM audit WHERE recorded_at < ?", (self.cutoff,)).rowcount
+
+
+@attrs.frozen
+class ReadAudit:
+    """Audit records in the order written, optionally for one message id; paged by seq."""
+
+    msg_id: str | None = attrs.field(default=None, validator=_optional_non_empty_str)
+    limit: int | None = attrs.field(default=None, validator=_optional_limit)
+    after_seq: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[AuditRecord]:
+        sql = f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE seq > ?"
+        params: list[object] = [self.after_seq]
+        if self.msg_id is not None:
+            sql += " AND msg_id = ?"
+            params.append(self.msg_id)
+        sql += " ORDER BY seq"
+        if self.limit is not None:
+            sql += " LIMIT ?"
+            params.append(self.limit)
+        return [_audit_record(row) for row in db.execute(sql, params)]
