@@ -1,0 +1,301 @@
+"""The method registry: every request method a node knows, its subject kind and its role.
+
+A method name selects the handler that runs a message, and its *kind* (the literal token
+``EventACK`` or ``EventNACK``) is the last token of the NATS subject
+``<node>.<method>.<kind>``. The kind is only a name: whether delivery is acknowledged is
+decided by the message's ``ACKTimeout`` (see ``steward_otp.message.uses_ack``).
+
+``BUILTIN_METHODS`` is a read-only table of the built-in methods. An embedding application
+that adds its own methods takes a writable copy with :func:`builtin_table`, registers its
+:class:`MethodSpec` records on it and passes that table to the functions that accept one.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Iterator
+
+import attrs
+
+__all__ = [
+    "BUILTIN_METHODS",
+    "BUILTIN_METHOD_SPECS",
+    "DEFAULT_REPLY_METHOD",
+    "NO_REPLY",
+    "SUB_PROCESS_PREFIX",
+    "EventKind",
+    "MethodSpec",
+    "MethodTable",
+    "UnknownMethodError",
+    "builtin_table",
+    "lookup_method",
+    "method_base_name",
+]
+
+NO_REPLY = "REQNone"
+"""Reply method meaning "send no reply at all"; never valid as a request method."""
+
+DEFAULT_REPLY_METHOD = "REQToFileAppend"
+"""Reply method used when a request leaves ``replyMethod`` empty."""
+
+SUB_PROCESS_PREFIX = "REQSUB"
+"""Methods starting with this prefix carry a ``.<uuid>`` suffix naming one sub-process."""
+
+_METHOD_NAME = re.compile(r"[A-Za-z0-9_\-]+")
+
+
+class EventKind(enum.StrEnum):
+    """The subject's last token for a method; its value is the literal wire token."""
+
+    EventACK = "EventACK"
+    EventNACK = "EventNACK"
+
+
+def _check_method_name(_instance: object, _attribute: object, value: str) -> None:
+    if not isinstance(value, str) or not _METHOD_NAME.fullmatch(value):
+        raise ValueError(
+            f"method name {value!r} is not valid: use letters, digits, '_' or '-' "
+            "(one NATS subject token, no '.', '*', '>' or spaces)"
+        )
+
+
+@attrs.frozen
+class MethodSpec:
+    """What the node knows about one method.
+
+    ``reply_capable`` methods may be named in a message's ``replyMethod``; ``routable``
+    methods may be sent as requests (``REQNone`` and the ``REQInitial`` placeholder are not).
+    The name is validated on construction: one subject token of letters, digits, ``_``, ``-``.
+    """
+
+    name: str = attrs.field(validator=_check_method_name)
+    kind: EventKind = attrs.field(converter=EventKind)
+    reply_capable: bool = False
+    description: str = ""
+    args: str = ""
+    routable: bool = True
+
+
+class UnknownMethodError(ValueError):
+    """A method name that is not in the method table was used where a known one is needed."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"method {method!r} is not a known method")
+        self.method = method
+
+
+def method_base_name(name: str) -> str:
+    """The table name of ``name``: ``REQSUBCopySrc.<uuid>`` → ``REQSUBCopySrc``.
+
+    Only names starting with ``REQSUB`` lose everything from their first ``.``; every other
+    name is returned unchanged.
+    """
+    if name.startswith(SUB_PROCESS_PREFIX):
+        return name.partition(".")[0]
+    return name
+
+
+class MethodTable:
+    """A registry of :class:`MethodSpec` records keyed by method name.
+
+    Iteration yields the specs in registration order. A table created with
+    ``read_only=True`` (such as ``BUILTIN_METHODS``) refuses :meth:`register`; use
+    :meth:`copy` or :func:`builtin_table` to get one you can extend.
+    """
+
+    __slots__ = ("_read_only", "_specs")
+
+    def __init__(self, specs: Iterable[MethodSpec] = (), *, read_only: bool = False) -> None:
+        self._specs: dict[str, MethodSpec] = {}
+        self._read_only = False
+        for spec in specs:
+            self.register(spec)
+        self._read_only = read_only
+
+    @property
+    def read_only(self) -> bool:
+        """True when :meth:`register` is refused."""
+        return self._read_only
+
+    def register(self, spec: MethodSpec, *, replace: bool = False) -> None:
+        """Add ``spec``; raise ``ValueError`` if its name exists and ``replace`` is false.
+
+        Raises ``RuntimeError`` on a read-only table.
+        """
+        if self._read_only:
+            raise RuntimeError(
+                "this method table is read-only; extend a copy instead (builtin_table())"
+            )
+        if not isinstance(spec, MethodSpec):
+            raise TypeError(f"expected a MethodSpec, got {type(spec).__name__}")
+        if spec.name in self._specs and not replace:
+            raise ValueError(
+                f"method {spec.name!r} is already registered; pass replace=True to override it"
+            )
+        self._specs[spec.name] = spec
+
+    def lookup(self, name: str) -> MethodSpec | None:
+        """The spec for ``name`` (``REQSUB<x>.<uuid>`` resolves to ``REQSUB<x>``), else None."""
+        spec = self._specs.get(name)
+        if spec is None and name.startswith(SUB_PROCESS_PREFIX):
+            spec = self._specs.get(method_base_name(name))
+        return spec
+
+    def require(self, name: str) -> MethodSpec:
+        """Like :meth:`lookup` but raise :class:`UnknownMethodError` for an unknown name."""
+        spec = self.lookup(name)
+        if spec is None:
+            raise UnknownMethodError(name)
+        return spec
+
+    def names(self) -> list[str]:
+        """All registered names, in registration order."""
+        return list(self._specs)
+
+    def routable_names(self) -> list[str]:
+        """Names that may be sent as a request ``method``."""
+        return [s.name for s in self._specs.values() if s.routable]
+
+    def reply_method_names(self) -> list[str]:
+        """Names that may be given as ``replyMethod`` (includes ``REQNone``)."""
+        return [s.name for s in self._specs.values() if s.reply_capable]
+
+    def copy(self) -> MethodTable:
+        """A writable table holding the same specs."""
+        return MethodTable(self._specs.values())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.lookup(name) is not None
+
+    def __iter__(self) -> Iterator[MethodSpec]:
+        return iter(list(self._specs.values()))
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        state = "read-only, " if self._read_only else ""
+        return f"<MethodTable {state}{len(self._specs)} methods>"
+
+
+_ACK = EventKind.EventACK
+_NACK = EventKind.EventNACK
+
+
+def _m(
+    name: str,
+    kind: EventKind,
+    description: str,
+    args: str = "",
+    *,
+    reply: bool = False,
+    routable: bool = True,
+) -> MethodSpec:
+    return MethodSpec(name, kind, reply, description, args, routable)
+
+
+BUILTIN_METHOD_SPECS: tuple[MethodSpec, ...] = (
+    _m("REQInitial", _ACK, "Internal placeholder; never routed.", routable=False),
+    # Operator methods.
+    _m("REQOpProcessList", _ACK, "Reply with the node's process list."),
+    _m("REQOpProcessStart", _ACK, "Start a subscriber for a method.", "[method]"),
+    _m("REQOpProcessStop", _ACK, "Stop a process.", "[method, node, publisher|subscriber]"),
+    _m("REQOpQueueList", _ACK, "Reply with the messages waiting in the node's outbox."),
+    _m("REQOpQueueCancel", _ACK, "Cancel queued messages by id.", "[id...]"),
+    _m("REQOpQueuePurge", _ACK, "Remove failed or cancelled messages from the store.", "[id...]"),
+    _m("REQOpQueueRetry", _ACK, "Re-queue failed messages by id.", "[id...]"),
+    # Command execution.
+    _m("REQCliCommand", _ACK, "Run a command; reply with its stdout.", "[cmd, arg...]", reply=True),
+    _m(
+        "REQCliCommandCont",
+        _ACK,
+        "Run a command; reply once per output line until the method timeout.",
+        "[cmd, arg...]",
+        reply=True,
+    ),
+    _m("REQTailFile", _ACK, "Follow a file; reply once per new line.", "[path]"),
+    # Output.
+    _m("REQToConsole", _ACK, "Print data to stdout (or stderr).", '[] or ["stderr"]', reply=True),
+    _m("REQTuiToConsole", _ACK, "Show data in the TUI console.", reply=True),
+    _m("REQToFileAppend", _ACK, "Append data to the output file.", reply=True),
+    _m("REQToFile", _ACK, "Write data to the output file (truncating).", reply=True),
+    _m("REQToFileNACK", _NACK, "Like REQToFile, on a NACK subject.", reply=True),
+    _m("REQNone", _ACK, "Reply method meaning: send no reply.", reply=True, routable=False),
+    _m("REQTest", _ACK, "Hand data to the in-process test hook.", reply=True),
+    # File copy.
+    _m(
+        "REQCopySrc",
+        _ACK,
+        "Copy a file from this node to another node.",
+        "[srcPath, dstNode, dstPath, chunkSize?, maxTime?, folderPerm?]",
+    ),
+    _m("REQCopyDst", _ACK, "Destination side of a copy; data = CBOR init record."),
+    _m("REQSUBCopySrc", _ACK, "Copy protocol, source sub-process (REQSUBCopySrc.<uuid>)."),
+    _m("REQSUBCopyDst", _ACK, "Copy protocol, destination sub-process (REQSUBCopyDst.<uuid>)."),
+    # Liveness.
+    _m("REQHello", _NACK, "Hello from a node; data = its 32-byte public key."),
+    _m("REQErrorLog", _ACK, "Append data to the central error log."),
+    _m("REQPing", _ACK, "Record the ping and reply with empty data."),
+    _m("REQPong", _ACK, "Record the pong of a ping.", reply=True),
+    _m("REQPublicKey", _ACK, "Reply with the node's 32-byte signing public key."),
+    # HTTP.
+    _m("REQHttpGet", _ACK, "HTTP GET a URL; reply with the body.", "[url]"),
+    _m(
+        "REQHttpGetScheduled",
+        _ACK,
+        "HTTP GET a URL repeatedly; reply with each body.",
+        "[url, intervalSeconds, totalMinutes]",
+    ),
+    # Key distribution.
+    _m("REQKeysRequestUpdate", _NACK, "Ask central for the keys; data = local hash."),
+    _m("REQKeysDeliverUpdate", _NACK, "Keys from central; data = keys JSON.", reply=True),
+    _m("REQKeysAllow", _ACK, "Acknowledge pending public keys.", "[node...]"),
+    _m("REQKeysDelete", _ACK, "Delete acknowledged public keys.", "[node...]"),
+    # ACLs.
+    _m("REQAclRequestUpdate", _NACK, "Ask central for the ACL; data = local hash."),
+    _m("REQAclDeliverUpdate", _NACK, "ACL from central; data = ACL JSON.", reply=True),
+    _m("REQAclAddCommand", _ACK, "Allow a command.", "[host, source, command]"),
+    _m("REQAclDeleteCommand", _ACK, "Remove an allowed command.", "[host, source, command]"),
+    _m("REQAclDeleteSource", _ACK, "Remove a source with all its commands.", "[host, source]"),
+    _m("REQAclGroupNodesAddNode", _ACK, "Add a node to a node group.", "[nodeGroup, node]"),
+    _m(
+        "REQAclGroupNodesDeleteNode",
+        _ACK,
+        "Remove a node from a node group.",
+        "[nodeGroup, node]",
+    ),
+    _m("REQAclGroupNodesDeleteGroup", _ACK, "Delete a node group.", "[nodeGroup]"),
+    _m(
+        "REQAclGroupCommandsAddCommand",
+        _ACK,
+        "Add a command to a command group.",
+        "[commandGroup, command]",
+    ),
+    _m(
+        "REQAclGroupCommandsDeleteCommand",
+        _ACK,
+        "Remove a command from a command group.",
+        "[commandGroup, command]",
+    ),
+    _m("REQAclGroupCommandsDeleteGroup", _ACK, "Delete a command group.", "[commandGroup]"),
+    _m("REQAclExport", _ACK, "Reply with the ACL map as JSON."),
+    _m("REQAclImport", _ACK, "Replace the ACL map.", "[aclJSON]"),
+    # Relay.
+    _m("REQRelayInitial", _ACK, "Wrap a message for relaying via relayViaNode."),
+    _m("REQRelay", _ACK, "Forward a relayed message to its destination."),
+)
+"""The built-in methods, in a stable order."""
+
+BUILTIN_METHODS = MethodTable(BUILTIN_METHOD_SPECS, read_only=True)
+"""Read-only table of the built-in methods; the default ``table`` argument everywhere."""
+
+
+def builtin_table() -> MethodTable:
+    """A new writable table holding the built-in methods, ready for :meth:`MethodTable.register`."""
+    return BUILTIN_METHODS.copy()
+
+
+def lookup_method(name: str, table: MethodTable = BUILTIN_METHODS) -> MethodSpec | None:
+    """The spec for ``name`` in ``table`` (``REQSUB...`` suffix rule applied), else None."""
+    return table.lookup(name)
