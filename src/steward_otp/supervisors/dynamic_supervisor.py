@@ -1,0 +1,209 @@
+"""DynamicSupervisor: children of one template, started on demand and reaped when idle."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import trio
+
+from ._core import SupervisorCore, _Child, _Incarnation, _Started, logger
+from .child_spec import ChildSpec, validate_id
+from .errors import ChildStartError, UnknownChild
+from .snapshot import ChildState
+
+__all__ = ["DynamicSupervisor"]
+
+
+class DynamicSupervisor(SupervisorCore):
+    """A supervisor whose children are started at run time from one template (OTP's
+    ``simple_one_for_one``, Elixir's ``DynamicSupervisor``).
+
+    Each child has an id chosen by the caller and runs ``template.start(*args,
+    task_status=...)`` with the arguments given to :meth:`start_child`; its restart type and
+    shutdown grace come from the template. Restarts are one-for-one and count against the
+    supervisor's restart intensity (more than ``intensity`` within ``period`` seconds and it
+    gives up: it stops all its children in reverse start order and ``run`` raises
+    ``SupervisorEscalation``). A child that is not restarted (temporary, or transient after
+    a normal exit) is removed.
+
+    With ``idle_timeout`` set, a child whose handle saw no activity (``touch()``, or its
+    start) for that many seconds is stopped within its grace, as a normal shutdown, and
+    removed; the next :meth:`start_child` for its id starts it afresh.
+
+    Raises:
+        ValueError: from the constructor, for a bad id, intensity, period or idle timeout.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        template: ChildSpec,
+        *,
+        intensity: int = 3,
+        period: float = 5.0,
+        idle_timeout: float | None = None,
+    ) -> None:
+        super().__init__(id, intensity=intensity, period=period)
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be None or seconds > 0, got {idle_timeout!r}")
+        self._template = template
+        self._idle_timeout = idle_timeout
+        self._by_id: dict[str, _Child] = {}
+        self._reaper_wakeup = trio.Event()
+
+    @property
+    def strategy_name(self) -> str:
+        """The strategy as shown in snapshots: ``"simple_one_for_one"``."""
+        return "simple_one_for_one"
+
+    @property
+    def template(self) -> ChildSpec:
+        """The spec every child is made from."""
+        return self._template
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds of inactivity after which a child is stopped, or ``None``."""
+        return self._idle_timeout
+
+    def whereis(self, child_id: str) -> trio.MemorySendChannel[Any] | None:
+        """The inbox of the running child ``child_id`` (``None`` if it is not running or
+        registered no inbox). One dict lookup; safe to call per message."""
+        child = self._by_id.get(child_id)
+        handle = None if child is None else self._live_handle(child)
+        return None if handle is None else handle.inbox
+
+    def __contains__(self, child_id: object) -> bool:
+        """Whether a child with this id exists (running or being restarted)."""
+        return child_id in self._by_id
+
+    async def start_child(self, child_id: str, *args: Any) -> Any:
+        """Start a child ``child_id`` with ``args``; return once it is ready, with what it
+        passed to ``task_status.started()``.
+
+        If a child with that id already exists, nothing is started: this waits for any
+        restart of it in progress and returns its current ``started()`` value (``args``
+        are then ignored). So callers may call it per message to get a child that runs.
+        A child that fails to start is not kept, and the failure does not count against
+        the restart intensity.
+
+        On cancellation the child is not started (or keeps running, if it already was).
+
+        Raises:
+            ChildStartError: if the child failed to start (its exception is the cause).
+            NotRunning: if the supervisor is not running, or stops meanwhile.
+            ValueError: for an id that is empty or contains ``/``.
+        """
+        existing = self._by_id.get(child_id)
+        if existing is not None and self._live_handle(existing) is not None:
+            await trio.lowlevel.checkpoint()
+            return existing.incarnation.handle.value if existing.incarnation else None
+        validate_id("child id", child_id)
+        async with self._exclusive():
+            existing = self._by_id.get(child_id)
+            if existing is not None and existing.incarnation is not None:
+                return existing.incarnation.handle.value
+            spec = self._template.with_arguments(child_id, *args)
+            child = _Child(spec, self._child_path(child_id))
+            self._add(child)
+            try:
+                result = await self._start(child, restarting=False)
+            finally:
+                if child.incarnation is None:
+                    self._remove(child)
+            if not isinstance(result, _Started):
+                raise ChildStartError(child.path, child.last_failure_reason) from result.reason
+            self._reaper_wakeup.set()
+            return result.value
+
+    async def terminate_child(self, child_id: str) -> None:
+        """Stop the child ``child_id`` within its grace and remove it.
+
+        Cancellation while waiting leaves the child cancelled and stopping.
+
+        Raises:
+            UnknownChild: if there is no such child.
+            NotRunning: if the supervisor is not running.
+        """
+        async with self._exclusive():
+            child = self._by_id.get(child_id)
+            if child is None:
+                raise UnknownChild(self._path, child_id)
+            await self._stop_child(child)
+            self._remove(child)
+
+    # ----------------------------------------------------------------- supervision
+
+    def _reset(self) -> None:
+        self._children = []
+        self._by_id = {}
+        self._reaper_wakeup = trio.Event()
+
+    def _add(self, child: _Child) -> None:
+        self._children.append(child)
+        self._by_id[child.spec.id] = child
+
+    def _remove(self, child: _Child) -> None:
+        if self._by_id.get(child.spec.id) is child:
+            del self._by_id[child.spec.id]
+            self._children.remove(child)
+
+    def _after_start(self, nursery: trio.Nursery) -> None:
+        if self._idle_timeout is not None:
+            nursery.start_soon(self._reap_idle_children, self._idle_timeout)
+
+    async def _handle_exit(self, incarnation: _Incarnation, failure: Exception | None) -> None:
+        child = incarnation.child
+        if child.incarnation is not incarnation or self._by_id.get(child.spec.id) is not child:
+            return  # terminated meanwhile
+        child.incarnation = None
+        if not child.spec.restart.restarts_after(crashed=failure is not None):
+            child.state = ChildState.STOPPED
+            self._remove(child)
+            return
+        self._check_intensity(child, failure)
+        while True:
+            result = await self._start(child, restarting=True)
+            if isinstance(result, _Started):
+                return
+            self._check_intensity(child, result.reason)
+
+    async def _reap_idle_children(self, idle_timeout: float) -> None:
+        """Stop children idle for ``idle_timeout`` seconds; sleeps until the next one is due."""
+        while self._accepting:
+            now = trio.current_time()
+            due: list[_Child] = []
+            next_due = math.inf
+            for child in self._children:
+                handle = self._live_handle(child)
+                if handle is None:
+                    continue
+                deadline = handle.last_activity + idle_timeout
+                if deadline <= now:
+                    due.append(child)
+                else:
+                    next_due = min(next_due, deadline)
+            if due:
+                await self._reap(due, idle_timeout)
+                continue
+            with trio.move_on_at(next_due):
+                await self._reaper_wakeup.wait()
+            self._reaper_wakeup = trio.Event()
+
+    async def _reap(self, due: list[_Child], idle_timeout: float) -> None:
+        async with self._lock:
+            for child in due:
+                if not self._accepting:
+                    return
+                handle = self._live_handle(child)
+                if handle is None or handle.last_activity + idle_timeout > trio.current_time():
+                    continue  # restarted, stopped or touched meanwhile
+                logger.info(
+                    "supervisor %s: child %s idle for %gs; stopping it",
+                    self._path,
+                    child.path,
+                    idle_timeout,
+                )
+                await self._stop_child(child)
+                self._remove(child)
