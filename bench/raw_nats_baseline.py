@@ -18,7 +18,9 @@ import nats
 from nats.aio.msg import Msg
 
 
-async def measure(url: str, concurrency: int, seconds: float, payload_size: int) -> dict[str, float]:
+async def measure(
+    url: str, concurrency: int, seconds: float, payload_size: int
+) -> dict[str, float]:
     responder = await nats.connect(url)
     requester = await nats.connect(url)
 

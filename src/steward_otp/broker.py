@@ -134,8 +134,13 @@ class EmbeddedBroker:
         """Run the broker until cancelled; see the class docstring for the guarantees."""
         self.spec.log_file.parent.mkdir(parents=True, exist_ok=True)
         offset = log_offset(self.spec.log_file)
+        # A session of its own: a terminal's Ctrl-C reaches the node, which then stops the
+        # broker last, instead of the broker vanishing under the node's feet.
         process = await trio.lowlevel.open_process(
-            self.spec.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+            self.spec.argv(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.info["pid"] = process.pid
         try:

@@ -1,7 +1,6 @@
-"""The ``steward-otp`` command line: ``run`` a node, print the ``version``.
-
-Further commands (``send``, ``tree``, ``status``, ...) are added as ``@app.command()``
-functions in this module. Every setting of :mod:`steward_otp.config` is an option of
+"""The ``steward-otp`` command line: ``run`` a node, print the ``version``; the commands that
+talk to a running node (``tree``, ``status``, ``send``, ``queue``) live in
+:mod:`steward_otp.cli_inspect`. Every setting of :mod:`steward_otp.config` is an option of
 ``run``, generated from the same table that documents config.toml, so the flags, the file
 comments and docs/configuration.md cannot drift apart.
 """
@@ -14,7 +13,7 @@ from typing import Annotated, Any, Final, Literal, NoReturn
 
 import typer
 
-from steward_otp import __version__
+from steward_otp import __version__, cli_inspect
 from steward_otp.config import (
     REQUIRED,
     SETTINGS,
@@ -26,6 +25,7 @@ from steward_otp.config import (
     prepare_folders,
     save_config,
 )
+from steward_otp.daemon import run_daemon
 from steward_otp.logs import configure_logging
 
 PROG: Final = "steward-otp"
@@ -127,14 +127,9 @@ def _with_setting_options(command: Callable[..., None]) -> Callable[..., None]:
 def _start_node(config: Config) -> int:
     """Run the node described by *config* until it stops; return the process exit status.
 
-    Node assembly is not available yet: this reports so and returns the usage-error status.
+    SIGINT and SIGTERM stop it gracefully (see :func:`steward_otp.daemon.run_daemon`).
     """
-    typer.echo(
-        f"{PROG}: node assembly is not available yet; "
-        f"configuration written to {config.config_file}",
-        err=True,
-    )
-    return USAGE_ERROR
+    return run_daemon(config)
 
 
 def _explain(error: ConfigError, given: set[str]) -> str:
@@ -182,6 +177,9 @@ def run(home: Path, **settings: object) -> None:
 def version() -> None:
     """Print ``steward-otp <version>`` to stdout."""
     typer.echo(f"{PROG} {__version__}")
+
+
+cli_inspect.register(app)
 
 
 def main() -> None:

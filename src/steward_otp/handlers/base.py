@@ -1,0 +1,185 @@
+"""What a handler is: the ``@handler`` decorator, the context a handler runs with, its errors.
+
+A handler is ``async def fn(ctx: HandlerContext, msg: Message) -> bytes | None``. It runs in
+its own task, under the message's ``methodTimeout``, inside the subscriber process of its
+method. What it returns becomes the reply (``None``: no reply; ``b""``: an empty reply, as
+REQPing sends). Streaming handlers call ``await ctx.reply(chunk)`` as often as they like and
+return ``None``.
+
+Failures:
+
+* ``raise HandlerError("text")`` — an expected failure: the text goes back as an error reply
+  (to ``<fileName>.error``) and to the central error log. The subscriber keeps running.
+* any other exception — a bug: reported the same way, then the subscriber process crashes
+  and its supervisor restarts it ("let it crash").
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Literal, Protocol
+
+import attrs
+import trio
+
+from steward_otp.message import Message, build_reply
+from steward_otp.methods import EventKind, MethodSpec
+
+Level = Literal["error", "warning", "info", "debug"]
+
+
+class HandlerError(Exception):
+    """An expected failure of a handler; its text is sent back as an error reply."""
+
+
+class NodeServices(Protocol):
+    """What a node offers its handlers. Implemented by the node; faked in unit tests."""
+
+    @property
+    def node_name(self) -> str:
+        """This node's name."""
+        ...
+
+    @property
+    def home(self) -> Path:
+        """This node's home folder (relative ``./`` directories resolve against it)."""
+        ...
+
+    @property
+    def data_dir(self) -> Path:
+        """The data folder handlers write results under."""
+        ...
+
+    async def submit(self, messages: Sequence[Message]) -> list[str]:
+        """Accept messages into the durable outbox; returns their ids once durable."""
+        ...
+
+    def report(self, level: Level, text: str) -> None:
+        """Log ``text`` locally and forward it to the central error log. Never blocks."""
+        ...
+
+    def test_event(self, message: Message) -> None:
+        """Hand a REQTest message to whoever listens in-process. Never blocks."""
+        ...
+
+    async def write_file(self, path: Path, data: bytes, *, append: bool) -> None:
+        """Write ``data`` to ``path`` durably (fsync), appending or replacing."""
+        ...
+
+    def note_hello(self, node: str) -> None:
+        """Remember that ``node`` said hello just now (for status and metrics)."""
+        ...
+
+
+@attrs.frozen
+class HandlerContext:
+    """Everything a handler may use while handling one message.
+
+    ``deadline`` is the ``trio.current_time()`` value at which the handler is cancelled
+    (``math.inf`` for ``methodTimeout: -1``).
+    """
+
+    services: NodeServices
+    message: Message
+    deadline: float = math.inf
+    logger: logging.Logger = attrs.field(factory=lambda: logging.getLogger("steward_otp.handlers"))
+
+    @property
+    def node_name(self) -> str:
+        """This node's name."""
+        return self.services.node_name
+
+    @property
+    def data_dir(self) -> Path:
+        """The node's data folder."""
+        return self.services.data_dir
+
+    @property
+    def seconds_left(self) -> float:
+        """Seconds until the handler is cancelled (``math.inf`` when unlimited)."""
+        return self.deadline - trio.current_time()
+
+    async def reply(self, output: bytes, *, error: bool = False) -> None:
+        """Send a reply carrying ``output`` now (used by handlers that answer more than once).
+
+        Builds it exactly as Steward's reply builder; does nothing when the request wants no
+        reply (``replyMethod: REQNone``) or is itself a reply. Returns once it is durable.
+        """
+        reply = build_reply(self.message, output, error=error)
+        if reply is not None:
+            await self.services.submit([reply])
+
+    def report(self, level: Level, text: str) -> None:
+        """Send ``text`` to the local log and the central error log."""
+        self.services.report(level, text)
+
+
+HandlerFunc = Callable[[HandlerContext, Message], Awaitable[bytes | None]]
+
+
+@attrs.frozen
+class Handler:
+    """A method and the coroutine function that handles it."""
+
+    method: MethodSpec
+    func: HandlerFunc
+
+    @property
+    def name(self) -> str:
+        """The method name."""
+        return self.method.name
+
+    async def __call__(self, ctx: HandlerContext, message: Message) -> bytes | None:
+        return await self.func(ctx, message)
+
+
+def handler(
+    name: str,
+    *,
+    kind: Literal["ACK", "NACK"] | EventKind = "ACK",
+    reply_capable: bool = False,
+    description: str = "",
+    args: str = "",
+) -> Callable[[HandlerFunc], Handler]:
+    """Declare a handler for method ``name``.
+
+    ``kind`` names the subject's event token (``ACK`` → ``EventACK``); whether delivery is
+    acknowledged is still decided per message by its ``ACKTimeout``. ``reply_capable``
+    allows the method in a message's ``replyMethod``. The decorated function is wrapped in a
+    :class:`Handler`; pass it to a node (``Node(config, handlers=[...])``) to serve it.
+    """
+    event = kind if isinstance(kind, EventKind) else EventKind(f"Event{kind}")
+    spec = MethodSpec(
+        name=name, kind=event, reply_capable=reply_capable, description=description, args=args
+    )
+
+    def decorate(func: HandlerFunc) -> Handler:
+        return Handler(method=spec, func=func)
+
+    return decorate
+
+
+class HandlerTable:
+    """The handlers a node serves, by method name. Later entries replace earlier ones."""
+
+    def __init__(self, handlers: Iterable[Handler] = ()) -> None:
+        self._by_name: dict[str, Handler] = {}
+        for h in handlers:
+            self._by_name[h.name] = h
+
+    def get(self, method: str) -> Handler | None:
+        """The handler for ``method``, or None."""
+        return self._by_name.get(method)
+
+    def __iter__(self) -> Iterator[Handler]:
+        return iter(list(self._by_name.values()))
+
+    def __contains__(self, method: object) -> bool:
+        return method in self._by_name
+
+    def names(self) -> list[str]:
+        """Method names in registration order."""
+        return list(self._by_name)

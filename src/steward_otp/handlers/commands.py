@@ -1,0 +1,166 @@
+"""Command methods: run a program on the node and send its output back.
+
+Commands run without a shell (``methodArgs[0]`` is the program, the rest its arguments), in a
+process group of their own. On timeout or cancellation the **whole group** is killed,
+children included, so ``bash -c "sleep 300 & sleep 300"`` leaves nothing behind.
+
+``{{STEWARD_DATA}}`` templating (for reply chains): when an argument contains it, every
+occurrence becomes ``$STEWARD_DATA`` and the program's environment is only
+``STEWARD_DATA=<the message's data>``; it takes effect through a shell, e.g.
+``["bash", "-c", "echo \\"{{STEWARD_DATA}}\\" > f"]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+
+import trio
+
+from steward_otp.handlers.base import HandlerContext, HandlerError, handler
+from steward_otp.message import Message
+
+DATA_TEMPLATE = "{{STEWARD_DATA}}"
+DATA_VARIABLE = "STEWARD_DATA"
+OUTPUT_LIMIT = 64 * 1024 * 1024
+
+
+def program_args(msg: Message) -> Sequence[str]:
+    """``methodArgs``, checked to name a program."""
+    if not msg.method_args or not msg.method_args[0]:
+        raise HandlerError(
+            f'{msg.method}: field "methodArgs": value {list(msg.method_args)!r} names no '
+            'program; allowed: ["program", "arg", ...], e.g. ["bash", "-c", "uptime"]'
+        )
+    return msg.method_args
+
+
+def command_line(msg: Message) -> tuple[list[str], dict[str, str] | None]:
+    """The argv to run and its environment (None: inherit) for ``msg``. See module docstring."""
+    args = list(program_args(msg))
+    if any(DATA_TEMPLATE in a for a in args):
+        args = [a.replace(DATA_TEMPLATE, f"${DATA_VARIABLE}") for a in args]
+        return args, {DATA_VARIABLE: msg.data.decode("utf-8", errors="replace")}
+    return args, None
+
+
+def kill_process_group(process: trio.Process) -> None:
+    """SIGKILL ``process`` and everything in its process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def _kill_group(process: trio.Process) -> None:
+    kill_process_group(process)
+    await trio.lowlevel.checkpoint()
+
+
+def _args_text(args: Sequence[str]) -> str:
+    return "[" + " ".join(args) + "]"
+
+
+@handler(
+    "REQCliCommand",
+    reply_capable=True,
+    description="run a program; reply with its stdout",
+    args='["program", "arg", ...]',
+)
+async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
+    """Run the command under the method timeout; reply with stdout.
+
+    A non-zero exit sends an error reply (with stderr) *and* the stdout as the normal reply.
+    On timeout (the subscriber cancels the handler) the process group is killed and the
+    subscriber sends the "method timed out" error reply.
+    """
+    argv, env = command_line(msg)
+    try:
+        result = await trio.run_process(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env,
+            cwd=str(ctx.services.home),
+            start_new_session=True,
+            deliver_cancel=_kill_group,
+        )
+    except OSError as exc:
+        raise HandlerError(
+            f"methodREQCliCommand: cmd.Run failed : {exc.strerror or exc}, "
+            f"methodArgs: {_args_text(msg.method_args)}"
+        ) from exc
+    stdout: bytes = result.stdout or b""
+    if result.returncode != 0:
+        stderr = (result.stderr or b"").decode("utf-8", errors="replace")
+        text = (
+            f"error: methodREQCliCommand: cmd.Run failed : exit status {result.returncode}, "
+            f"methodArgs: {_args_text(msg.method_args)}, error_output: {stderr}"
+        )
+        ctx.report("error", text)
+        await ctx.reply(text.encode(), error=True)
+    return stdout
+
+
+@handler(
+    "REQCliCommandCont",
+    reply_capable=True,
+    description="run a program; reply once per output line while it runs",
+    args='["program", "arg", ...]',
+)
+async def cli_command_cont(ctx: HandlerContext, msg: Message) -> bytes | None:
+    """Run the command, replying with each output line as it appears.
+
+    stdout lines keep their newline; stderr lines are sent too. It ends when the command
+    ends, or at the method timeout (``-1``: never), when the process group is killed.
+    """
+    argv = list(program_args(msg))
+    try:
+        process = await trio.lowlevel.open_process(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=str(ctx.services.home),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise HandlerError(
+            f"methodREQCliCommandCont: cmd.Start failed : {exc.strerror or exc}, "
+            f"methodArgs: {_args_text(msg.method_args)}"
+        ) from exc
+    try:
+        async with trio.open_nursery() as nursery:
+            assert process.stdout is not None and process.stderr is not None
+            nursery.start_soon(_stream_lines, ctx, process.stdout, True)
+            nursery.start_soon(_stream_lines, ctx, process.stderr, False)
+        status = await process.wait()
+    finally:
+        kill_process_group(process)
+        with trio.CancelScope(shield=True):
+            await process.wait()
+    if status != 0:
+        raise HandlerError(
+            f"methodREQCliCommandCont: exit status {status}, "
+            f"methodArgs: {_args_text(msg.method_args)}"
+        )
+    return None
+
+
+async def _stream_lines(
+    ctx: HandlerContext, stream: trio.abc.ReceiveStream, keep_newline: bool
+) -> None:
+    pending = b""
+    while chunk := await stream.receive_some(65536):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            await ctx.reply(line + b"\n" if keep_newline else line)
+    if pending:
+        await ctx.reply(pending)
+
+
+COMMAND_HANDLERS = (cli_command, cli_command_cont)

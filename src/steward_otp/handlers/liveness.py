@@ -1,0 +1,51 @@
+"""Liveness methods: hello, ping/pong, and the in-process test hook."""
+
+from __future__ import annotations
+
+import attrs
+
+from steward_otp.handlers.base import HandlerContext, HandlerError, handler
+from steward_otp.handlers.output import write_for
+from steward_otp.message import Message
+from steward_otp.timestamps import steward_timestamp
+
+
+@handler("REQHello", kind="NACK", description="a node says it is alive")
+async def hello(ctx: HandlerContext, msg: Message) -> bytes | None:
+    """Write ``<data>/<directory>/<fromNode>/<fileName>``: ``TS, Received hello from "<node>"``."""
+    line = f'{steward_timestamp()}, Received hello from "{msg.from_node}"\n'
+    target = attrs.evolve(msg, to_node=msg.from_node, previous_message=None)
+    await write_for(ctx, target, line.encode(), append=False)
+    ctx.services.note_hello(msg.from_node)
+    return None
+
+
+@handler("REQPing", description="answer with an empty reply; writes who pinged")
+async def ping(ctx: HandlerContext, msg: Message) -> bytes | None:
+    """Write ``TS, ping received from <fromNode>`` and reply with empty data."""
+    line = f"{steward_timestamp()}, ping received from {msg.from_node}\n"
+    await write_for(ctx, msg, line.encode(), append=False)
+    return b""
+
+
+@handler("REQPong", reply_capable=True, description="the answer to a ping")
+async def pong(ctx: HandlerContext, msg: Message) -> bytes | None:
+    """Write ``TS, pong received from <node that was pinged>``."""
+    if msg.previous_message is None:
+        raise HandlerError(
+            'REQPong: field "previousMessage" is missing: REQPong answers a REQPing; '
+            'send REQPing with replyMethod "REQPong"'
+        )
+    line = f"{steward_timestamp()}, pong received from {msg.previous_message.to_node}\n"
+    await write_for(ctx, msg, line.encode(), append=False)
+    return None
+
+
+@handler("REQTest", description="hand the message to an in-process test listener")
+async def test_hook(ctx: HandlerContext, msg: Message) -> bytes | None:
+    """Give the message to the node's test listener (dropped when nobody listens)."""
+    ctx.services.test_event(msg)
+    return None
+
+
+LIVENESS_HANDLERS = (hello, ping, pong, test_hook)

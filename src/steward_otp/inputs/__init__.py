@@ -1,0 +1,1 @@
+"""Inputs: the doors through which operators hand messages to a node."""

@@ -1,0 +1,90 @@
+"""The common path of every input: parse, validate, fan out, make durable, answer.
+
+Every input (unix socket, TCP, HTTP, read folder) hands the raw document to
+:func:`accept_document` and sends back what it returns: one :class:`Answer` per message —
+the id it was accepted under, or what was wrong with it (index, field, value, what is
+allowed). A message fanned out to several nodes gives one answer per node. Nothing is
+answered as accepted before it is durable in the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import attrs
+
+from steward_otp.message import Message, MessageError, fan_out, parse_messages
+from steward_otp.methods import MethodTable
+
+Submit = Callable[[Sequence[Message]], Awaitable[list[str]]]
+
+
+@attrs.frozen
+class Answer:
+    """What an input tells its client about one message."""
+
+    index: int | None
+    accepted: bool
+    id: str | None = None
+    to_node: str | None = None
+    method: str | None = None
+    error: MessageError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: ``{"index", "status": "accepted", "id", "toNode", "method"}`` or
+        ``{"index", "status": "rejected", "error", "field", "value", "allowed"}``."""
+        if self.accepted:
+            return {
+                "index": self.index,
+                "status": "accepted",
+                "id": self.id,
+                "toNode": self.to_node,
+                "method": self.method,
+            }
+        assert self.error is not None
+        return {
+            "index": self.index,
+            "status": "rejected",
+            "error": str(self.error),
+            "field": self.error.field,
+            "value": self.error.value,
+            "allowed": self.error.allowed,
+        }
+
+    def to_json_line(self) -> str:
+        """One line of JSON, newline-terminated."""
+        return json.dumps(self.to_dict(), ensure_ascii=False) + "\n"
+
+
+async def accept_document(
+    document: bytes | str,
+    *,
+    node_name: str,
+    submit: Submit,
+    table: MethodTable,
+    force_from_node: bool = True,
+) -> list[Answer]:
+    """Parse ``document``, make every valid message durable, and say what happened to each.
+
+    ``force_from_node`` sets ``fromNode`` to this node (every input but the startup folder
+    does, so replies come back here). ``local`` in ``toNode``/``toNodes`` means this node.
+    Invalid messages are answered with their error and change nothing; the valid ones in the
+    same batch still go through.
+    """
+    result = parse_messages(document, table=table)
+    answers = [Answer(index=e.index, accepted=False, error=e) for e in result.errors]
+    indexes = getattr(result, "indexes", None) or [None] * len(result.messages)
+    outgoing: list[tuple[int | None, Message]] = []
+    for index, parsed in zip(indexes, result.messages, strict=True):
+        message = attrs.evolve(parsed, from_node=node_name) if force_from_node else parsed
+        outgoing.extend((index, m) for m in fan_out(message, node_name))
+    if outgoing:
+        ids = await submit([m for _, m in outgoing])
+        answers.extend(
+            Answer(index=i, accepted=True, id=msg_id, to_node=m.to_node, method=m.method)
+            for (i, m), msg_id in zip(outgoing, ids, strict=True)
+        )
+    answers.sort(key=lambda a: (a.index is not None, a.index or 0))
+    return answers

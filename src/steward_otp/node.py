@@ -1,0 +1,374 @@
+"""One steward-otp node: its supervision tree, built from a Config.
+
+::
+
+    node                    rest_for_one   (root: escalation ends the daemon with status 1)
+    ├── broker              embedded nats-server (only without --broker-address)
+    ├── store               SQLite outbox, inbox dedupe, audit
+    ├── bridge              the NATS connection
+    ├── errors              error kernel -> central error log
+    ├── outbound            rest_for_one
+    │   ├── publishers      DynamicSupervisor: one Publisher per (toNode, method)
+    │   └── router          outbox -> publishers
+    ├── inbound             one_for_one: one Subscriber per method
+    ├── inputs              one_for_one: unix socket
+    └── timers              one_for_one: hello
+
+``rest_for_one`` at the root: when the bridge restarts, everything after it restarts too
+(their subscriptions died with the connection); the store and broker are untouched.
+
+A node is also the embedding API's entry point: ``async with Node(config) as node: ...``
+runs the tree in the background of the ``async with`` block; ``await node.run()`` runs it
+until :meth:`Node.stop` and returns the exit status.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from steward_otp.bridge import BridgeSettings, NatsBridge
+from steward_otp.broker import BrokerSpec, EmbeddedBroker
+from steward_otp.config import Config, prepare_folders
+from steward_otp.control import ControlServer
+from steward_otp.errors import ERROR_CENTRAL_NODE, ErrorKernel
+from steward_otp.files import FileWriter
+from steward_otp.handlers import builtin_handlers
+from steward_otp.handlers.base import Handler, HandlerTable, Level
+from steward_otp.inbound import Subscriber
+from steward_otp.inputs.intake import Answer, accept_document
+from steward_otp.inputs.unix_socket import UnixSocketInput
+from steward_otp.message import Message, MessageDefaults, subject_for_node
+from steward_otp.methods import MethodTable, builtin_table
+from steward_otp.outbound import Outbox, Publisher, Router
+from steward_otp.store import Store, store_path
+from steward_otp.supervisors import (
+    ChildSpec,
+    DynamicSupervisor,
+    ProcessSnapshot,
+    Registry,
+    Restart,
+    Strategy,
+    Supervisor,
+    current_child,
+    run_root,
+)
+from steward_otp.timers import hello_loop
+
+log = logging.getLogger(__name__)
+
+ERROR_LOG_METHOD = "REQErrorLog"
+
+
+def broker_url(config: Config) -> str:
+    """The NATS URL a node connects to: the configured broker, or its embedded one."""
+    address = config.broker_address
+    if not address:
+        return f"nats://127.0.0.1:{config.embedded_broker_port}"
+    return address if "://" in address else f"nats://{address}"
+
+
+def start_flag_name(method: str) -> str:
+    """The Config flag that switches a subscriber: ``REQToFile`` is ``start_sub_req_to_file``."""
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z][a-z0-9]*", method.removeprefix("REQ"))
+    return "start_sub_req_" + "_".join(w.lower() for w in words)
+
+
+def _with_info(
+    start: Callable[..., Awaitable[object]], info: Callable[[], Mapping[str, object]]
+) -> Callable[..., Awaitable[object]]:
+    """A start function that publishes ``info()`` in its snapshot entry, then runs ``start``."""
+
+    async def run(
+        *args: Any, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> object:
+        current_child().info_provider = info
+        return await start(*args, task_status=task_status)
+
+    return run
+
+
+class _Ready:
+    """A ``task_status`` that sets an event when the tree reports started."""
+
+    def __init__(self, event: trio.Event) -> None:
+        self.event = event
+
+    def started(self, value: object = None) -> None:
+        self.event.set()
+
+
+class Node:
+    """One node: the services its processes share, and the supervision tree that runs them.
+
+    ``handlers`` adds (or replaces) request methods served by this node; each handler's
+    method is added to the node's method table, so messages naming it validate and route.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        handlers: Iterable[Handler] = (),
+        registry: Registry | None = None,
+    ) -> None:
+        self.config = config
+        extra = list(handlers)
+        self.table: MethodTable = builtin_table()
+        for h in extra:
+            self.table.register(h.method, replace=True)
+        self.handlers = HandlerTable([*builtin_handlers(), *extra])
+        self.registry = registry or Registry()
+        self.store = Store(store_path(config.db_dir), dedupe_window=config.dedupe_retention_seconds)
+        self.url = broker_url(config)
+        self.broker: EmbeddedBroker | None = None
+        if not config.broker_address:
+            self.broker = EmbeddedBroker(
+                BrokerSpec(
+                    port=config.embedded_broker_port,
+                    log_file=config.var_dir / "nats-server.log",
+                    server_name=config.node_name.replace(".", "_"),
+                )
+            )
+        self.bridge = NatsBridge(
+            BridgeSettings(
+                url=self.url,
+                name=config.node_name,
+                connect_timeout=config.nats_conn_opt_timeout,
+                connect_retry_interval=config.nats_connect_retry_interval,
+                nkeys_seed_file=str(config.nkey_seed_file) if config.nkey_seed_file else None,
+                tls_ca_file=str(config.root_ca_path) if config.root_ca_path else None,
+            )
+        )
+        self.outbox = Outbox(
+            self.store,
+            config.node_name,
+            table=self.table,
+            defaults=MessageDefaults(
+                retries=config.default_message_retries,
+                method_timeout=max(1, int(config.default_method_timeout)),
+            ),
+            compress_threshold=(
+                config.compress_threshold_bytes if config.compression == "lz4" else None
+            ),
+        )
+        self.errors = ErrorKernel(
+            config.node_name,
+            self.outbox.submit,
+            ack_timeout=max(1, int(config.error_message_timeout)),
+            retries=config.error_message_retries,
+        )
+        self.files = FileWriter()
+        self.hellos: dict[str, float] = {}
+        self._test_send, self.test_events = trio.open_memory_channel[Message](1000)
+        self._stop = trio.Event()
+        self.ready = trio.Event()
+        self.root = self._build_tree()
+
+    # ------------------------------------------------------------------ NodeServices
+
+    @property
+    def node_name(self) -> str:
+        """This node's name."""
+        return self.config.node_name
+
+    @property
+    def home(self) -> Path:
+        """This node's home folder."""
+        return self.config.home
+
+    @property
+    def data_dir(self) -> Path:
+        """Where handlers write results."""
+        return self.config.data_dir
+
+    async def submit(self, messages: Sequence[Message]) -> list[str]:
+        """Accept messages into the durable outbox; returns their ids once on disk."""
+        return await self.outbox.submit(messages)
+
+    def report(self, level: Level, text: str) -> None:
+        """Log locally and forward to the central error log."""
+        self.errors.report(level, text)
+
+    def test_event(self, message: Message) -> None:
+        """Deliver a REQTest message to ``test_events`` (dropped when nobody reads)."""
+        try:
+            self._test_send.send_nowait(message)
+        except trio.WouldBlock:
+            log.debug("REQTest message %s dropped: nobody reads test_events", message.id)
+
+    async def write_file(self, path: Path, data: bytes, *, append: bool) -> None:
+        """Write ``data`` to ``path`` durably, grouped with concurrent writes to the same file."""
+        await self.files.write(path, data, append=append)
+
+    def note_hello(self, node: str) -> None:
+        """Remember when ``node`` last said hello."""
+        self.hellos[node] = time.time()
+
+    def last_hellos(self) -> Mapping[str, float]:
+        """Wall time of the last hello per node (filled on the node that receives them)."""
+        return self.hellos
+
+    def connection_state(self) -> str:
+        """The broker connection's state: connecting, connected, reconnecting or closed."""
+        return self.bridge.state.value
+
+    async def accept_document(self, document: bytes | str) -> list[Answer]:
+        """The input path: parse, validate, fan out and make durable one document."""
+        return await accept_document(
+            document, node_name=self.node_name, submit=self.submit, table=self.table
+        )
+
+    # ------------------------------------------------------------------ the tree
+
+    def _build_tree(self) -> Supervisor:
+        children: list[ChildSpec] = []
+        if self.broker is not None:
+            broker = self.broker
+            children.append(
+                ChildSpec("broker", _with_info(broker.run, lambda: broker.info), shutdown=10.0)
+            )
+        bridge = self.bridge
+        children += [
+            ChildSpec("store", _with_info(self.store.run, self._store_info), shutdown=30.0),
+            ChildSpec(
+                "bridge",
+                _with_info(bridge.run, lambda: dict(bridge.info, state=bridge.state.value)),
+                shutdown=5.0,
+            ),
+            ChildSpec("errors", _with_info(self.errors.run, lambda: self.errors.info)),
+            self._outbound().child_spec(),
+            self._inbound().child_spec(),
+            self._inputs().child_spec(),
+            self._timers().child_spec(),
+            ChildSpec("control", self._control().run),
+        ]
+        return Supervisor(
+            "node", children, strategy=Strategy.REST_FOR_ONE, intensity=5, period=30.0
+        )
+
+    def _store_info(self) -> Mapping[str, object]:
+        stats = self.store.stats()
+        return {"path": str(self.store.path), "commits": stats.commits}
+
+    def _outbound(self) -> Supervisor:
+        publisher = Publisher(self.outbox, self.bridge, self.report)
+        publishers = DynamicSupervisor(
+            "publishers",
+            ChildSpec("publisher", publisher.run, restart=Restart.TRANSIENT),
+            intensity=10,
+            period=10.0,
+            idle_timeout=self.config.keep_publishers_alive_for,
+        )
+        router = Router(self.outbox, publishers)
+        return Supervisor(
+            "outbound",
+            [publishers.child_spec(), ChildSpec("router", router.run)],
+            strategy=Strategy.REST_FOR_ONE,
+            intensity=5,
+            period=10.0,
+        )
+
+    def _subscriber(self, handler: Handler, node: str) -> Subscriber:
+        return Subscriber(
+            handler,
+            subject_for_node(node, handler.method),
+            bridge=self.bridge,
+            store=self.store,
+            services=self,
+            default_method_timeout=self.config.default_method_timeout,
+        )
+
+    def _inbound(self) -> Supervisor:
+        children: list[ChildSpec] = []
+        for h in self.handlers:
+            if h.name == ERROR_LOG_METHOD:
+                continue
+            if not getattr(self.config, start_flag_name(h.name), True):
+                continue
+            children.append(ChildSpec(h.name, self._subscriber(h, self.node_name).run))
+        error_log = self.handlers.get(ERROR_LOG_METHOD)
+        if error_log is not None and self.config.acts_as_central_error_logger:
+            subscriber = self._subscriber(error_log, ERROR_CENTRAL_NODE)
+            children.append(ChildSpec(f"{ERROR_CENTRAL_NODE}.{ERROR_LOG_METHOD}", subscriber.run))
+        return Supervisor("inbound", children, intensity=10, period=10.0)
+
+    def _control(self) -> ControlServer:
+        return ControlServer(self.config.control_socket_path, self)
+
+    def _inputs(self) -> Supervisor:
+        children: list[ChildSpec] = []
+        if self.config.enable_socket:
+            socket_input = UnixSocketInput(self.config.socket_path, self.accept_document)
+            children.append(
+                ChildSpec("socket", _with_info(socket_input.run, lambda: socket_input.info))
+            )
+        return Supervisor("inputs", children, intensity=5, period=10.0)
+
+    def _timers(self) -> Supervisor:
+        children: list[ChildSpec] = []
+        interval = self.config.start_pub_hello
+        if interval > 0:
+            hello = functools.partial(
+                hello_loop,
+                self,
+                central=self.config.central_node_name,
+                interval=interval,
+                ack_timeout=max(1, int(self.config.default_message_timeout)),
+            )
+            children.append(ChildSpec("hello", hello))
+        return Supervisor("timers", children, intensity=5, period=10.0)
+
+    # ------------------------------------------------------------------ running
+
+    def snapshot(self) -> ProcessSnapshot:
+        """The live supervision tree, as of now."""
+        return self.root.snapshot()
+
+    def stop(self) -> None:
+        """Ask the node to stop: processes stop in reverse start order, each within its grace."""
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Run the node until :meth:`stop`; return the exit status (0, or 1 on escalation).
+
+        ``ready`` is set once every process of the tree has started.
+        """
+        prepare_folders(self.config)
+        return await run_root(
+            self.root, registry=self.registry, stop=self._stop, task_status=_Ready(self.ready)
+        )
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[Node]:
+        prepare_folders(self.config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(self.root.run, registry=self.registry))
+            try:
+                yield self
+            finally:
+                self.root.stop()
+
+    async def __aenter__(self) -> Node:
+        self._context = self._running()
+        return await self._context.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return await self._context.__aexit__(exc_type, exc, tb)
+
+
+__all__ = ["Node", "broker_url", "start_flag_name"]

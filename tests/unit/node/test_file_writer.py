@@ -1,0 +1,50 @@
+"""Group-committed file output: every write durable, far fewer fsyncs than writes."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+from steward_otp.files import FileWriter
+
+
+async def test_concurrent_appends_all_land_in_fewer_batches(tmp_path: Path) -> None:
+    writer = FileWriter()
+    target = tmp_path / "a" / "b" / "out.log"
+    async with trio.open_nursery() as nursery:
+        for i in range(200):
+            nursery.start_soon(lambda i=i: writer.write(target, f"{i}\n".encode(), append=True))
+    assert sorted(int(x) for x in target.read_text().splitlines()) == list(range(200))
+    assert writer.writes == 200
+    assert writer.batches < 200
+
+
+async def test_truncating_write_replaces_the_content(tmp_path: Path) -> None:
+    writer = FileWriter()
+    target = tmp_path / "f"
+    await writer.write(target, b"old old old\n", append=False)
+    await writer.write(target, b"new\n", append=False)
+    await writer.write(target, b"more\n", append=True)
+    assert target.read_text() == "new\nmore\n"
+
+
+async def test_existing_unix_socket_receives_the_data_instead(tmp_path: Path) -> None:
+    path = tmp_path / "feed.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    await FileWriter().write(path, b"to the socket", append=True)
+    conn, _ = server.accept()
+    assert conn.recv(100) == b"to the socket"
+    conn.close()
+    server.close()
+
+
+async def test_failure_is_raised_to_every_writer(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        await FileWriter().write(blocker / "below" / "f", b"x", append=True)
