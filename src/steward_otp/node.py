@@ -48,7 +48,7 @@ from steward_otp.inbound import Subscriber
 from steward_otp.inputs.intake import Answer, accept_document
 from steward_otp.inputs.unix_socket import UnixSocketInput
 from steward_otp.message import Message, MessageDefaults, subject_for_node
-from steward_otp.methods import MethodTable, builtin_table
+from steward_otp.methods import MethodSpec, MethodTable, builtin_table
 from steward_otp.outbound import Outbox, Publisher, Router
 from steward_otp.store import Store, store_path
 from steward_otp.supervisors import (
@@ -112,6 +112,8 @@ class Node:
 
     ``handlers`` adds (or replaces) request methods served by this node; each handler's
     method is added to the node's method table, so messages naming it validate and route.
+    ``methods`` adds methods this node can send but does not serve (e.g. a custom method
+    served by other nodes).
     """
 
     def __init__(
@@ -119,13 +121,14 @@ class Node:
         config: Config,
         *,
         handlers: Iterable[Handler] = (),
+        methods: Iterable[MethodSpec] = (),
         registry: Registry | None = None,
     ) -> None:
         self.config = config
         extra = list(handlers)
         self.table: MethodTable = builtin_table()
-        for h in extra:
-            self.table.register(h.method, replace=True)
+        for spec in [*methods, *(h.method for h in extra)]:
+            self.table.register(spec, replace=True)
         self.handlers = HandlerTable([*builtin_handlers(), *extra])
         self.registry = registry or Registry()
         self.store = Store(store_path(config.db_dir), dedupe_window=config.dedupe_retention_seconds)

@@ -116,7 +116,17 @@ class Outbox:
         self.mail_send, self.mail_receive = trio.open_memory_channel[RouterMail](mailbox_capacity)
 
     def prepare(self, message: Message) -> Message:
-        """``message`` as it will be stored: with id, fromNode and defaults."""
+        """``message`` as it will be stored: with id, fromNode and defaults.
+
+        Raises ``UnknownMethodError`` for a method this node's table does not know and
+        ``ValueError`` for a message without ``toNode`` (fan it out first): such a message
+        could never be routed, so it is refused before anything is stored.
+        """
+        self.table.require(message.method)
+        if not message.to_node:
+            raise ValueError(
+                f'message {message.method}: field "toNode" is empty; fan out "toNodes" first'
+            )
         if not message.from_node:
             message = attrs.evolve(message, from_node=self.node_name)
         return apply_defaults(ensure_id(message), self.defaults)
@@ -125,7 +135,8 @@ class Outbox:
         """Make ``messages`` durable and route them; returns their ids (in order).
 
         When this returns every message is on disk. A message whose id the outbox already
-        holds (a resubmission) is not stored or routed twice. Cancellation after the write
+        holds (a resubmission) is not stored or routed twice. A message that cannot be routed
+        (see :meth:`prepare`) fails the whole call before anything is stored. Cancellation after the write
         leaves the messages durable; the Router's sweep routes them.
         """
         prepared = [self.prepare(m) for m in messages]
