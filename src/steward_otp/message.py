@@ -579,6 +579,8 @@ class ParseResult:
     """
 
     messages: list[Message] = attrs.field(factory=list)
+    indexes: list[int] = attrs.field(factory=list)
+    """The 0-based position in the document of each message in ``messages``."""
     errors: list[MessageError] = attrs.field(factory=list)
     warnings: list[MessageError] = attrs.field(factory=list)
 
@@ -614,6 +616,7 @@ class _TextFloat(float):
 
 
 _BAD: Final = object()
+_MAX_UNKNOWN_KEY_WARNINGS: Final = 10
 _FIELDS_BY_KEY: Final = {info.key: info for info in MESSAGE_FIELDS}
 _KNOWN_KEYS: Final = frozenset(_FIELDS_BY_KEY) | frozenset(_PREVIOUS_KEYS)
 _KEYS_BY_FOLDED: Final = {key.lower(): key for key in _FIELDS_BY_KEY}
@@ -692,9 +695,12 @@ class _Reader:
                 "is given more than once (as " + " and ".join(previous_keys) + ")",
                 "one of " + ", ".join(_PREVIOUS_KEYS),
             )
+        unknown = 0
         for key, raw in mapping.items():
             if not isinstance(key, str) or key not in _KNOWN_KEYS:
-                self._unknown_key(prefix, key)
+                unknown += 1
+                if unknown <= _MAX_UNKNOWN_KEY_WARNINGS:
+                    self._unknown_key(prefix, key)
                 continue
             if key in _PREVIOUS_KEYS:
                 if len(previous_keys) > 1:
@@ -705,6 +711,9 @@ class _Reader:
             value = self.value(info, raw, prefix + info.key, depth)
             if value is not _BAD:
                 values[info.name] = value
+        if unknown > _MAX_UNKNOWN_KEY_WARNINGS:
+            more = unknown - _MAX_UNKNOWN_KEY_WARNINGS
+            self.warn(prefix.rstrip(".") or None, _BAD, f"has {more} more unknown fields", None)
         try:
             return Message(**values)
         except (TypeError, ValueError) as exc:  # only reachable through a bug in the reader
@@ -753,8 +762,7 @@ class _Reader:
             if not isinstance(raw, list | tuple):
                 self.error(path, raw, "is not a list of integers", kind.value)
                 return _BAD
-            items = [self.integer(item, f"{path}[{i}]") for i, item in enumerate(raw)]
-            return _BAD if _BAD in items else tuple(items)
+            return self.items(raw, path, self.integer)
         if kind is FieldKind.BYTES:
             return self.binary(raw, path)
         # FieldKind.MESSAGE
@@ -787,8 +795,19 @@ class _Reader:
         if not isinstance(raw, list | tuple):
             self.error(path, raw, "is not a list of strings", 'e.g. ["bash", "-c", "ls -l"]')
             return _BAD
-        items = [self.text(item, f"{path}[{i}]") for i, item in enumerate(raw)]
-        return _BAD if _BAD in items else tuple(items)
+        return self.items(raw, path, self.text)
+
+    def items(
+        self, raw: Sequence[object], path: str, convert: Callable[[object, str], object]
+    ) -> object:
+        """Convert every item; stop at (and report) the first bad one."""
+        converted = []
+        for i, item in enumerate(raw):
+            value = convert(item, f"{path}[{i}]")
+            if value is _BAD:
+                return _BAD
+            converted.append(value)
+        return tuple(converted)
 
     def binary(self, raw: object, path: str) -> object:
         allowed = FieldKind.BYTES.value
@@ -1093,6 +1112,7 @@ def _read_one(item: object, index: int, table: MethodTable, result: ParseResult)
         result.errors.extend(errors)
     else:
         result.messages.append(message)
+        result.indexes.append(index)
 
 
 def dump_json(messages: Iterable[Message], *, indent: int | None = 2) -> str:

@@ -60,6 +60,7 @@ async def test_socket_accepts_good_and_explains_bad_messages_and_keeps_serving(
         missing = next(a for a in answers if a["index"] == 1)
         assert missing["status"] == "rejected" and "toNode" in missing["error"]
         assert by_status["accepted"]["toNode"] == "central"
+        assert by_status["accepted"]["index"] == 2
 
         huge = b"[" + b" " * (17 * 1024 * 1024) + b"]"
         [answer] = await send_document(sock, huge)

@@ -770,3 +770,11 @@ def test_reply_to_a_request_at_the_chain_limit_stays_within_it() -> None:
     while current is not None:
         depth, current = depth + 1, current.previous_message
     assert depth == MAX_PREVIOUS_DEPTH
+
+
+def test_problem_counts_stay_bounded_for_huge_bad_input() -> None:
+    fields = {**BASE, **{f"extra{i}": 1 for i in range(500)}, "methodArgs": [[1]] * 10_000}
+    result = parse_messages(json.dumps([fields]))
+    assert [e.field for e in result.errors] == ["methodArgs[0]"]
+    assert len(result.warnings) == 11
+    assert str(result.warnings[-1]) == "message 0: has 490 more unknown fields"
