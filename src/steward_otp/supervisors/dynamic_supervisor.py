@@ -7,7 +7,8 @@ from typing import Any
 
 import trio
 
-from ._core import SupervisorCore, _Child, _Incarnation, _Started, logger
+from ._core import SupervisorCore, logger
+from ._records import Child, Incarnation, Started
 from .child_spec import ChildSpec, validate_id
 from .errors import ChildStartError, UnknownChild
 from .snapshot import ChildState
@@ -49,7 +50,7 @@ class DynamicSupervisor(SupervisorCore):
             raise ValueError(f"idle_timeout must be None or seconds > 0, got {idle_timeout!r}")
         self._template = template
         self._idle_timeout = idle_timeout
-        self._by_id: dict[str, _Child] = {}
+        self._by_id: dict[str, Child] = {}
         self._reaper_wakeup = trio.Event()
 
     @property
@@ -71,7 +72,7 @@ class DynamicSupervisor(SupervisorCore):
         """The inbox of the running child ``child_id`` (``None`` if it is not running or
         registered no inbox). One dict lookup; safe to call per message."""
         child = self._by_id.get(child_id)
-        handle = None if child is None else self._live_handle(child)
+        handle = None if child is None else child.live_handle
         return None if handle is None else handle.inbox
 
     def __contains__(self, child_id: object) -> bool:
@@ -96,7 +97,7 @@ class DynamicSupervisor(SupervisorCore):
             ValueError: for an id that is empty or contains ``/``.
         """
         existing = self._by_id.get(child_id)
-        if existing is not None and self._live_handle(existing) is not None:
+        if existing is not None and existing.live_handle is not None:
             await trio.lowlevel.checkpoint()
             return existing.incarnation.handle.value if existing.incarnation else None
         validate_id("child id", child_id)
@@ -105,14 +106,14 @@ class DynamicSupervisor(SupervisorCore):
             if existing is not None and existing.incarnation is not None:
                 return existing.incarnation.handle.value
             spec = self._template.with_arguments(child_id, *args)
-            child = _Child(spec, self._child_path(child_id))
+            child = Child(spec, self._child_path(child_id))
             self._add(child)
             try:
                 result = await self._start(child, restarting=False)
             finally:
                 if child.incarnation is None:
                     self._remove(child)
-            if not isinstance(result, _Started):
+            if not isinstance(result, Started):
                 raise ChildStartError(child.path, child.last_failure_reason) from result.reason
             self._reaper_wakeup.set()
             return result.value
@@ -140,11 +141,11 @@ class DynamicSupervisor(SupervisorCore):
         self._by_id = {}
         self._reaper_wakeup = trio.Event()
 
-    def _add(self, child: _Child) -> None:
+    def _add(self, child: Child) -> None:
         self._children.append(child)
         self._by_id[child.spec.id] = child
 
-    def _remove(self, child: _Child) -> None:
+    def _remove(self, child: Child) -> None:
         if self._by_id.get(child.spec.id) is child:
             del self._by_id[child.spec.id]
             self._children.remove(child)
@@ -153,7 +154,7 @@ class DynamicSupervisor(SupervisorCore):
         if self._idle_timeout is not None:
             nursery.start_soon(self._reap_idle_children, self._idle_timeout)
 
-    async def _handle_exit(self, incarnation: _Incarnation, failure: Exception | None) -> None:
+    async def _handle_exit(self, incarnation: Incarnation, failure: Exception | None) -> None:
         child = incarnation.child
         if child.incarnation is not incarnation or self._by_id.get(child.spec.id) is not child:
             return  # terminated meanwhile
@@ -165,7 +166,7 @@ class DynamicSupervisor(SupervisorCore):
         self._check_intensity(child, failure)
         while True:
             result = await self._start(child, restarting=True)
-            if isinstance(result, _Started):
+            if isinstance(result, Started):
                 return
             self._check_intensity(child, result.reason)
 
@@ -173,10 +174,10 @@ class DynamicSupervisor(SupervisorCore):
         """Stop children idle for ``idle_timeout`` seconds; sleeps until the next one is due."""
         while self._accepting:
             now = trio.current_time()
-            due: list[_Child] = []
+            due: list[Child] = []
             next_due = math.inf
             for child in self._children:
-                handle = self._live_handle(child)
+                handle = child.live_handle
                 if handle is None:
                     continue
                 deadline = handle.last_activity + idle_timeout
@@ -191,12 +192,12 @@ class DynamicSupervisor(SupervisorCore):
                 await self._reaper_wakeup.wait()
             self._reaper_wakeup = trio.Event()
 
-    async def _reap(self, due: list[_Child], idle_timeout: float) -> None:
+    async def _reap(self, due: list[Child], idle_timeout: float) -> None:
         async with self._lock:
             for child in due:
                 if not self._accepting:
                     return
-                handle = self._live_handle(child)
+                handle = child.live_handle
                 if handle is None or handle.last_activity + idle_timeout > trio.current_time():
                     continue  # restarted, stopped or touched meanwhile
                 logger.info(

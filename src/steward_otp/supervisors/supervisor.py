@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._core import SupervisorCore, _Child, _GiveUp, _Incarnation, _Started
+from ._core import SupervisorCore
+from ._records import Child, GiveUp, Incarnation, Started
 from .child_spec import ChildSpec, Restart
 from .errors import ChildRunning, ChildStartError, DuplicateChild
 from .snapshot import ChildState
@@ -59,7 +60,7 @@ class Supervisor(SupervisorCore):
             seen.add(spec.id)
         self._strategy = strategy
         self._specs: tuple[ChildSpec, ...] = tuple(children)
-        self._children = [_Child(spec, self._child_path(spec.id)) for spec in self._specs]
+        self._children = [Child(spec, self._child_path(spec.id)) for spec in self._specs]
 
     @property
     def strategy(self) -> Strategy:
@@ -99,14 +100,14 @@ class Supervisor(SupervisorCore):
         async with self._exclusive():
             if any(child.spec.id == spec.id for child in self._children):
                 raise DuplicateChild(self._path, spec.id)
-            child = _Child(spec, self._child_path(spec.id))
+            child = Child(spec, self._child_path(spec.id))
             self._children.append(child)
             try:
                 result = await self._start(child, restarting=False)
             finally:
                 if child.incarnation is None:
                     self._children.remove(child)
-            if not isinstance(result, _Started):
+            if not isinstance(result, Started):
                 raise ChildStartError(child.path, child.last_failure_reason) from result.reason
             return result.value
 
@@ -143,7 +144,7 @@ class Supervisor(SupervisorCore):
             if child.incarnation is not None or child.state is not ChildState.STOPPED:
                 raise ChildRunning(child.path, child.state.value)
             result = await self._start(child, restarting=False)
-            if not isinstance(result, _Started):
+            if not isinstance(result, Started):
                 raise ChildStartError(child.path, child.last_failure_reason) from result.reason
             return result.value
 
@@ -164,19 +165,19 @@ class Supervisor(SupervisorCore):
     # ----------------------------------------------------------------- supervision
 
     def _reset(self) -> None:
-        self._children = [_Child(spec, self._child_path(spec.id)) for spec in self._specs]
+        self._children = [Child(spec, self._child_path(spec.id)) for spec in self._specs]
 
     async def _start_initial_children(self) -> None:
         for child in self._children:
             result = await self._start(child, restarting=False)
-            if not isinstance(result, _Started):
-                raise _GiveUp(
+            if not isinstance(result, Started):
+                raise GiveUp(
                     child,
                     result.reason,
                     f"failed to start ({child.last_failure_reason})",
                 )
 
-    async def _handle_exit(self, incarnation: _Incarnation, failure: Exception | None) -> None:
+    async def _handle_exit(self, incarnation: Incarnation, failure: Exception | None) -> None:
         child = incarnation.child
         if child.incarnation is not incarnation or child not in self._children:
             return  # already taken down with a sibling, or terminated meanwhile
@@ -199,14 +200,14 @@ class Supervisor(SupervisorCore):
             sibling.state = ChildState.RESTARTING
         await self._restart_group(to_start)
 
-    async def _restart_group(self, group: list[_Child]) -> None:
+    async def _restart_group(self, group: list[Child]) -> None:
         """Start ``group`` in order; a member that fails to start counts as one more
         restart, and the group is retried (all of it for one_for_all, from the failed
         member on otherwise) until it starts or the intensity is exceeded."""
         while True:
             for index, child in enumerate(group):
                 result = await self._start(child, restarting=True)
-                if isinstance(result, _Started):
+                if isinstance(result, Started):
                     continue
                 self._check_intensity(child, result.reason)
                 if self._strategy is Strategy.ONE_FOR_ALL:
