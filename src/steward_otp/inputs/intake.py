@@ -65,19 +65,23 @@ async def accept_document(
     submit: Submit,
     table: MethodTable,
     force_from_node: bool = True,
+    require_from_node: bool = False,
 ) -> list[Answer]:
     """Parse ``document``, make every valid message durable, and say what happened to each.
 
     ``force_from_node`` sets ``fromNode`` to this node (every input but the startup folder
-    does, so replies come back here). ``local`` in ``toNode``/``toNodes`` means this node.
-    Invalid messages are answered with their error and change nothing; the valid ones in the
-    same batch still go through.
+    does, so replies come back here). With ``require_from_node`` (and ``force_from_node``
+    off) a message without ``fromNode`` is rejected with an error naming that field.
+    ``local`` in ``toNode``/``toNodes`` means this node. Invalid messages are answered with
+    their error and change nothing; the valid ones in the same batch still go through.
     """
     result = parse_messages(document, table=table)
     answers = [Answer(index=e.index, accepted=False, error=e) for e in result.errors]
-    indexes = getattr(result, "indexes", None) or [None] * len(result.messages)
     outgoing: list[tuple[int | None, Message]] = []
-    for index, parsed in zip(indexes, result.messages, strict=True):
+    for index, parsed in zip(result.indexes, result.messages, strict=True):
+        if require_from_node and not force_from_node and not parsed.from_node:
+            answers.append(Answer(index=index, accepted=False, error=_missing_from_node(index)))
+            continue
         message = attrs.evolve(parsed, from_node=node_name) if force_from_node else parsed
         outgoing.extend((index, m) for m in fan_out(message, node_name))
     if outgoing:
@@ -88,3 +92,31 @@ async def accept_document(
         )
     answers.sort(key=lambda a: (a.index is not None, a.index or 0))
     return answers
+
+
+def _missing_from_node(index: int | None) -> MessageError:
+    return MessageError(
+        index,
+        "fromNode",
+        None,
+        "is missing; this input keeps fromNode as written, and replies go to it",
+        "the name of the node that should receive the replies",
+    )
+
+
+def rejection_texts(answers: Sequence[Answer], source: str) -> list[str]:
+    """Error-kernel lines for the rejected answers of one document read by ``source``.
+
+    A document that could not be read at all gives Steward's
+    ``error: malformed json received on <source>: <error>``; each rejected message gives
+    ``error: <source>: message rejected: <error>``. Accepted answers give nothing.
+    """
+    texts = []
+    for answer in answers:
+        if answer.accepted or answer.error is None:
+            continue
+        if answer.index is None and answer.error.field is None:
+            texts.append(f"error: malformed json received on {source}: {answer.error}")
+        else:
+            texts.append(f"error: {source}: message rejected: {answer.error}")
+    return texts

@@ -1,0 +1,255 @@
+"""The HTTP input ``http_listener`` (``HOST:PORT``): POST a message document, get JSON back.
+
+``POST`` any path with a JSON or YAML document (a list of messages, or one message) as the
+body (``curl --data-binary @msg.json http://127.0.0.1:8092/``). Every response body is
+JSON:
+
+* ``202 Accepted`` — ``{"accepted": [answer, ...]}``: every message is durable in the
+  outbox (nothing is answered before that).
+* ``400 Bad Request`` — ``{"errors": [answer, ...], "accepted": [answer, ...]}``: some
+  messages (or the whole document) were rejected. The ones listed under ``accepted`` *were*
+  accepted and will be delivered; resend only the rejected ones. An empty body is a 400 too.
+* ``413 Content Too Large`` — ``{"errors": [...], "accepted": []}``: the body is larger
+  than the limit (by its ``Content-Length``, before reading it, or while reading it);
+  nothing was accepted.
+* ``405 Method Not Allowed`` — any method but POST (``Allow: POST``).
+
+An answer is the same object the socket inputs send as a line (see
+:class:`steward_otp.inputs.intake.Answer`). The server is hypercorn's trio worker; the
+ASGI application is :class:`HttpInputApp`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, cast
+
+import hypercorn.config
+import hypercorn.trio
+import hypercorn.typing
+import trio
+
+from steward_otp.inputs.tcp import ListenError, Report, bind_error, parse_listen_address, reporting
+from steward_otp.inputs.unix_socket import DEFAULT_MAX_DOCUMENT_BYTES, AcceptDocument
+
+log = logging.getLogger(__name__)
+_server_log = logging.getLogger(f"{__name__}.server")
+# hypercorn's own start line ("Running on ... (CTRL + C to quit)") is for interactive use;
+# the input logs where it listens itself. Server errors still come through.
+_server_log.setLevel(logging.WARNING)
+
+Scope = MutableMapping[str, Any]
+Event = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Event]]
+Send = Callable[[Event], Awaitable[None]]
+
+SOURCE = "HTTPListener"
+
+
+def _rejected(error: str, allowed: str | None = None) -> dict[str, Any]:
+    """An answer for the whole request, shaped like a rejected message answer."""
+    return {
+        "index": None,
+        "status": "rejected",
+        "error": error,
+        "field": None,
+        "value": None,
+        "allowed": allowed,
+    }
+
+
+def _too_large(limit: int) -> dict[str, Any]:
+    return _rejected(
+        f"document: larger than {limit} bytes; nothing was accepted",
+        f"documents up to {limit} bytes",
+    )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class HttpInputApp:
+    """The ASGI application behind the HTTP input (``http`` and ``lifespan`` scopes).
+
+    ``accept`` is the node's input path (parse, validate, make durable); ``limit`` the
+    largest body accepted, in bytes. Rejected messages are reported through ``report``.
+    """
+
+    def __init__(self, accept: AcceptDocument, report: Report, limit: int) -> None:
+        self.accept = reporting(accept, report, SOURCE)
+        self.report = report
+        self.limit = limit
+        self.requests = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            self.requests += 1
+            await self._request(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            event = await receive()
+            if event["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif event["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            error = _rejected(
+                f"HTTP method {scope['method']} is not allowed", "POST with a message document"
+            )
+            await _respond(send, 405, {"errors": [error], "accepted": []}, [(b"allow", b"POST")])
+            return
+        try:
+            body = await self._body(scope, receive)
+        except _TooLarge:
+            self.report("warning", f"error: {SOURCE}: body larger than {self.limit} bytes refused")
+            body_error = {"errors": [_too_large(self.limit)], "accepted": []}
+            await _respond(send, 413, body_error, [(b"connection", b"close")])
+            return
+        except _Disconnected:
+            log.info("%s: client went away before sending its whole body", SOURCE)
+            return
+        answers = await self.accept(body)
+        if not answers:
+            error = _rejected("document: holds no messages", "a list of messages or one message")
+            answers_error = {"errors": [error], "accepted": []}
+            await _respond(send, 400, answers_error)
+            return
+        accepted = [a.to_dict() for a in answers if a.accepted]
+        errors = [a.to_dict() for a in answers if not a.accepted]
+        if errors:
+            await _respond(send, 400, {"errors": errors, "accepted": accepted})
+        else:
+            await _respond(send, 202, {"accepted": accepted})
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole body; raises _TooLarge as soon as it is known to exceed the limit."""
+        for name, value in scope["headers"]:
+            if name.lower() == b"content-length":
+                try:
+                    if int(value) > self.limit:
+                        raise _TooLarge
+                except ValueError:
+                    pass  # h11 has already refused a malformed Content-Length
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = event.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not event.get("more_body", False):
+                return b"".join(chunks)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    payload = (json.dumps(body, ensure_ascii=False) + "\n").encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class HttpInput:
+    """Supervised process serving the HTTP input. See the module docstring.
+
+    Ready once the listener accepts connections. A bind failure is a crash raising
+    :class:`~steward_otp.inputs.tcp.ListenError` ("cannot listen on HOST:PORT: ...").
+    Cancellation stops the server at once: a request still waiting for its answer gets
+    none (whatever was already accepted stays durable; resending it with the same ``id``
+    does not duplicate it).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        accept: AcceptDocument,
+        report: Report,
+        *,
+        max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+    ) -> None:
+        self.address = parse_listen_address(address)
+        self.app = HttpInputApp(accept, report, max_document_bytes)
+        self.urls: list[str] = []
+
+    @property
+    def info(self) -> dict[str, object]:
+        """What the tree snapshot shows: the address, the bound URLs, requests served."""
+        return {"address": self.address.text, "url": self.urls, "requests": self.app.requests}
+
+    def hypercorn_config(self) -> hypercorn.config.Config:
+        """The server's settings: our address, errors to our logger, no access log."""
+        config = hypercorn.config.Config()
+        host = self.address.host
+        if host is None:
+            host = "0.0.0.0"
+        elif ":" in host:
+            host = f"[{host}]"
+        config.bind = [f"{host}:{self.address.port}"]
+        config.accesslog = None
+        config.errorlog = _server_log
+        config.include_server_header = False
+        config.graceful_timeout = 1.0
+        return config
+
+    async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled."""
+        # The app speaks plain-dict ASGI; hypercorn's TypedDict signature is the same protocol.
+        app = cast("hypercorn.typing.Framework", self.app)
+        serve = functools.partial(hypercorn.trio.serve, app, self.hypercorn_config())
+        started = False
+        try:
+            async with trio.open_nursery() as nursery:
+                self.urls = await nursery.start(serve)
+                started = True
+                log.info("HTTP input listening on %s", ", ".join(self.urls))
+                task_status.started()
+        except (OSError, BaseExceptionGroup) as failure:
+            cause = None if started else _os_error(failure)
+            if cause is None:
+                raise
+            raise bind_error(self.address.text, cause) from failure
+
+
+def _os_error(failure: BaseException) -> OSError | None:
+    """The first OSError in ``failure`` (an exception group or a single exception)."""
+    if isinstance(failure, OSError):
+        return failure
+    if isinstance(failure, BaseExceptionGroup):
+        for inner in failure.exceptions:
+            if (found := _os_error(inner)) is not None:
+                return found
+    return None
+
+
+__all__ = ["HttpInput", "HttpInputApp", "ListenError"]
