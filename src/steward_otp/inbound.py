@@ -9,7 +9,8 @@ subject, so instances with the same node name share the load), in its own task:
 4. ACK when the message asks for it (``ACKTimeout >= 1``) — also for a duplicate, whose
    first ACK was evidently lost;
 5. only if the message is new: run the handler under ``methodTimeout`` (``-1`` = no limit),
-   build the reply exactly as Steward's reply builder and submit it to the outbox.
+   build the reply exactly as Steward's reply builder and submit it to the outbox; a message
+   with a ``schedule`` runs again every interval until its total time is up.
 
 Handler errors go back as error replies (``<fileName>.error``) and to the central error log.
 An unexpected exception in a handler crashes the Subscriber, which its supervisor restarts;
@@ -29,6 +30,7 @@ from steward_otp import codec
 from steward_otp.bridge import InboundMessage, NatsBridge
 from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, NodeServices
 from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply, uses_ack
+from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
 from steward_otp.store import Store
 from steward_otp.supervisors import current_child
 
@@ -101,7 +103,7 @@ class Subscriber:
         task_status.started()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._recover)
+                nursery.start_soon(self._recover, nursery)
                 async for inbound in subscription.receive:
                     self.received += 1
                     nursery.start_soon(self._handle, inbound)
@@ -109,11 +111,12 @@ class Subscriber:
         finally:
             self.bridge.unsubscribe(subscription)
 
-    async def _recover(self) -> None:
+    async def _recover(self, nursery: trio.Nursery) -> None:
         """Run the messages of this method that were accepted but never finished.
 
         They were ACKed (so their sender will not send them again) but the node stopped or
-        this process crashed before their handler completed: they run now, once.
+        this process crashed before their handler completed: they run now, once, each in its
+        own task (one that runs for the life of the node does not hold up the others).
         """
         for row in await self.store.unfinished_inbound():
             if row.method != self.handler.name:
@@ -125,7 +128,7 @@ class Subscriber:
                 continue
             log.info("%s: running %s again after an interruption", self.subject, row.msg_id)
             self.executed += 1
-            await self.execute(message)
+            nursery.start_soon(self.execute, message)
 
     async def _handle(self, inbound: InboundMessage) -> None:
         try:
@@ -154,40 +157,87 @@ class Subscriber:
         await self.execute(message)
 
     async def execute(self, message: Message) -> None:
-        """Run the handler for ``message`` (already accepted) and send its reply."""
-        deadline = method_deadline(message, self.default_method_timeout)
-        ctx = HandlerContext(services=self.services, message=message, deadline=deadline)
-        outcome: str | None = "ok"
+        """Run the handler for ``message`` (already accepted), send its replies, mark it done.
+
+        A scheduled message (``schedule: [interval, total]``, or the deprecated
+        ``REQHttpGetScheduled``) runs once now, then every ``interval`` seconds until
+        ``total`` seconds have passed; runs may overlap, each has its own ``methodTimeout``
+        and its own replies, and the message is marked done when the last run has ended.
+        Cancellation (the node or this subscriber stops) leaves the message unfinished, so
+        it runs again, schedule and all, when the subscriber starts again.
+        """
+        outcome: str | None = None
         reason: str | None = None
         try:
-            output: bytes | None = None
-            with trio.CancelScope(deadline=deadline) as scope:
-                output = await self.handler(ctx, message)
-            if scope.cancelled_caught:
-                outcome = reason = "timeout"
-                text = (
-                    f"error: {message.method}: method timed out: [{' '.join(message.method_args)}]"
-                )
-                await self._fail(ctx, message, text)
-            elif output is not None:
-                await ctx.reply(output)
-        except HandlerError as exc:
-            outcome, reason = "error", str(exc)
-            await self._fail(ctx, message, f"error: {message.method}: {exc}")
-        except Exception as exc:
-            outcome, reason = "crash", repr(exc)
-            await self._fail(ctx, message, f"error: {message.method}: handler crashed: {exc!r}")
-            raise HandlerCrashed(f"handler for {message.method} crashed: {exc!r}") from exc
-        except trio.Cancelled:
-            outcome = None  # interrupted: left unfinished, run again by _recover
+            try:
+                schedule = message_schedule(message)
+            except ScheduleError as exc:
+                outcome, reason = "error", str(exc)
+                ctx = HandlerContext(services=self.services, message=message)
+                await self._fail(ctx, message, f"error: {message.method}: {exc}")
+                return
+            if schedule is None:
+                outcome, reason = await self._run_once(message)
+            else:
+                outcome, reason = await self._run_schedule(message, schedule)
+        except HandlerCrashed as exc:
+            outcome, reason = "crash", repr(exc.__cause__)
             raise
         finally:
             if outcome is not None:
                 with trio.CancelScope(shield=True):
                     await self.store.mark_inbound_done(message.id, outcome, reason)
 
+    async def _run_once(self, message: Message) -> tuple[str, str | None]:
+        """One run of the handler under ``methodTimeout``: (outcome, reason) for the store."""
+        deadline = method_deadline(message, self.default_method_timeout)
+        ctx = HandlerContext(services=self.services, message=message, deadline=deadline)
+        try:
+            output: bytes | None = None
+            with trio.CancelScope(deadline=deadline) as scope:
+                output = await self.handler(ctx, message)
+            if scope.cancelled_caught:
+                text = (
+                    f"error: {message.method}: method timed out: [{' '.join(message.method_args)}]"
+                )
+                await self._fail(ctx, message, text)
+                return "timeout", "timeout"
+            if output is not None:
+                await ctx.reply(output)
+            return "ok", None
+        except HandlerError as exc:
+            await self._fail(ctx, message, f"error: {message.method}: {exc}")
+            return "error", str(exc)
+        except Exception as exc:
+            await self._fail(ctx, message, f"error: {message.method}: handler crashed: {exc!r}")
+            raise HandlerCrashed(f"handler for {message.method} crashed: {exc!r}") from exc
+
+    async def _run_schedule(self, message: Message, schedule: Schedule) -> tuple[str, str | None]:
+        """Start a run at each offset of ``schedule``; return once every run has ended.
+
+        A crashing run stops the schedule and its HandlerCrashed is raised here.
+        """
+        outcomes: list[tuple[str, str | None]] = []
+        crashes: list[HandlerCrashed] = []
+
+        async def run(nursery: trio.Nursery) -> None:
+            try:
+                outcomes.append(await self._run_once(message))
+            except HandlerCrashed as exc:
+                crashes.append(exc)
+                nursery.cancel_scope.cancel()
+
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for offset in schedule.offsets():
+                await trio.sleep_until(start + offset)
+                nursery.start_soon(run, nursery)
+        if crashes:
+            raise crashes[0]
+        return schedule_outcome(outcomes)
+
     async def _fail(self, ctx: HandlerContext, message: Message, text: str) -> None:
         self.services.report("error", text)
-        reply = build_reply(message, text.encode(), error=True)
+        reply = build_reply(message, text.encode() + b"\n", error=True)
         if reply is not None:
             await self.services.submit([reply])

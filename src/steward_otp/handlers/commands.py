@@ -101,7 +101,7 @@ async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
             f"methodArgs: {_args_text(msg.method_args)}, error_output: {stderr}"
         )
         ctx.report("error", text)
-        await ctx.reply(text.encode(), error=True)
+        await ctx.reply(text.encode() + b"\n", error=True)
     return stdout
 
 
