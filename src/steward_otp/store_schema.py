@@ -209,7 +209,8 @@ class AuditRecord:
     method: str
     outcome: str
     attempts: int | None
-    payload: bytes
+    payload: bytes | None
+    """The message as sent; None when it was larger than :data:`AUDIT_PAYLOAD_LIMIT`."""
     created_at: float
     recorded_at: float
     reason: str | None
@@ -260,7 +261,7 @@ SCHEMA: tuple[str, ...] = (
         method      TEXT    NOT NULL,
         outcome     TEXT    NOT NULL,
         attempts    INTEGER,
-        payload     BLOB    NOT NULL,
+        payload     BLOB,               -- NULL: larger than AUDIT_PAYLOAD_LIMIT
         created_at  REAL    NOT NULL,
         recorded_at REAL    NOT NULL,
         reason      TEXT
@@ -463,11 +464,19 @@ def _audit_record(row: _Row) -> AuditRecord:
         method=str(method),
         outcome=str(outcome),
         attempts=None if attempts is None else int(attempts),
-        payload=bytes(payload),
+        payload=None if payload is None else bytes(payload),
         created_at=float(created),
         recorded_at=float(recorded),
         reason=None if why is None else str(why),
     )
+
+
+AUDIT_PAYLOAD_LIMIT = 64 * 1024
+"""Largest payload (bytes) the audit log keeps. Bigger messages (file-copy chunks, large
+outputs) are audited with their metadata only, so the audit log does not grow by the size
+of every file copied; everything smaller is kept whole, enough to recreate the message."""
+
+AUDITED_PAYLOAD = f"CASE WHEN length(payload) <= {AUDIT_PAYLOAD_LIMIT} THEN payload END"
 
 
 def _placeholders(count: int) -> str:
@@ -493,7 +502,7 @@ def _finish(
     audited = db.execute(
         "INSERT INTO audit (direction, msg_id, peer_node, method, outcome, attempts, payload,"
         " created_at, recorded_at, reason) SELECT 'out', msg_id, to_node, method, ?, attempts,"
-        f" payload, created_at, ?, ? FROM outbox WHERE {where}",
+        f" {AUDITED_PAYLOAD}, created_at, ?, ? FROM outbox WHERE {where}",
         [str(outcome), now, reason, *params],
     ).rowcount
     if not audited:
@@ -724,7 +733,8 @@ class Purge:
         db.execute(
             "INSERT INTO audit (direction, msg_id, peer_node, method, outcome, attempts,"
             " payload, created_at, recorded_at, reason)"
-            f" SELECT 'out', msg_id, to_node, method, 'purged', attempts, payload, created_at,"
+            f" SELECT 'out', msg_id, to_node, method, 'purged', attempts, {AUDITED_PAYLOAD},"
+            " created_at,"
             f" ?, reason FROM outbox WHERE {where} ORDER BY seq",
             [now, *params],
         )
@@ -850,7 +860,16 @@ class MarkInboundDone:
             "INSERT INTO audit (direction, msg_id, peer_node, method, outcome, attempts,"
             " payload, created_at, recorded_at, reason)"
             " VALUES ('in', ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
-            (self.msg_id, from_node, method, self.outcome, payload, received_at, now, self.reason),
+            (
+                self.msg_id,
+                from_node,
+                method,
+                self.outcome,
+                payload if payload is None or len(payload) <= AUDIT_PAYLOAD_LIMIT else None,
+                received_at,
+                now,
+                self.reason,
+            ),
         )
         db.execute(
             "UPDATE inbox SET done_at = ?, outcome = ?, payload = NULL WHERE seq = ?",

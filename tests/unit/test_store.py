@@ -28,6 +28,7 @@ from steward_otp.store import (
     store_path,
 )
 from steward_otp.store_schema import (
+    AUDIT_PAYLOAD_LIMIT,
     SCHEMA_VERSION,
     Enqueue,
     ListOutbox,
@@ -809,3 +810,15 @@ def test_kill_9_loses_no_acknowledged_message(db_path, acks_before_kill):
     assert delivered <= audited
     assert not (delivered & outbox)
     assert queued <= outbox | audited
+
+
+async def test_audit_keeps_small_payloads_and_only_metadata_of_large_ones(make_store):
+    big = b"x" * (AUDIT_PAYLOAD_LIMIT + 1)
+    async with running(make_store()) as store:
+        await store.enqueue([entry("small"), entry("big", payload=big)])
+        assert await store.mark_delivered("small")
+        assert await store.mark_delivered("big")
+        records = {r.msg_id: r for r in await store.audit_log()}
+    assert records["small"].payload == b"payload of small"
+    assert records["big"].payload is None
+    assert records["big"].outcome == "delivered"
