@@ -1,0 +1,63 @@
+"""File copy between nodes: REQCopySrc, REQCopyDst and the REQSUBCopy* protocol handlers.
+
+The operator sends REQCopySrc to the **source** node (``methodArgs = [srcPath, dstNode,
+dstPath, chunkSize?, maxTotalCopyTime?, folderPermission?]``). The source hashes the file,
+records the copy and sends REQCopyDst to the destination. The destination *pulls*: it asks
+for a window of chunks (REQSUBCopySrc ``want``), stores each chunk that matches its SHA-256
+(REQSUBCopyDst ``chunk``), asks again for damaged ones, joins the file, checks the whole
+file's SHA-256, renames it into place and sends the result (REQSUBCopySrc ``result``); the
+source replies to the requester in ``<fileName>.copyreply`` or ``.copyerror``.
+
+Guarantees:
+
+* The destination file appears complete and verified, or not at all (temporary chunks live
+  under ``<home>/var/copy``; the joined file is renamed into place).
+* Every protocol message goes through the durable outbox, ACKed and retried for the copy's
+  time: an outage of the link or of either node only delays the copy.
+* A destination restart continues from the chunks it has verified; the source re-reads only
+  the chunks asked for again.
+* Memory stays bounded by the window (about 8 MiB of chunks, see ``copy_plan``), whatever
+  the file size.
+
+Modules: :mod:`copy_protocol` (arguments, records, messages), :mod:`copy_plan` (chunks and
+the pull window), :mod:`copy_files` (disk), :mod:`copy_source`, :mod:`copy_target`
+(handlers). See docs/copy.md.
+"""
+
+from __future__ import annotations
+
+from steward_otp.handlers.base import Handler, handler
+from steward_otp.handlers.copy_protocol import (
+    COPY_METHOD_DST,
+    COPY_METHOD_SRC,
+    SUB_METHOD_DST,
+    SUB_METHOD_SRC,
+)
+from steward_otp.handlers.copy_source import CopySource
+from steward_otp.handlers.copy_target import CopyTarget
+
+__all__ = ["copy_handlers"]
+
+
+def copy_handlers() -> tuple[Handler, ...]:
+    """Fresh copy handlers for one node.
+
+    Call once per node: the destination handlers share in-memory channels (from chunk
+    arrivals to the running pull) that belong to that node.
+    """
+    source = CopySource()
+    target = CopyTarget()
+    return (
+        handler(
+            COPY_METHOD_SRC,
+            description="copy a file from this node to another node",
+            args="[srcPath, dstNode, dstPath, chunkSize?, maxTotalCopyTime?, folderPermission?]",
+        )(source.copy_src),
+        handler(COPY_METHOD_DST, description="receive a copied file (sent by REQCopySrc)")(
+            target.copy_dst
+        ),
+        handler(SUB_METHOD_SRC, description="copy protocol: chunk requests and results")(
+            source.sub_src
+        ),
+        handler(SUB_METHOD_DST, description="copy protocol: chunks and aborts")(target.sub_dst),
+    )
