@@ -41,7 +41,9 @@ def free_loopback_port() -> int:
 class NatsServer:
     """One real ``nats-server`` process owned by a test: start, stop (by PID), restart."""
 
-    def __init__(self, workdir: Path, *, jetstream: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, *, jetstream: bool = False, config_file: Path | None = None
+    ) -> None:
         self.port = free_loopback_port()
         workdir.mkdir(parents=True, exist_ok=True)
         self.spec = BrokerSpec(
@@ -49,6 +51,7 @@ class NatsServer:
             log_file=workdir / "nats-server.log",
             jetstream=jetstream,
             store_dir=workdir / "jetstream" if jetstream else None,
+            config_file=config_file,
         )
         self._binary = find_nats_server_binary()
         self.process: subprocess.Popen[bytes] | None = None

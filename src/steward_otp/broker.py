@@ -68,6 +68,7 @@ class BrokerSpec:
     jetstream: bool = False
     store_dir: Path | None = None
     server_name: str | None = None
+    config_file: Path | None = None
 
     @property
     def url(self) -> str:
@@ -85,6 +86,8 @@ class BrokerSpec:
             "--log",
             str(self.log_file),
         ]
+        if self.config_file is not None:
+            args += ["--config", str(self.config_file)]
         if self.server_name:
             args += ["--server_name", self.server_name]
         if self.jetstream:

@@ -138,7 +138,8 @@ _LISTEN_ALLOWED: Final = (
 _BROKER_SCHEMES: Final = ("nats", "tls", "ws", "wss")
 _BROKER_ALLOWED: Final = (
     "must be empty (use the embedded broker) or HOST:PORT, optionally prefixed with "
-    "nats://, tls://, ws:// or wss://, with PORT from 1 to 65535, e.g. 'nats://10.0.0.5:4222'"
+    "nats://, tls://, ws:// or wss://, with PORT from 1 to 65535, e.g. 'nats://10.0.0.5:4222' "
+    "or 'nats://user:password@10.0.0.5:4222'"
 )
 
 
@@ -161,6 +162,8 @@ def _broker_address(_instance: object, attribute: "attrs.Attribute[Any]", value:
         return
     scheme, separator, rest = value.partition("://")
     address = rest if separator else value
+    if separator:
+        address = address.rpartition("@")[2]  # user:password@ credentials are allowed
     if (separator and scheme not in _BROKER_SCHEMES) or not _is_host_port(
         address, host_required=True
     ):

@@ -160,6 +160,11 @@ async def handle_request(node: Inspectable, line: bytes) -> dict[str, Any]:
         request = json.loads(line)
     except ValueError as exc:
         return {"ok": False, "error": f"request is not JSON: {exc}"}
+    return await answer(node, request)
+
+
+async def answer(node: Inspectable, request: object) -> dict[str, Any]:
+    """Answer one decoded request. Never raises: every problem becomes ``{"ok": false}``."""
     if not isinstance(request, dict):
         return {"ok": False, "error": 'request must be a JSON object with an "op" field'}
     op = request.get("op")

@@ -70,6 +70,45 @@ class Finished:
 RouterMail = Dispatch | Finished
 
 
+RELAY_METHOD = "REQRelay"
+
+
+def relay_hop(message: Message, own_node: str) -> str | None:
+    """The node ``message`` must travel through first, or None to send it directly.
+
+    A request names it in ``relayViaNode``; a reply inherits it from the request it answers,
+    so replies come back the way the request went. The relay node itself, and a relay node
+    that is the destination anyway, send directly.
+    """
+    via = message.relay_via_node
+    if not via and message.is_reply and message.previous_message is not None:
+        via = message.previous_message.relay_via_node
+    if not via or via in (own_node, message.to_node):
+        return None
+    return via
+
+
+def relay_envelope(message: Message, via: str, own_node: str) -> Message:
+    """``message`` wrapped in a REQRelay to ``via``, which forwards it to its ``toNode``.
+
+    The envelope carries the message whole (its id, fromNode and delivery settings travel
+    with it) and is delivered with the message's own ACK/retry settings.
+    """
+    return Message(
+        id=f"{message.id}>{via}",
+        to_node=via,
+        from_node=own_node,
+        method=RELAY_METHOD,
+        data=codec.encode(message, compress_threshold=None).payload,
+        ack_timeout=message.ack_timeout,
+        retries=message.retries,
+        retry_wait=message.retry_wait,
+        method_timeout=message.method_timeout,
+        reply_method="REQNone",
+        relay_original_method=message.method,
+    )
+
+
 def max_retries_text(message: Message, subject: str) -> str:
     """Steward's MAX-RETRIES line for ``message`` published on ``subject``."""
     return (
@@ -129,15 +168,17 @@ class Outbox:
             )
         if not message.from_node:
             message = attrs.evolve(message, from_node=self.node_name)
-        return apply_defaults(ensure_id(message), self.defaults)
+        message = apply_defaults(ensure_id(message), self.defaults)
+        via = relay_hop(message, self.node_name)
+        return message if via is None else relay_envelope(message, via, self.node_name)
 
     async def submit(self, messages: Sequence[Message]) -> list[str]:
         """Make ``messages`` durable and route them; returns their ids (in order).
 
         When this returns every message is on disk. A message whose id the outbox already
         holds (a resubmission) is not stored or routed twice. A message that cannot be routed
-        (see :meth:`prepare`) fails the whole call before anything is stored. Cancellation after the write
-        leaves the messages durable; the Router's sweep routes them.
+        (see :meth:`prepare`) fails the whole call before anything is stored. Cancellation
+        after the write leaves the messages durable; the Router's sweep routes them.
         """
         prepared = [self.prepare(m) for m in messages]
         now = time.time()

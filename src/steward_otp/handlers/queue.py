@@ -1,0 +1,90 @@
+"""Queue control as request methods, so an operator can manage a node's outbox remotely.
+
+They answer the same requests as the control socket (``steward-otp queue ...``), so local
+and remote queue control cannot drift apart:
+
+* ``REQOpQueueList``   ``[toNode?, state?...]``      → one JSON line per held message
+* ``REQOpQueueCancel`` ``[id, ...]``                 → one status line per id
+* ``REQOpQueueRetry``  ``[id, ...]``                 → one status line per id
+* ``REQOpQueuePurge``  ``[toNode|"*", olderThanSeconds?]`` → ``purged <n>``
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from steward_otp.handlers.base import HandlerContext, HandlerError, handler
+from steward_otp.message import Message
+
+ANY_NODE = "*"
+
+
+async def _ask(ctx: HandlerContext, request: dict[str, Any]) -> dict[str, Any]:
+    response = await ctx.services.control(request)
+    if not response.get("ok"):
+        raise HandlerError(f"{ctx.message.method}: {response.get('error')}")
+    return response
+
+
+def _ids(msg: Message) -> tuple[str, ...]:
+    if not msg.method_args:
+        raise HandlerError(
+            f'{msg.method}: field "methodArgs": value [] names no message; '
+            'allowed: ["<message id>", ...] as listed by REQOpQueueList'
+        )
+    return msg.method_args
+
+
+@handler("REQOpQueueList", description="list the messages this node holds for delivery")
+async def queue_list(ctx: HandlerContext, msg: Message) -> bytes | None:
+    """Reply with one JSON line per held message (id, toNode, method, state, attempts, age)."""
+    request: dict[str, Any] = {"op": "queue.ls"}
+    if msg.method_args and msg.method_args[0] not in ("", ANY_NODE):
+        request["toNode"] = msg.method_args[0]
+    if len(msg.method_args) > 1:
+        request["states"] = list(msg.method_args[1:])
+    messages = (await _ask(ctx, request))["messages"]
+    return "".join(json.dumps(m) + "\n" for m in messages).encode()
+
+
+@handler("REQOpQueueCancel", description="cancel held messages by id")
+async def queue_cancel(ctx: HandlerContext, msg: Message) -> bytes | None:
+    """Cancel each listed message; reply with one line per id saying what happened."""
+    lines = []
+    for msg_id in _ids(msg):
+        done = (await _ask(ctx, {"op": "queue.cancel", "id": msg_id}))["done"]
+        lines.append(f"{'cancelled' if done else 'not active'}: {msg_id}\n")
+    return "".join(lines).encode()
+
+
+@handler("REQOpQueueRetry", description="queue failed or cancelled messages again")
+async def queue_retry(ctx: HandlerContext, msg: Message) -> bytes | None:
+    """Re-queue each listed message; reply with one line per id saying what happened."""
+    lines = []
+    for msg_id in _ids(msg):
+        done = (await _ask(ctx, {"op": "queue.retry", "id": msg_id}))["done"]
+        lines.append(f"{'queued again' if done else 'not failed or cancelled'}: {msg_id}\n")
+    return "".join(lines).encode()
+
+
+@handler("REQOpQueuePurge", description="remove queued, failed and cancelled messages")
+async def queue_purge(ctx: HandlerContext, msg: Message) -> bytes | None:
+    """Purge by destination (``*`` = any) and/or age in seconds; reply ``purged <n>``."""
+    request: dict[str, Any] = {"op": "queue.purge"}
+    args = msg.method_args
+    if args and args[0] not in ("", ANY_NODE):
+        request["toNode"] = args[0]
+    if len(args) > 1:
+        try:
+            request["olderThan"] = float(args[1])
+        except ValueError:
+            raise HandlerError(
+                f'{msg.method}: field "methodArgs[1]": value {args[1]!r} is not a number; '
+                "allowed: an age in seconds"
+            ) from None
+    purged = (await _ask(ctx, request))["purged"]
+    return f"purged {purged}\n".encode()
+
+
+QUEUE_HANDLERS = (queue_list, queue_cancel, queue_retry, queue_purge)
