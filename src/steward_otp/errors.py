@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -88,6 +89,7 @@ class ErrorKernel:
         self.forward = forward
         self._send, self._receive = trio.open_memory_channel[ErrorEvent](capacity)
         self.reported = 0
+        self.reported_by_level: Counter[str] = Counter()
         self.dropped = 0
         self.info: dict[str, object] = {"reported": 0, "dropped": 0}
 
@@ -95,6 +97,7 @@ class ErrorKernel:
         """Log ``text`` at ``level`` here and queue it for the central error log."""
         log.log(_LOG_LEVELS.get(level, logging.INFO), "%s", text)
         self.reported += 1
+        self.reported_by_level[level] += 1
         self.info["reported"] = self.reported
         if not self.forward:
             return
