@@ -12,7 +12,9 @@
     │   └── router          outbox -> publishers
     ├── inbound             one_for_one: one Subscriber per method
     ├── inputs              one_for_one: unix socket
-    └── timers              one_for_one: hello
+    ├── timers              one_for_one: hello
+    ├── control             the control socket behind steward-otp tree/status/queue
+    └── metrics             /metrics for Prometheus (only with prom_host_and_port)
 
 ``rest_for_one`` at the root: when the bridge restarts, everything after it restarts too
 (their subscriptions died with the connection); the store and broker are untouched.
@@ -24,6 +26,7 @@ until :meth:`Node.stop` and returns the exit status.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -40,33 +43,44 @@ from steward_otp.bridge import BridgeSettings, NatsBridge
 from steward_otp.broker import BrokerSpec, EmbeddedBroker
 from steward_otp.config import Config, prepare_folders
 from steward_otp.control import ControlServer
+from steward_otp.control import answer as control_answer
 from steward_otp.errors import ERROR_CENTRAL_NODE, ErrorKernel
 from steward_otp.files import FileWriter
 from steward_otp.handlers import builtin_handlers
-from steward_otp.handlers.base import Handler, HandlerTable, Level
+from steward_otp.handlers.base import Handler, HandlerError, HandlerTable, Level
 from steward_otp.inbound import Subscriber
+from steward_otp.inputs.folders import ReadFolderInput, StartupFolderInput
+from steward_otp.inputs.http import HttpInput
 from steward_otp.inputs.intake import Answer, accept_document
+from steward_otp.inputs.tcp import TcpInput
 from steward_otp.inputs.unix_socket import UnixSocketInput
 from steward_otp.message import Message, MessageDefaults, subject_for_node
 from steward_otp.methods import MethodSpec, MethodTable, builtin_table
+from steward_otp.metrics import MetricsServer, NodeMetrics
 from steward_otp.outbound import Outbox, Publisher, Router
 from steward_otp.store import Store, store_path
 from steward_otp.supervisors import (
     ChildSpec,
+    ChildStartError,
+    DuplicateChild,
     DynamicSupervisor,
     ProcessSnapshot,
     Registry,
     Restart,
     Strategy,
     Supervisor,
+    UnknownChild,
     current_child,
     run_root,
 )
 from steward_otp.timers import hello_loop
+from steward_otp.tree_view import render_tree
 
 log = logging.getLogger(__name__)
 
 ERROR_LOG_METHOD = "REQErrorLog"
+PROCESS_CONTROL_PREFIX = "REQOpProcess"
+"""Subscribers REQOpProcessStop refuses to stop: without them the node is out of reach."""
 
 
 def broker_url(config: Config) -> str:
@@ -175,6 +189,8 @@ class Node:
         self._test_send, self.test_events = trio.open_memory_channel[Message](1000)
         self._stop = trio.Event()
         self.ready = trio.Event()
+        self.user_messages = 0
+        self.metrics = NodeMetrics(self)
         self.root = self._build_tree()
 
     # ------------------------------------------------------------------ NodeServices
@@ -221,14 +237,81 @@ class Node:
         """Wall time of the last hello per node (filled on the node that receives them)."""
         return self.hellos
 
+    async def control(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer a control request as the control socket does (used by REQOpQueue*)."""
+        return await control_answer(self, dict(request))
+
     def connection_state(self) -> str:
         """The broker connection's state: connecting, connected, reconnecting or closed."""
         return self.bridge.state.value
 
     async def accept_document(self, document: bytes | str) -> list[Answer]:
         """The input path: parse, validate, fan out and make durable one document."""
-        return await accept_document(
+        answers = await accept_document(
             document, node_name=self.node_name, submit=self.submit, table=self.table
+        )
+        self.user_messages += sum(1 for answer in answers if answer.accepted)
+        return answers
+
+    def process_list(self) -> str:
+        """The live supervision tree as text (``steward-otp tree``'s table), newline-ended."""
+        return render_tree(self.snapshot().to_dict()) + "\n"
+
+    async def start_subscriber(self, method: str) -> str:
+        """Start a subscriber for ``method`` under ``inbound``; returns a status line.
+
+        It lasts until it is stopped or the ``inbound`` supervisor restarts (then the start
+        flags of the configuration decide again). Raises HandlerError when this node has no
+        handler for ``method`` or its subscriber runs already.
+        """
+        found = self.handlers.get(method)
+        if found is None:
+            raise HandlerError(
+                f'OpProcessStart: field "methodArgs[0]": value {method!r} is not a method this '
+                f"node has a handler for; allowed: {', '.join(self.handlers.names())}"
+            )
+        subscriber = self._subscriber(found, self.node_name)
+        try:
+            await self.inbound_supervisor.start_child(ChildSpec(method, subscriber.run))
+        except DuplicateChild:
+            raise HandlerError(
+                f"OpProcessStart: a subscriber for {method} runs already on {self.node_name}"
+            ) from None
+        except ChildStartError as exc:
+            raise HandlerError(f"OpProcessStart: {method} failed to start: {exc}") from exc
+        return (
+            f"info: OpProcessStart: started id: {self.inbound_supervisor.path}/{method}, "
+            f"subject: {subscriber.subject}: node: {self.node_name}\n"
+        )
+
+    async def stop_subscriber(self, method: str, node: str = "") -> str:
+        """Stop the subscriber for ``method`` and forget it; returns a status line.
+
+        ``node`` is the subject's node name (this node's by default; ``errorCentral`` for
+        the central error log). The ``REQOpProcess*`` subscribers are refused, so the node
+        stays controllable. Raises HandlerError when no such subscriber runs.
+        """
+        if method.startswith(PROCESS_CONTROL_PREFIX):
+            raise HandlerError(
+                f"OpProcessStop: {method} is not stopped: the {PROCESS_CONTROL_PREFIX}* "
+                "subscribers keep the node controllable"
+            )
+        child_id = method if node in ("", self.node_name) else f"{node}.{method}"
+        spec = self.table.lookup(method)
+        target = node or self.node_name
+        subject = subject_for_node(target, spec) if spec else f"{target}.{method}"
+        running = {c.id for c in self.inbound_supervisor.which_children() if c.handle is not None}
+        if child_id not in running:
+            raise HandlerError(
+                f"OpProcessStop: did not find process to stop: {subject} on {self.node_name}; "
+                f"running subscribers: {', '.join(sorted(running))}"
+            )
+        await self.inbound_supervisor.terminate_child(child_id)
+        with contextlib.suppress(UnknownChild):
+            await self.inbound_supervisor.delete_child(child_id)
+        return (
+            f"info: OpProcessStop: process stopped id: {self.inbound_supervisor.path}/{child_id}, "
+            f"method: {subject} on: {self.node_name}\n"
         )
 
     # ------------------------------------------------------------------ the tree
@@ -255,6 +338,9 @@ class Node:
             self._timers().child_spec(),
             ChildSpec("control", self._control().run),
         ]
+        if self.config.prom_host_and_port:
+            server = MetricsServer(self.metrics, self.config.prom_host_and_port)
+            children.append(ChildSpec("metrics", server.run))
         return Supervisor(
             "node", children, strategy=Strategy.REST_FOR_ONE, intensity=5, period=30.0
         )
@@ -303,18 +389,41 @@ class Node:
         if error_log is not None and self.config.acts_as_central_error_logger:
             subscriber = self._subscriber(error_log, ERROR_CENTRAL_NODE)
             children.append(ChildSpec(f"{ERROR_CENTRAL_NODE}.{ERROR_LOG_METHOD}", subscriber.run))
-        return Supervisor("inbound", children, intensity=10, period=10.0)
+        self.inbound_supervisor = Supervisor("inbound", children, intensity=10, period=10.0)
+        return self.inbound_supervisor
 
     def _control(self) -> ControlServer:
         return ControlServer(self.config.control_socket_path, self)
 
     def _inputs(self) -> Supervisor:
-        children: list[ChildSpec] = []
-        if self.config.enable_socket:
-            socket_input = UnixSocketInput(self.config.socket_path, self.accept_document)
-            children.append(
-                ChildSpec("socket", _with_info(socket_input.run, lambda: socket_input.info))
-            )
+        config = self.config
+        inputs: list[tuple[str, Any]] = []
+        if config.enable_socket:
+            inputs.append(("socket", UnixSocketInput(config.socket_path, self.accept_document)))
+        if config.tcp_listener:
+            tcp = TcpInput(config.tcp_listener, self.accept_document, self.report)
+            inputs.append(("tcp", tcp))
+        if config.http_listener:
+            http = HttpInput(config.http_listener, self.accept_document, self.report)
+            inputs.append(("http", http))
+        if config.enable_read_folder:
+            read_folder = ReadFolderInput(config.readfolder_dir, self.accept_document, self.report)
+            inputs.append(("readfolder", read_folder))
+        # Startup messages keep their fromNode (required): replies go where they name.
+        accept_startup = functools.partial(
+            accept_document,
+            node_name=self.node_name,
+            submit=self.submit,
+            table=self.table,
+            force_from_node=False,
+            require_from_node=True,
+        )
+        startup = StartupFolderInput(config.startup_dir, accept_startup, self.report)
+        inputs.append(("startup", startup))
+        children = [
+            ChildSpec(name, _with_info(process.run, functools.partial(getattr, process, "info")))
+            for name, process in inputs
+        ]
         return Supervisor("inputs", children, intensity=5, period=10.0)
 
     def _timers(self) -> Supervisor:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import attrs
 import trio
@@ -71,6 +71,27 @@ class NodeServices(Protocol):
 
     def note_hello(self, node: str) -> None:
         """Remember that ``node`` said hello just now (for status and metrics)."""
+        ...
+
+    async def control(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer a control request, exactly as the node's control socket does."""
+        ...
+
+    def process_list(self) -> str:
+        """The node's live supervision tree as text, one line per process."""
+        ...
+
+    async def start_subscriber(self, method: str) -> str:
+        """Start a subscriber for ``method`` on this node; returns a status line.
+
+        Raises HandlerError when the node has no handler for ``method`` or one runs already.
+        """
+        ...
+
+    async def stop_subscriber(self, method: str, node: str = "") -> str:
+        """Stop and remove the subscriber for ``method`` (on subject node ``node``, default
+        this node's name); returns a status line. Raises HandlerError when none runs or
+        when it is one that keeps the node controllable (``REQOpProcess*``)."""
         ...
 
 

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from steward_otp.handlers.base import Handler
 from steward_otp.handlers.commands import COMMAND_HANDLERS
+from steward_otp.handlers.copy import copy_handlers
+from steward_otp.handlers.http import HTTP_HANDLERS
 from steward_otp.handlers.liveness import LIVENESS_HANDLERS
 from steward_otp.handlers.output import OUTPUT_HANDLERS
+from steward_otp.handlers.process import PROCESS_HANDLERS
+from steward_otp.handlers.queue import QUEUE_HANDLERS
+from steward_otp.handlers.relay import RELAY_HANDLERS
+from steward_otp.handlers.tail import TAIL_HANDLERS
 
 
 def builtin_handlers() -> list[Handler]:
-    """The built-in handlers, in subscriber start order."""
-    return [*OUTPUT_HANDLERS, *LIVENESS_HANDLERS, *COMMAND_HANDLERS]
+    """The built-in handlers, in subscriber start order (fresh copy handlers per call)."""
+    return [
+        *PROCESS_HANDLERS,
+        *OUTPUT_HANDLERS,
+        *LIVENESS_HANDLERS,
+        *COMMAND_HANDLERS,
+        *TAIL_HANDLERS,
+        *HTTP_HANDLERS,
+        *QUEUE_HANDLERS,
+        *RELAY_HANDLERS,
+        *copy_handlers(),
+    ]
