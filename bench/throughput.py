@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -61,17 +60,23 @@ def start_node(home: Path, name: str, url: str) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_ready(home: Path, timeout: float = 30.0) -> float:
-    """Seconds the node reported from start to ready (its own log line)."""
-    deadline = time.monotonic() + timeout
-    pattern = re.compile(r"ready in ([0-9.]+) s")
+def wait_ready(home: Path, started: float, timeout: float = 30.0) -> float:
+    """Seconds from starting the process until its socket input accepts a connection.
+
+    This is what an operator sees: interpreter start-up and imports included.
+    """
+    deadline = started + timeout
+    path = str(home / "tmp" / "steward.sock")
     while time.monotonic() < deadline:
-        text = (home / "node.log").read_text(errors="replace")
-        match = pattern.search(text)
-        if match:
-            return float(match.group(1))
-        time.sleep(0.01)
-    raise RuntimeError(f"node in {home} not ready: {text[-2000:]}")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except OSError:
+                time.sleep(0.005)
+                continue
+        return time.monotonic() - started
+    log = (home / "node.log").read_text(errors="replace")
+    raise RuntimeError(f"node in {home} not ready: {log[-2000:]}")
 
 
 def inject(socket_path: Path, document: bytes) -> list[dict[str, object]]:
@@ -100,11 +105,12 @@ def count_lines(path: Path) -> int:
 
 def measure_steward(url: str, workdir: Path, messages: int, batch: int) -> dict[str, float]:
     a_home, b_home = workdir / "a", workdir / "b"
+    started = time.monotonic()
     a = start_node(a_home, "a", url)
     b = start_node(b_home, "b", url)
     try:
-        ready_a = wait_ready(a_home)
-        wait_ready(b_home)
+        ready_a = wait_ready(a_home, started)
+        wait_ready(b_home, started)
         time.sleep(1.0)  # let both settle before reading idle memory
         idle_rss = rss_mb(a.pid)
         out = a_home / "data" / "bench" / "b" / "echo.log"
@@ -185,7 +191,10 @@ def main() -> None:
         ),
         ("(c) ratio b/a (target >= 0.5)", f"{ratio:.3f}"),
         ("idle node RSS (target <= 50 MB)", f"{steward['idle_rss_mb']:.1f} MB"),
-        ("start to ready, external broker (target <= 1 s)", f"{steward['ready_seconds']:.3f} s"),
+        (
+            "process start to socket ready, external broker (target <= 1 s)",
+            f"{steward['ready_seconds']:.3f} s",
+        ),
         ("cores", str(os.cpu_count())),
     ]
     for label, value in rows:

@@ -28,7 +28,7 @@ from typing import Any
 import trio
 
 from steward_otp.handlers.base import Level
-from steward_otp.inputs.intake import Answer, rejection_texts
+from steward_otp.inputs.intake import Answer, document_rejection, rejection_texts
 from steward_otp.inputs.unix_socket import DEFAULT_MAX_DOCUMENT_BYTES, AcceptDocument
 
 log = logging.getLogger(__name__)
@@ -71,18 +71,6 @@ def _read(path: Path, limit: int) -> bytes | None:
     with path.open("rb") as file:
         data = file.read(limit + 1)
     return None if len(data) > limit else data
-
-
-def _problem(error: str, allowed: str | None = None) -> dict[str, Any]:
-    """A whole-file answer, shaped like a rejected message answer."""
-    return {
-        "index": None,
-        "status": "rejected",
-        "error": error,
-        "field": None,
-        "value": None,
-        "allowed": allowed,
-    }
 
 
 def _make_folder(folder: Path, what: str) -> None:
@@ -190,12 +178,12 @@ class ReadFolderInput:
         except FileNotFoundError:
             return  # taken away between the poll and now
         except OSError as error:
-            problem = _problem(f"file: cannot be read: {error.strerror or error}")
+            problem = document_rejection(f"file: cannot be read: {error.strerror or error}")
             await self._reject_whole(name, problem, source)
             return
         if document is None:
             limit = self.max_document_bytes
-            problem = _problem(
+            problem = document_rejection(
                 f"document: larger than {limit} bytes; nothing was accepted",
                 f"documents up to {limit} bytes",
             )
@@ -203,7 +191,9 @@ class ReadFolderInput:
             return
         answers = await self.accept(document)
         if not answers:
-            problem = _problem("document: holds no messages", "a list of messages or one message")
+            problem = document_rejection(
+                "document: holds no messages", "a list of messages or one message"
+            )
             await self._reject_whole(name, problem, source)
         elif all(a.accepted for a in answers):
             await self._remove(name)

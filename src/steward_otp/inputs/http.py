@@ -32,6 +32,7 @@ import hypercorn.trio
 import hypercorn.typing
 import trio
 
+from steward_otp.inputs.intake import document_rejection
 from steward_otp.inputs.tcp import ListenError, Report, bind_error, parse_listen_address, reporting
 from steward_otp.inputs.unix_socket import DEFAULT_MAX_DOCUMENT_BYTES, AcceptDocument
 
@@ -49,20 +50,8 @@ Send = Callable[[Event], Awaitable[None]]
 SOURCE = "HTTPListener"
 
 
-def _rejected(error: str, allowed: str | None = None) -> dict[str, Any]:
-    """An answer for the whole request, shaped like a rejected message answer."""
-    return {
-        "index": None,
-        "status": "rejected",
-        "error": error,
-        "field": None,
-        "value": None,
-        "allowed": allowed,
-    }
-
-
 def _too_large(limit: int) -> dict[str, Any]:
-    return _rejected(
+    return document_rejection(
         f"document: larger than {limit} bytes; nothing was accepted",
         f"documents up to {limit} bytes",
     )
@@ -107,7 +96,7 @@ class HttpInputApp:
 
     async def _request(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
-            error = _rejected(
+            error = document_rejection(
                 f"HTTP method {scope['method']} is not allowed", "POST with a message document"
             )
             await _respond(send, 405, {"errors": [error], "accepted": []}, [(b"allow", b"POST")])
@@ -124,7 +113,9 @@ class HttpInputApp:
             return
         answers = await self.accept(body)
         if not answers:
-            error = _rejected("document: holds no messages", "a list of messages or one message")
+            error = document_rejection(
+                "document: holds no messages", "a list of messages or one message"
+            )
             answers_error = {"errors": [error], "accepted": []}
             await _respond(send, 400, answers_error)
             return

@@ -58,6 +58,18 @@ class Answer:
         return json.dumps(self.to_dict(), ensure_ascii=False) + "\n"
 
 
+def document_rejection(error: str, allowed: str | None = None) -> dict[str, Any]:
+    """An answer about the whole document (not one message), shaped like a rejected answer."""
+    return {
+        "index": None,
+        "status": "rejected",
+        "error": error,
+        "field": None,
+        "value": None,
+        "allowed": allowed,
+    }
+
+
 async def accept_document(
     document: bytes | str,
     *,

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from steward_otp.inputs.intake import Answer
+from steward_otp.inputs.intake import Answer, document_rejection
 from steward_otp.inputs.unix_server import serve_unix_socket
 
 log = logging.getLogger(__name__)
@@ -29,19 +29,11 @@ AcceptDocument = Callable[[bytes], Awaitable[list[Answer]]]
 
 def too_large_line(limit: int) -> str:
     """The answer to a document over the size limit."""
-    return (
-        json.dumps(
-            {
-                "index": None,
-                "status": "rejected",
-                "error": f"document: larger than {limit} bytes; nothing was accepted",
-                "field": None,
-                "value": None,
-                "allowed": f"documents up to {limit} bytes",
-            }
-        )
-        + "\n"
+    rejection = document_rejection(
+        f"document: larger than {limit} bytes; nothing was accepted",
+        f"documents up to {limit} bytes",
     )
+    return json.dumps(rejection) + "\n"
 
 
 async def read_document(stream: trio.abc.ReceiveStream, limit: int) -> bytes | None:
