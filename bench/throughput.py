@@ -107,10 +107,11 @@ def measure_steward(url: str, workdir: Path, messages: int, batch: int) -> dict[
     a_home, b_home = workdir / "a", workdir / "b"
     started = time.monotonic()
     a = start_node(a_home, "a", url)
-    b = start_node(b_home, "b", url)
+    b: subprocess.Popen[bytes] | None = None
     try:
-        ready_a = wait_ready(a_home, started)
-        wait_ready(b_home, started)
+        ready_a = wait_ready(a_home, started)  # alone on the machine, as a node starts
+        b = start_node(b_home, "b", url)
+        wait_ready(b_home, time.monotonic())
         time.sleep(1.0)  # let both settle before reading idle memory
         idle_rss = rss_mb(a.pid)
         out = a_home / "data" / "bench" / "b" / "echo.log"
@@ -147,9 +148,11 @@ def measure_steward(url: str, workdir: Path, messages: int, batch: int) -> dict[
         }
     finally:
         for process in (a, b):
-            process.terminate()
+            if process is not None:
+                process.terminate()
         for process in (a, b):
-            process.wait(timeout=30)
+            if process is not None:
+                process.wait(timeout=30)
 
 
 def main() -> None:
