@@ -11,7 +11,7 @@
     │   ├── publishers      DynamicSupervisor: one Publisher per (toNode, method)
     │   └── router          outbox -> publishers
     ├── inbound             one_for_one: one Subscriber per method
-    ├── inputs              one_for_one: unix socket
+    ├── inputs              one_for_one: unix socket, TCP, HTTP, read folder, startup
     ├── timers              one_for_one: hello
     ├── control             the control socket behind steward-otp tree/status/queue
     └── metrics             /metrics for Prometheus (only with prom_host_and_port)

@@ -65,11 +65,35 @@ async def test_timeout_kills_the_whole_process_group(
     marker = f"steward-otp-test-{os.getpid()}-{id(tmp_path)}"
     async with central, ship1:
         await central.submit(
-            [command(["bash", "-c", f"exec -a {marker} sleep 300 & sleep 300"], method_timeout=2)]
+            [
+                command(
+                    ["bash", "-c", f"(exec -a {marker} sleep 300) & sleep 300"],
+                    method_timeout=2,
+                )
+            ]
         )
         await wait_for(lambda: bool(processes_named(marker)), timeout=10)
+        group = process_group(processes_named(marker)[0])  # bash and its children share it
+        assert len(processes_in_group(group)) >= 3  # bash, the background and the foreground sleep
         await wait_for(lambda: "method timed out" in file_text(error), timeout=15)
-        await wait_for(lambda: not processes_named(marker), timeout=5)
+        await wait_for(lambda: not processes_in_group(group), timeout=5)
+
+
+def process_group(pid: int) -> int:
+    stat = (Path("/proc") / str(pid) / "stat").read_text()
+    return int(stat.rpartition(")")[2].split()[2])
+
+
+def processes_in_group(group: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if process_group(int(entry.name)) == group:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
 
 
 def processes_named(marker: str) -> list[int]:
