@@ -17,6 +17,7 @@ import attrs
 
 from steward_otp.message import Message, MessageError, fan_out, parse_messages
 from steward_otp.methods import MethodTable
+from steward_otp.store_schema import StoreError
 
 Submit = Callable[[Sequence[Message]], Awaitable[list[str]]]
 
@@ -97,11 +98,28 @@ async def accept_document(
         message = attrs.evolve(parsed, from_node=node_name) if force_from_node else parsed
         outgoing.extend((index, m) for m in fan_out(message, node_name))
     if outgoing:
-        ids = await submit([m for _, m in outgoing])
-        answers.extend(
-            Answer(index=i, accepted=True, id=msg_id, to_node=m.to_node, method=m.method)
-            for (i, m), msg_id in zip(outgoing, ids, strict=True)
-        )
+        try:
+            ids = await submit([m for _, m in outgoing])
+        except (StoreError, ValueError) as exc:
+            # The outbox could not take the batch (e.g. the store is restarting): say so for
+            # every message instead of dropping the client's connection without an answer.
+            answers.extend(
+                Answer(
+                    index=i,
+                    accepted=False,
+                    to_node=m.to_node,
+                    method=m.method,
+                    error=MessageError(
+                        i, None, None, f"was not accepted: {exc}; send it again", None
+                    ),
+                )
+                for i, m in outgoing
+            )
+        else:
+            answers.extend(
+                Answer(index=i, accepted=True, id=msg_id, to_node=m.to_node, method=m.method)
+                for (i, m), msg_id in zip(outgoing, ids, strict=True)
+            )
     answers.sort(key=lambda a: (a.index is not None, a.index or 0))
     return answers
 

@@ -1,0 +1,51 @@
+"""The common input path: answers for accepted, rejected and unstorable messages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from steward_otp.inputs.intake import accept_document
+from steward_otp.message import Message
+from steward_otp.methods import BUILTIN_METHODS
+from steward_otp.store_schema import StoreError
+
+DOCUMENT = json.dumps(
+    [
+        {"toNodes": ["ship1", "ship2"], "method": "REQPing"},
+        {"toNode": "ship1", "method": "NoSuchMethod"},
+        {"toNode": "local", "method": "REQPing", "fromNode": "elsewhere"},
+    ]
+)
+
+
+async def test_each_message_is_answered_in_document_order_with_ids_or_errors() -> None:
+    stored: list[Message] = []
+
+    async def submit(messages: Sequence[Message]) -> list[str]:
+        stored.extend(messages)
+        return [f"id{i}" for i in range(len(messages))]
+
+    answers = await accept_document(
+        DOCUMENT, node_name="central", submit=submit, table=BUILTIN_METHODS
+    )
+    assert [(a.index, a.accepted, a.to_node) for a in answers] == [
+        (0, True, "ship1"),
+        (0, True, "ship2"),
+        (1, False, None),
+        (2, True, "central"),
+    ]
+    assert answers[2].error is not None and answers[2].error.field == "method"
+    assert {m.from_node for m in stored} == {"central"}  # the input forces fromNode
+
+
+async def test_a_store_that_cannot_take_the_batch_gets_every_message_an_answer() -> None:
+    async def submit(messages: Sequence[Message]) -> list[str]:
+        raise StoreError("the store is not running")
+
+    answers = await accept_document(
+        DOCUMENT, node_name="central", submit=submit, table=BUILTIN_METHODS
+    )
+    assert len(answers) == 4
+    assert not any(a.accepted for a in answers)
+    assert "was not accepted: the store is not running" in str(answers[0].error)
