@@ -81,7 +81,10 @@ def tree(
         if watch is None:
             typer.echo(text)
             return
-        typer.echo("\x1b[H\x1b[2J" + text, nl=True)
+        # On a terminal each frame replaces the last; into a pipe frames follow each other.
+        clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+        sys.stdout.write(clear + text + "\n\n")
+        sys.stdout.flush()
         try:
             trio.run(trio.sleep, watch)
         except KeyboardInterrupt:

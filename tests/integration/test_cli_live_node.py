@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -101,3 +104,29 @@ async def test_send_prints_ids_or_errors_and_queue_control_works(
 async def test_commands_say_clearly_when_no_node_runs(tmp_path: Path) -> None:
     code, _, err = await cli("tree", "--home", str(tmp_path))
     assert code == 3 and "is it running?" in err
+
+
+async def test_tree_watch_redraws_until_interrupted(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    node = Node(node_config(tmp_path, "central", nats_server.url))
+    async with node, trio.open_nursery() as nursery:
+        process = await nursery.start(
+            functools.partial(
+                trio.run_process,
+                [sys.executable, "-m", "steward_otp", "tree", "--watch", "0.1",
+                 "--home", str(node.config.home)],
+                stdout=subprocess.PIPE,
+                check=False,
+            )
+        )  # fmt: skip
+        assert process.stdout is not None
+        seen = b""
+        with trio.fail_after(30):
+            while seen.count(b"PROCESS") < 2:
+                seen += await process.stdout.receive_some(65536)
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            await process.wait()
+    assert b"PROCESS" in seen and b"control" in seen
+    assert process.returncode in (0, 130)
