@@ -27,6 +27,7 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+import math
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -195,9 +196,10 @@ class NatsBridge:
     def __init__(self, settings: BridgeSettings) -> None:
         self.settings = settings
         self.state = ConnectionState.CONNECTING
-        self._outbound_send, self._outbound_receive = trio.open_memory_channel[_Command](
-            settings.outbound_capacity
-        )
+        # The channel itself is unbounded so that subscription changes, flushes and closes
+        # always get in; publishes are held to ``outbound_capacity`` by _queue_publish.
+        self._outbound_send, self._outbound_receive = trio.open_memory_channel[_Command](math.inf)
+        self._room = trio.Event()
         self._inbox_prefix = f"_INBOX.{NUID().next().decode()}"
         self._tokens = itertools.count(1)
         self._waiters: dict[str, _Waiter] = {}
@@ -221,12 +223,9 @@ class NatsBridge:
         reply: str = "",
     ) -> None:
         """Queue one publish without waiting. Raises BridgeBusy if the outbound queue is full."""
-        try:
-            self._outbound_send.send_nowait(_Publish(subject, payload, headers, reply))
-        except trio.WouldBlock:
-            raise BridgeBusy(
-                f"outbound queue full ({self.settings.outbound_capacity} messages)"
-            ) from None
+        if self._queued() >= self.settings.outbound_capacity:
+            raise BridgeBusy(f"outbound queue full ({self.settings.outbound_capacity} messages)")
+        self._outbound_send.send_nowait(_Publish(subject, payload, headers, reply))
 
     async def publish(
         self,
@@ -236,7 +235,16 @@ class NatsBridge:
         reply: str = "",
     ) -> None:
         """Queue one publish, waiting for room in the outbound queue if needed."""
-        await self._outbound_send.send(_Publish(subject, payload, headers, reply))
+        await self._queue_publish(_Publish(subject, payload, headers, reply))
+
+    def _queued(self) -> int:
+        return int(self._outbound_send.statistics().current_buffer_used)
+
+    async def _queue_publish(self, command: _Publish) -> None:
+        while self._queued() >= self.settings.outbound_capacity:
+            await self._room.wait()
+        self._outbound_send.send_nowait(command)
+        await trio.lowlevel.checkpoint()
 
     async def request(
         self,
@@ -256,7 +264,7 @@ class NatsBridge:
         self._waiters[token] = waiter
         try:
             with trio.move_on_after(timeout):
-                await self._outbound_send.send(
+                await self._queue_publish(
                     _Publish(subject, payload, headers, f"{self._inbox_prefix}.{token}")
                 )
                 await waiter.event.wait()
@@ -403,6 +411,8 @@ class NatsBridge:
                 except trio.WouldBlock:
                     break
             await send_batch(nc, batch)
+            self._room.set()
+            self._room = trio.Event()
             self._update_info()
 
     async def _send_batch(self, nc: NatsClient, batch: list[_Command]) -> None:

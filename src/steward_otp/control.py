@@ -137,7 +137,10 @@ async def _queue_purge(node: Inspectable, request: Mapping[str, Any]) -> dict[st
     older = request.get("olderThan")
     if older is not None and (isinstance(older, bool) or not isinstance(older, int | float)):
         raise RequestError(f'field "olderThan": value {older!r}; allowed: seconds (a number)')
+    # Messages being retried are in flight; purging them is safe: their publisher stops at
+    # its next attempt (the store says they are gone).
     purged = await node.store.purge(
+        states=("queued", "in_flight", "failed", "cancelled"),
         to_node=_text(request, "toNode", required=False),
         older_than_seconds=None if older is None else float(older),
     )

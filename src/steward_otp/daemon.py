@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import time
 from collections.abc import Iterable
@@ -85,6 +86,13 @@ async def _stop_on_signals(node: Node, run_scope: trio.CancelScope, deadline: fl
                 )
                 break
         run_scope.cancel()
+        # Processes finishing their shutdown shield themselves from cancellation, and a
+        # blocked worker thread cannot be interrupted at all: give them a moment, then end
+        # the process. Everything accepted is already on disk.
+        await trio.sleep(1.0)
+        log.error("node %s: stop did not finish; exiting with status 1", node.node_name)
+        logging.shutdown()
+        os._exit(EXIT_FORCED)
 
 
 async def _announce_ready(node: Node, started: float) -> None:

@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from steward_otp.handlers.base import Level
-from steward_otp.message import Message
+from steward_otp.message import Message, ensure_id
 from steward_otp.timestamps import steward_timestamp
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class ErrorKernel:
         self.retries = retries
         self.forward = forward
         self._send, self._receive = trio.open_memory_channel[ErrorEvent](capacity)
+        self._unsent: list[Message] = []
         self.reported = 0
         self.reported_by_level: Counter[str] = Counter()
         self.dropped = 0
@@ -110,23 +111,28 @@ class ErrorKernel:
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Forward queued events in batches until cancelled.
 
-        Events queued but not yet submitted when the process is cancelled stay in the queue
-        for the next incarnation (the queue outlives restarts of this process).
+        Nothing is lost across restarts of this process: the queue outlives them, and a
+        batch taken off the queue but not yet durable in the outbox is submitted again by the
+        next incarnation.
         """
         task_status.started()
         while True:
-            first = await self._receive.receive()
-            batch = [first]
-            while len(batch) < 500:
-                try:
-                    batch.append(self._receive.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            await self._submit(
-                [
-                    error_log_message(
-                        self.node_name, event, ack_timeout=self.ack_timeout, retries=self.retries
+            if not self._unsent:
+                events = [await self._receive.receive()]
+                while len(events) < 500:
+                    try:
+                        events.append(self._receive.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                # Ids are fixed now, so submitting the batch again after an interruption
+                # cannot store an event twice (the outbox is idempotent on ids).
+                self._unsent = [
+                    ensure_id(
+                        error_log_message(
+                            self.node_name, e, ack_timeout=self.ack_timeout, retries=self.retries
+                        )
                     )
-                    for event in batch
+                    for e in events
                 ]
-            )
+            await self._submit(self._unsent)
+            self._unsent = []

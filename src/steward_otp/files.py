@@ -22,6 +22,8 @@ import trio
 
 FILE_MODE = 0o660
 FOLDER_MODE = 0o770
+SOCKET_TIMEOUT = 10.0
+"""Seconds a write to a Unix-socket output may take before it fails."""
 
 
 @attrs.define(eq=False)
@@ -37,6 +39,8 @@ def _apply(path: Path, writes: list[_Write]) -> None:
     try:
         if stat.S_ISSOCK(path.stat().st_mode):
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                # A reader that never reads must not hold this thread (and the node) forever.
+                sock.settimeout(SOCKET_TIMEOUT)
                 sock.connect(str(path))
                 sock.sendall(b"".join(w.data for w in writes))
             return
@@ -45,6 +49,10 @@ def _apply(path: Path, writes: list[_Write]) -> None:
     except OSError as exc:
         for w in writes:
             w.error = exc
+        return
+    except ValueError as exc:  # a NUL byte in the path
+        for w in writes:
+            w.error = OSError(f"cannot use path {str(path)!r}: {exc}")
         return
     try:
         path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
@@ -104,6 +112,11 @@ class FileWriter:
                 self.writes += len(batch)
                 try:
                     await trio.to_thread.run_sync(_apply, path, batch)
+                except BaseException as exc:
+                    for item in batch:
+                        if item.error is None:
+                            item.error = OSError(f"write to {path} failed: {exc!r}")
+                    raise
                 finally:
                     for item in batch:
                         item.done.set()

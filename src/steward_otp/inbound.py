@@ -19,6 +19,7 @@ the other Subscribers keep running.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +28,7 @@ from typing import Any
 import trio
 
 from steward_otp import codec
-from steward_otp.bridge import InboundMessage, NatsBridge
+from steward_otp.bridge import BridgeBusy, InboundMessage, NatsBridge
 from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, NodeServices
 from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply, uses_ack
 from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
@@ -37,6 +38,7 @@ from steward_otp.supervisors import current_child
 log = logging.getLogger(__name__)
 
 RAW_HEADERS = {"serial": "cbor", "cmp": "none"}
+ERROR_LOG_METHOD = "REQErrorLog"
 
 VerifyHook = Callable[[Message], Awaitable[str | None]]
 """Returns None to allow the message, or the reason it is refused."""
@@ -136,6 +138,16 @@ class Subscriber:
         except codec.DecodeError as exc:
             self.services.report("error", f"error: decoding failed, subject: {self.subject}: {exc}")
             return
+        if not message.id or not message.from_node:
+            # Without an id nothing can be de-duplicated, without fromNode nobody gets the
+            # reply: refuse it (no ACK) rather than risk running it twice.
+            missing = "id" if not message.id else "fromNode"
+            self.services.report(
+                "error",
+                f"error: {self.subject}: message from {message.from_node or '?'} refused: "
+                f'field "{missing}" is empty; allowed: a steward-otp message with both set',
+            )
+            return
         for hook in self.verify_hooks:
             refusal = await hook(message)
             if refusal is not None:
@@ -149,7 +161,9 @@ class Subscriber:
         )
         new = await self.store.accept_inbound(message.id, message.from_node, message.method, stored)
         if uses_ack(message) and inbound.reply:
-            self.bridge.publish_nowait(inbound.reply, b"")
+            # Outbound queue full: no ACK this time; the sender retries, dedupe stops a rerun.
+            with contextlib.suppress(BridgeBusy):
+                self.bridge.publish_nowait(inbound.reply, b"")
         if not new:
             self.duplicates += 1
             return
@@ -237,6 +251,10 @@ class Subscriber:
         return schedule_outcome(outcomes)
 
     async def _fail(self, ctx: HandlerContext, message: Message, text: str) -> None:
+        if message.method == ERROR_LOG_METHOD:
+            # Reporting a failure of the error log to the error log would loop forever.
+            log.error("%s", text)
+            return
         self.services.report("error", text)
         reply = build_reply(message, text.encode() + b"\n", error=True)
         if reply is not None:

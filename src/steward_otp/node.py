@@ -7,7 +7,7 @@
     ├── store               SQLite outbox, inbox dedupe, audit
     ├── bridge              the NATS connection
     ├── errors              error kernel -> central error log
-    ├── outbound            rest_for_one
+    ├── outbound            one_for_all
     │   ├── publishers      DynamicSupervisor: one Publisher per (toNode, method)
     │   └── router          outbox -> publishers
     ├── inbound             one_for_one: one Subscriber per method
@@ -362,7 +362,9 @@ class Node:
         return Supervisor(
             "outbound",
             [publishers.child_spec(), ChildSpec("router", router.run)],
-            strategy=Strategy.REST_FOR_ONE,
+            # one_for_all: the Router's record of what the Publishers hold dies with it, so
+            # they restart together and start from the store.
+            strategy=Strategy.ONE_FOR_ALL,
             intensity=5,
             period=10.0,
         )

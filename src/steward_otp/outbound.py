@@ -34,6 +34,7 @@ from steward_otp import codec
 from steward_otp.bridge import NatsBridge, RequestTimeout
 from steward_otp.handlers.base import Level
 from steward_otp.message import (
+    LOCAL_NODE,
     Message,
     MessageDefaults,
     apply_defaults,
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 ERROR_LOG_METHOD = "REQErrorLog"
 RAW_HEADERS = {"serial": "cbor", "cmp": "none"}
+NACK_FLUSH_TIMEOUT = 10.0
+"""Seconds a fire-and-forget message may take to reach the broker before it is retried."""
 
 
 @attrs.frozen
@@ -83,6 +86,8 @@ def relay_hop(message: Message, own_node: str) -> str | None:
     via = message.relay_via_node
     if not via and message.is_reply and message.previous_message is not None:
         via = message.previous_message.relay_via_node
+    if via == LOCAL_NODE:
+        via = own_node
     if not via or via in (own_node, message.to_node):
         return None
     return via
@@ -253,8 +258,15 @@ class Router:
             return
         self._held.add(message.id)
         key = publisher_id(message.to_node, message.method)
-        inbox = await self.publishers.start_child(key, message.to_node, message.method)
-        await inbox.send(message)
+        while True:
+            inbox = await self.publishers.start_child(key, message.to_node, message.method)
+            try:
+                inbox.send_nowait(message)  # the inbox is unbounded
+                return
+            except (trio.ClosedResourceError, trio.BrokenResourceError, AttributeError):
+                # The Publisher stopped (idle, or crashed) between lookup and send: start
+                # a fresh one and try again.
+                await trio.lowlevel.checkpoint()
 
 
 def publisher_id(to_node: str, method: str) -> str:
@@ -314,13 +326,22 @@ class Publisher:
             "queued": receive.statistics().current_buffer_used,
         }
         task_status.started(send)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._keep_alive_while_busy, in_flight)
-            async for message in receive:
-                handle.touch()
-                await window.acquire()
-                in_flight.add(message.id)
-                nursery.start_soon(self._deliver_one, message, in_flight, window)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keep_alive_while_busy, in_flight)
+                async for message in receive:
+                    handle.touch()
+                    await window.acquire()
+                    in_flight.add(message.id)
+                    nursery.start_soon(self._deliver_one, message, in_flight, window)
+        finally:
+            # Hand back what was queued here but never started: the Router routes it again.
+            while True:
+                try:
+                    queued = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                self._give_back(queued.id, delivered=False)
 
     async def _keep_alive_while_busy(self, in_flight: set[str]) -> None:
         handle = current_child()
@@ -339,16 +360,29 @@ class Publisher:
             window.release()
             in_flight.discard(message.id)
             current_child().touch()
-            with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
-                self.outbox.mail_send.send_nowait(Finished(message.id, delivered))
+            self._give_back(message.id, delivered=delivered)
+
+    def _give_back(self, msg_id: str, *, delivered: bool) -> None:
+        # The Router's mailbox is large; if it is ever full, the Router's restart sweep
+        # still finds the message in the store.
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self.outbox.mail_send.send_nowait(Finished(msg_id, delivered))
 
     async def deliver(self, message: Message) -> bool:
         """Deliver ``message`` per its ACK settings; True when delivered, False when failed."""
         store, stats = self.outbox.store, self.outbox.stats
+        if not await store.mark_in_flight(message.id):
+            return False  # delivered, cancelled or purged meanwhile: do not send it (again)
         subject = subject_for(message, self.outbox.table)
         encoded = codec.encode(message, compress_threshold=self.outbox.compress_threshold)
         if not uses_ack(message):
             await self.bridge.publish(subject, encoded.payload, encoded.headers)
+            # Fire-and-forget still means "handed to the broker": only then does it leave
+            # the outbox. Not flushed in time: it stays, and the Router sends it again.
+            with trio.move_on_after(NACK_FLUSH_TIMEOUT) as scope:
+                await self.bridge.flush()
+            if scope.cancelled_caught:
+                return False
             await store.mark_delivered(message.id)
             stats.delivered += 1
             return True

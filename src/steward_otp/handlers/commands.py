@@ -88,9 +88,9 @@ async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
             start_new_session=True,
             deliver_cancel=_kill_group,
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
         raise HandlerError(
-            f"methodREQCliCommand: cmd.Run failed : {exc.strerror or exc}, "
+            f"methodREQCliCommand: cmd.Run failed : {getattr(exc, 'strerror', None) or exc}, "
             f"methodArgs: {_args_text(msg.method_args)}"
         ) from exc
     stdout: bytes = result.stdout or b""
@@ -127,9 +127,9 @@ async def cli_command_cont(ctx: HandlerContext, msg: Message) -> bytes | None:
             cwd=str(ctx.services.home),
             start_new_session=True,
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
         raise HandlerError(
-            f"methodREQCliCommandCont: cmd.Start failed : {exc.strerror or exc}, "
+            f"methodREQCliCommandCont: cmd.Start failed : {getattr(exc, 'strerror', None) or exc}, "
             f"methodArgs: {_args_text(msg.method_args)}"
         ) from exc
     try:

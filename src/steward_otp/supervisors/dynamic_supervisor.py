@@ -97,9 +97,12 @@ class DynamicSupervisor(SupervisorCore):
             ValueError: for an id that is empty or contains ``/``.
         """
         existing = self._by_id.get(child_id)
-        if existing is not None and existing.live_handle is not None:
+        live = None if existing is None else existing.live_handle
+        if live is not None:
+            # Take the value before the checkpoint: the child may stop during it.
+            value = live.value
             await trio.lowlevel.checkpoint()
-            return existing.incarnation.handle.value if existing.incarnation else None
+            return value
         validate_id("child id", child_id)
         async with self._exclusive():
             existing = self._by_id.get(child_id)

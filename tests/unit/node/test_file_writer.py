@@ -48,3 +48,23 @@ async def test_failure_is_raised_to_every_writer(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(OSError):
         await FileWriter().write(blocker / "below" / "f", b"x", append=True)
+
+
+async def test_a_nul_byte_in_the_path_is_an_error_for_the_writer(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="cannot use path"):
+        await FileWriter().write(tmp_path / "a\0b", b"x", append=True)
+
+
+async def test_a_socket_that_never_reads_fails_the_write_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("steward_otp.files.SOCKET_TIMEOUT", 0.2)
+    path = tmp_path / "stuck.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    try:
+        with pytest.raises(OSError), trio.fail_after(20):
+            await FileWriter().write(path, b"x" * (16 * 1024 * 1024), append=True)
+    finally:
+        server.close()
