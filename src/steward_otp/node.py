@@ -350,7 +350,14 @@ class Node:
         return {"path": str(self.store.path), "commits": stats.commits}
 
     def _outbound(self) -> Supervisor:
-        publisher = Publisher(self.outbox, self.bridge, self.report)
+        # A busy Publisher reports activity several times per idle period, so it is never
+        # reaped with deliveries in flight, however short keep_publishers_alive_for is.
+        publisher = Publisher(
+            self.outbox,
+            self.bridge,
+            self.report,
+            idle_tick=min(1.0, self.config.keep_publishers_alive_for / 3),
+        )
         publishers = DynamicSupervisor(
             "publishers",
             ChildSpec("publisher", publisher.run, restart=Restart.TRANSIENT),

@@ -144,3 +144,17 @@ async def test_continuous_command_replies_line_by_line(
             ]
         )
         await wait_for(lambda: sorted(file_text(out).splitlines()) == ["line1", "line2", "line3"])
+
+
+async def test_endless_output_is_stopped_at_the_limit_with_an_error_reply(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("steward_otp.handlers.commands.OUTPUT_LIMIT", 100_000)
+    central = Node(node_config(tmp_path, "central", nats_server.url))
+    ship1 = Node(node_config(tmp_path, "ship1", nats_server.url))
+    error = tmp_path / "central" / "data" / "cli" / "ship1" / "out.txt.error"
+    marker = f"steward-otp-yes-{os.getpid()}-{id(tmp_path)}"
+    async with central, ship1:
+        await central.submit([command(["bash", "-c", f"exec -a {marker} yes"], method_timeout=-1)])
+        await wait_for(lambda: "stdout larger than 100000 bytes" in file_text(error))
+        await wait_for(lambda: not processes_named(marker), timeout=10)

@@ -53,9 +53,24 @@ def kill_process_group(process: trio.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-async def _kill_group(process: trio.Process) -> None:
-    kill_process_group(process)
-    await trio.lowlevel.checkpoint()
+async def _collect(
+    stream: trio.abc.ReceiveStream,
+    into: dict[str, bytes],
+    name: str,
+    too_large: list[str],
+    scope: trio.CancelScope,
+) -> None:
+    """Read ``stream`` into ``into[name]``; past OUTPUT_LIMIT, note it and stop reading."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.receive_some(65536):
+        size += len(chunk)
+        if size > OUTPUT_LIMIT:
+            too_large.append(name)
+            scope.cancel()
+            return
+        chunks.append(bytes(chunk))
+    into[name] = b"".join(chunks)
 
 
 def _args_text(args: Sequence[str]) -> str:
@@ -77,22 +92,41 @@ async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
     """
     argv, env = command_line(msg)
     try:
-        result = await trio.run_process(
+        process = await trio.lowlevel.open_process(
             argv,
             stdin=subprocess.DEVNULL,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=env,
             cwd=str(ctx.services.home),
             start_new_session=True,
-            deliver_cancel=_kill_group,
         )
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
         raise HandlerError(
             f"methodREQCliCommand: cmd.Run failed : {getattr(exc, 'strerror', None) or exc}, "
             f"methodArgs: {_args_text(msg.method_args)}"
         ) from exc
+    outputs: dict[str, bytes] = {}
+    too_large: list[str] = []
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        async with trio.open_nursery() as nursery:
+            scope = nursery.cancel_scope
+            nursery.start_soon(_collect, process.stdout, outputs, "stdout", too_large, scope)
+            nursery.start_soon(_collect, process.stderr, outputs, "stderr", too_large, scope)
+        if too_large:
+            raise HandlerError(
+                f"methodREQCliCommand: {too_large[0]} larger than {OUTPUT_LIMIT} bytes, the "
+                f"command was stopped; methodArgs: {_args_text(msg.method_args)}"
+            )
+        returncode = await process.wait()
+    finally:
+        # Timeout, cancellation or too much output: the whole group goes, children included.
+        if process.returncode is None:
+            kill_process_group(process)
+        with trio.CancelScope(shield=True):
+            await process.wait()
+    result = subprocess.CompletedProcess(argv, returncode, outputs["stdout"], outputs["stderr"])
     stdout: bytes = result.stdout or b""
     if result.returncode != 0:
         stderr = (result.stderr or b"").decode("utf-8", errors="replace")
