@@ -32,6 +32,7 @@ from steward_otp.message import FIELD_NAMES, MAX_PREVIOUS_DEPTH, Message
 __all__ = [
     "DEFAULT_COMPRESS_THRESHOLD",
     "DEFAULT_MAX_DECODED_SIZE",
+    "RAW_CBOR_HEADERS",
     "DecodeError",
     "EncodedMessage",
     "decode",
@@ -40,6 +41,8 @@ __all__ = [
 
 DEFAULT_COMPRESS_THRESHOLD: Final = 1024
 """Encoded size (bytes) above which ``encode`` tries lz4."""
+RAW_CBOR_HEADERS: Final = {"serial": "cbor", "cmp": "none"}
+"""Headers of an uncompressed encoding, as stored in the outbox and inbox."""
 DEFAULT_MAX_DECODED_SIZE: Final = 64 * 1024 * 1024
 """Largest payload ``decode`` accepts after decompression (bytes)."""
 

@@ -29,6 +29,7 @@ import trio
 
 from steward_otp import codec
 from steward_otp.bridge import BridgeBusy, InboundMessage, NatsBridge
+from steward_otp.errors import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, NodeServices
 from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply, uses_ack
 from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
@@ -37,8 +38,6 @@ from steward_otp.supervisors import current_child
 
 log = logging.getLogger(__name__)
 
-RAW_HEADERS = {"serial": "cbor", "cmp": "none"}
-ERROR_LOG_METHOD = "REQErrorLog"
 
 VerifyHook = Callable[[Message], Awaitable[str | None]]
 """Returns None to allow the message, or the reason it is refused."""
@@ -124,7 +123,7 @@ class Subscriber:
             if row.method != self.handler.name:
                 continue
             try:
-                message = codec.decode(row.payload, RAW_HEADERS)
+                message = codec.decode(row.payload, codec.RAW_CBOR_HEADERS)
             except codec.DecodeError as exc:
                 await self.store.mark_inbound_done(row.msg_id, "error", f"undecodable: {exc}")
                 continue

@@ -44,7 +44,7 @@ from steward_otp.broker import BrokerSpec, EmbeddedBroker
 from steward_otp.config import Config, prepare_folders
 from steward_otp.control import ControlServer
 from steward_otp.control import answer as control_answer
-from steward_otp.errors import ERROR_CENTRAL_NODE, ErrorKernel
+from steward_otp.errors import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD, ErrorKernel
 from steward_otp.files import FileWriter
 from steward_otp.handlers import builtin_handlers
 from steward_otp.handlers.base import Handler, HandlerError, HandlerTable, Level
@@ -78,7 +78,6 @@ from steward_otp.tree_view import render_tree
 
 log = logging.getLogger(__name__)
 
-ERROR_LOG_METHOD = "REQErrorLog"
 PROCESS_CONTROL_PREFIX = "REQOpProcess"
 """Subscribers REQOpProcessStop refuses to stop: without them the node is out of reach."""
 

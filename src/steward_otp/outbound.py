@@ -32,6 +32,7 @@ import trio
 
 from steward_otp import codec
 from steward_otp.bridge import NatsBridge, RequestTimeout
+from steward_otp.errors import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Level
 from steward_otp.message import (
     LOCAL_NODE,
@@ -49,8 +50,6 @@ from steward_otp.supervisors import DynamicSupervisor, current_child
 
 log = logging.getLogger(__name__)
 
-ERROR_LOG_METHOD = "REQErrorLog"
-RAW_HEADERS = {"serial": "cbor", "cmp": "none"}
 NACK_FLUSH_TIMEOUT = 10.0
 """Seconds a fire-and-forget message may take to reach the broker before it is retried."""
 
@@ -276,7 +275,7 @@ def publisher_id(to_node: str, method: str) -> str:
 
 def _message_from_row(row: OutboxRow) -> Message | None:
     try:
-        return codec.decode(row.payload, RAW_HEADERS)
+        return codec.decode(row.payload, codec.RAW_CBOR_HEADERS)
     except codec.DecodeError as exc:
         log.error("outbox message %s cannot be decoded, skipping it: %s", row.msg_id, exc)
         return None

@@ -13,14 +13,12 @@ from steward_otp import codec
 from steward_otp.handlers.base import HandlerContext, HandlerError, handler
 from steward_otp.message import Message
 
-RAW_HEADERS = {"serial": "cbor", "cmp": "none"}
-
 
 @handler("REQRelay", description="forward a relayed message to its toNode")
 async def relay(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Unwrap the carried message and queue it durably for its destination."""
     try:
-        inner = codec.decode(msg.data, RAW_HEADERS)
+        inner = codec.decode(msg.data, codec.RAW_CBOR_HEADERS)
     except codec.DecodeError as exc:
         raise HandlerError(f'REQRelay: field "data" does not hold a message: {exc}') from exc
     if not inner.to_node:
