@@ -24,12 +24,11 @@ into asyncio themselves:
 
 from __future__ import annotations
 
-import enum
 import itertools
 import logging
 import math
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -42,40 +41,26 @@ from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.nuid import NUID
 
+from steward_otp.transport import (
+    BridgeBusy,
+    ConnectionState,
+    InboundMessage,
+    RequestTimeout,
+    Subscription,
+    TransportError,
+)
+
 log = logging.getLogger(__name__)
 
 NO_RESPONDERS_STATUS = "503"
 
 
-class ConnectionState(enum.Enum):
-    """Where the bridge's broker connection stands."""
-
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-
-
-class BridgeError(Exception):
-    """Base class of the bridge's errors."""
+class BridgeError(TransportError):
+    """Base class of the bridge's own errors."""
 
 
 class BridgeClosed(BridgeError):
     """The connection to the broker was closed for good; the bridge process crashes with it."""
-
-
-class BridgeBusy(BridgeError):
-    """The outbound queue is full; ``publish`` (the awaiting variant) waits instead."""
-
-
-class RequestTimeout(BridgeError):
-    """No reply arrived in time. ``no_responders`` tells whether the broker said nobody listens."""
-
-    def __init__(self, subject: str, timeout: float, *, no_responders: bool) -> None:
-        why = "no subscriber on the subject" if no_responders else "no reply"
-        super().__init__(f"request on {subject!r} timed out after {timeout} s ({why})")
-        self.subject = subject
-        self.no_responders = no_responders
 
 
 @attrs.frozen
@@ -92,16 +77,6 @@ class BridgeSettings:
     default_inbound_capacity: int = 4096
     nkeys_seed_file: str | None = None
     tls_ca_file: str | None = None
-
-
-@attrs.frozen
-class InboundMessage:
-    """One message received from the broker."""
-
-    subject: str
-    payload: bytes
-    headers: Mapping[str, str] | None = None
-    reply: str = ""
 
 
 @attrs.frozen
@@ -137,48 +112,6 @@ _Command = _Publish | _Subscribe | _Unsubscribe | _CloseConnection | _Flush
 
 
 @attrs.define(eq=False)
-class Subscription:
-    """A live subscription: read its messages from ``receive``.
-
-    ``receive`` ends (``trio.EndOfChannel``) when the subscription is removed or the bridge
-    stops; a subscriber treats that as "the connection went away" and is restarted.
-    """
-
-    subject: str
-    queue: str
-    receive: trio.MemoryReceiveChannel[InboundMessage]
-    _send: trio.MemorySendChannel[InboundMessage]
-    dropped: int = 0
-    delivered: int = 0
-    closed: bool = False
-    _nats_sub: NatsSubscription | None = None
-
-    def _close(self) -> None:
-        self.closed = True
-        self._send.close()
-
-    async def _on_message(self, msg: NatsMsg) -> None:
-        # Runs as an asyncio callback on the trio-asyncio loop: same thread, so send_nowait
-        # into the Trio channel is safe and never blocks.
-        if self.closed:
-            return
-        item = InboundMessage(msg.subject, msg.data, msg.headers, msg.reply)
-        try:
-            self._send.send_nowait(item)
-            self.delivered += 1
-        except trio.WouldBlock:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning(
-                    "subscription %s: inbound channel full, dropped %d message(s)",
-                    self.subject,
-                    self.dropped,
-                )
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self.closed = True
-
-
-@attrs.define(eq=False)
 class _Waiter:
     event: trio.Event = attrs.field(factory=trio.Event)
     reply: InboundMessage | None = None
@@ -204,6 +137,8 @@ class NatsBridge:
         self._tokens = itertools.count(1)
         self._waiters: dict[str, _Waiter] = {}
         self._subscriptions: set[Subscription] = set()
+        self._nats_subs: dict[int, NatsSubscription] = {}
+        self._inboxes = itertools.count(1)
         self._closed_for_good = False
         self._pump_scope = trio.CancelScope()
         self._nc: NatsClient | None = None
@@ -280,10 +215,9 @@ class NatsBridge:
         Returns at once; the subscription is made on the broker as soon as the bridge is
         connected, in order with the publishes queued before it.
         """
-        send, receive = trio.open_memory_channel[InboundMessage](
-            capacity or self.settings.default_inbound_capacity
+        subscription = Subscription.open(
+            subject, queue, capacity or self.settings.default_inbound_capacity
         )
-        subscription = Subscription(subject, queue, receive, send)
         self._subscriptions.add(subscription)
         self._outbound_send.send_nowait(_Subscribe(subscription))
         return subscription
@@ -292,7 +226,7 @@ class NatsBridge:
         """Remove a subscription; its ``receive`` channel ends."""
         if subscription in self._subscriptions:
             self._subscriptions.discard(subscription)
-            subscription._close()
+            subscription.close()
             self._outbound_send.send_nowait(_Unsubscribe(subscription))
 
     async def flush(self) -> None:
@@ -310,6 +244,10 @@ class NatsBridge:
             if command.ok:
                 return
             await trio.sleep(self.settings.reconnect_time_wait)
+
+    def new_inbox(self) -> str:
+        """A fresh subject under this bridge's private prefix (never matched by its reply inbox)."""
+        return f"{self._inbox_prefix}.box.{next(self._inboxes)}"
 
     def close_connection(self, reason: str) -> None:
         """Close the broker connection for good, after the work queued before this call.
@@ -430,8 +368,8 @@ class NatsBridge:
                 elif isinstance(command, _Subscribe):
                     sub = command.subscription
                     if not sub.closed:
-                        sub._nats_sub = await nc.subscribe(
-                            sub.subject, queue=sub.queue, cb=sub._on_message
+                        self._nats_subs[id(sub)] = await nc.subscribe(
+                            sub.subject, queue=sub.queue, cb=_offer_to(sub)
                         )
                 elif isinstance(command, _Flush):
                     try:
@@ -444,8 +382,10 @@ class NatsBridge:
                         "bridge %s: closing connection: %s", self.settings.name, command.reason
                     )
                     await nc.close()
-                elif command.subscription._nats_sub is not None:
-                    await command.subscription._nats_sub.unsubscribe()
+                else:
+                    nats_sub = self._nats_subs.pop(id(command.subscription), None)
+                    if nats_sub is not None:
+                        await nats_sub.unsubscribe()
             except Exception as exc:  # one failed command never stops the pump
                 self.publish_errors += 1
                 if self.publish_errors == 1 or self.publish_errors % 1000 == 0:
@@ -454,8 +394,9 @@ class NatsBridge:
     async def _shutdown(self) -> None:
         nc, self._nc = self._nc, None
         for subscription in list(self._subscriptions):
-            subscription._close()
+            subscription.close()
         self._subscriptions.clear()
+        self._nats_subs.clear()
         for waiter in self._waiters.values():
             waiter.event.set()
         if nc is None or nc.is_closed:
@@ -509,6 +450,19 @@ class NatsBridge:
         )
 
 
+def _offer_to(subscription: Subscription) -> Callable[[NatsMsg], Awaitable[None]]:
+    """The nats-py callback feeding ``subscription``.
+
+    It runs as an asyncio callback on the trio-asyncio loop: the same thread, so handing the
+    message to the Trio channel with ``offer`` (never blocking) is safe.
+    """
+
+    async def on_message(msg: NatsMsg) -> None:
+        subscription.offer(InboundMessage(msg.subject, msg.data, msg.headers, msg.reply))
+
+    return on_message
+
+
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The single leaf exception of ``group``, or the group itself when there are several."""
     leaves: list[BaseException] = []
@@ -522,3 +476,16 @@ def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
     walk(group)
     return leaves[0] if len(leaves) == 1 else group
+
+
+__all__ = [
+    "BridgeBusy",
+    "BridgeClosed",
+    "BridgeError",
+    "BridgeSettings",
+    "ConnectionState",
+    "InboundMessage",
+    "NatsBridge",
+    "RequestTimeout",
+    "Subscription",
+]

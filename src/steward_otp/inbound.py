@@ -28,13 +28,13 @@ from typing import Any
 import trio
 
 from steward_otp import codec
-from steward_otp.bridge import BridgeBusy, InboundMessage, NatsBridge
 from steward_otp.errors import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, NodeServices
 from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply, uses_ack
 from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
 from steward_otp.store import Store
 from steward_otp.supervisors import current_child
+from steward_otp.transport import BridgeBusy, InboundMessage, Transport
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Subscriber:
         handler: Handler,
         subject: str,
         *,
-        bridge: NatsBridge,
+        bridge: Transport,
         store: Store,
         services: NodeServices,
         default_method_timeout: float,

@@ -40,12 +40,12 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from steward_otp import __version__
-from steward_otp.bridge import ConnectionState, NatsBridge
 from steward_otp.errors import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD, ErrorKernel
 from steward_otp.outbound import Outbox
 from steward_otp.store import ACTIVE_STATES, Store, StoreError
 from steward_otp.supervisors import ProcessSnapshot
 from steward_otp.supervisors.handle import current_child_or_none
+from steward_otp.transport import ConnectionState, Transport
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class MetricsSource(Protocol):
     def errors(self) -> ErrorKernel: ...
 
     @property
-    def bridge(self) -> NatsBridge: ...
+    def bridge(self) -> Transport: ...
 
     @property
     def store(self) -> Store: ...
@@ -246,7 +246,7 @@ class NodeCollector(Collector):
             value=received if isinstance(received, int) else 0,
         )
 
-    def _connection(self, bridge: NatsBridge) -> Iterator[Metric]:
+    def _connection(self, bridge: Transport) -> Iterator[Metric]:
         state = _family(
             "gauge",
             "steward_nats_connection_state",

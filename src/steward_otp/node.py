@@ -74,6 +74,7 @@ from steward_otp.supervisors import (
     run_root,
 )
 from steward_otp.timers import hello_loop
+from steward_otp.transport import Transport
 from steward_otp.tree_view import render_tree
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,10 @@ class Node:
     method is added to the node's method table, so messages naming it validate and route.
     ``methods`` adds methods this node can send but does not serve (e.g. a custom method
     served by other nodes).
+
+    ``transport`` replaces the NATS connection (and the embedded broker) with another
+    :class:`~steward_otp.transport.Transport`, e.g. a
+    :class:`~steward_otp.loopback.LoopbackTransport` shared by several nodes in one process.
     """
 
     def __init__(
@@ -136,6 +141,7 @@ class Node:
         handlers: Iterable[Handler] = (),
         methods: Iterable[MethodSpec] = (),
         registry: Registry | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.config = config
         extra = list(handlers)
@@ -145,9 +151,14 @@ class Node:
         self.handlers = HandlerTable([*builtin_handlers(), *extra])
         self.registry = registry or Registry()
         self.store = Store(store_path(config.db_dir), dedupe_window=config.dedupe_retention_seconds)
-        self.url = broker_url(config)
+        self.url = broker_url(config) if transport is None else "loopback://"
         self.broker: EmbeddedBroker | None = None
-        if not config.broker_address:
+        self.bridge: Transport
+        if transport is not None:
+            self.bridge = transport
+        else:
+            self.bridge = self._nats_bridge(config)
+        if transport is None and not config.broker_address:
             self.broker = EmbeddedBroker(
                 BrokerSpec(
                     port=config.embedded_broker_port,
@@ -155,16 +166,6 @@ class Node:
                     server_name=config.node_name.replace(".", "_"),
                 )
             )
-        self.bridge = NatsBridge(
-            BridgeSettings(
-                url=self.url,
-                name=config.node_name,
-                connect_timeout=config.nats_conn_opt_timeout,
-                connect_retry_interval=config.nats_connect_retry_interval,
-                nkeys_seed_file=str(config.nkey_seed_file) if config.nkey_seed_file else None,
-                tls_ca_file=str(config.root_ca_path) if config.root_ca_path else None,
-            )
-        )
         self.outbox = Outbox(
             self.store,
             config.node_name,
@@ -191,6 +192,18 @@ class Node:
         self.user_messages = 0
         self.metrics = NodeMetrics(self)
         self.root = self._build_tree()
+
+    def _nats_bridge(self, config: Config) -> NatsBridge:
+        return NatsBridge(
+            BridgeSettings(
+                url=self.url,
+                name=config.node_name,
+                connect_timeout=config.nats_conn_opt_timeout,
+                connect_retry_interval=config.nats_connect_retry_interval,
+                nkeys_seed_file=str(config.nkey_seed_file) if config.nkey_seed_file else None,
+                tls_ca_file=str(config.root_ca_path) if config.root_ca_path else None,
+            )
+        )
 
     # ------------------------------------------------------------------ NodeServices
 

@@ -31,7 +31,6 @@ import attrs
 import trio
 
 from steward_otp import codec
-from steward_otp.bridge import NatsBridge, RequestTimeout
 from steward_otp.errors import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Level
 from steward_otp.message import (
@@ -47,6 +46,7 @@ from steward_otp.methods import MethodTable
 from steward_otp.store import Store
 from steward_otp.store_schema import OutboxEntry, OutboxRow
 from steward_otp.supervisors import DynamicSupervisor, current_child
+from steward_otp.transport import RequestTimeout, Transport
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ class Publisher:
     def __init__(
         self,
         outbox: Outbox,
-        bridge: NatsBridge,
+        bridge: Transport,
         report: Callable[[Level, str], None],
         *,
         idle_tick: float = 1.0,
