@@ -36,6 +36,7 @@ __all__ = [
     "DecodeError",
     "EncodedMessage",
     "decode",
+    "decode_with_cbor",
     "encode",
 ]
 
@@ -128,6 +129,20 @@ def decode(
     missing ``serial`` header means gob, as in Steward) or ``zstd`` without a zstd library,
     broken compression, bad CBOR, or a CBOR value that is not a valid message.
     """
+    return decode_with_cbor(payload, headers, max_size=max_size)[0]
+
+
+def decode_with_cbor(
+    payload: bytes | bytearray | memoryview,
+    headers: Mapping[str, str] | None,
+    *,
+    max_size: int = DEFAULT_MAX_DECODED_SIZE,
+) -> tuple[Message, bytes]:
+    """:func:`decode`, also returning the message's uncompressed CBOR bytes.
+
+    Those bytes decode again with :data:`RAW_CBOR_HEADERS` to the same message: a receiver
+    stores them as they came, without encoding the message again.
+    """
     try:
         if headers is None:
             headers = {}
@@ -136,10 +151,10 @@ def decode(
             raise DecodeError(_serial_problem(serial))
         cmp = headers.get("cmp")
         if cmp == "none" and len(payload) <= max_size:
-            data = payload  # the common case, without a call
+            data = bytes(payload)  # the common case, without a call
         else:
             data = _decompress(bytes(payload), cmp, max_size)
-        return _from_wire(cbor2.loads(data), 1)
+        return _from_wire(cbor2.loads(data), 1), data
     except DecodeError:
         raise
     except Exception as exc:

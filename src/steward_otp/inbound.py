@@ -1,16 +1,22 @@
 """Inbound: one Subscriber per method, from the NATS subject to the handler and its reply.
 
-For every message on ``<node>.<method>.<kind>`` (a queue subscription whose group is the
-subject, so instances with the same node name share the load), in its own task:
+A Subscriber holds a queue subscription on ``<node>.<method>.<kind>`` (the group is the
+subject, so instances with the same node name share the load) and works in batches: each
+wake-up drains what has arrived (up to ``max_batch``) and
 
-1. decode (garbage: reported, dropped, not ACKed);
-2. verify hooks (signatures and ACLs plug in here);
-3. de-duplicate and persist: the store remembers the id *before* anything is ACKed;
-4. ACK when the message asks for it (``ACKTimeout >= 1``) — also for a duplicate, whose
-   first ACK was evidently lost;
-5. only if the message is new: run the handler under ``methodTimeout`` (``-1`` = no limit),
-   build the reply exactly as Steward's reply builder and submit it to the outbox; a message
-   with a ``schedule`` runs again every interval until its total time is up.
+1. triages it (:func:`steward_otp.delivery.receiver.triage`): garbage and messages without
+   id or ``fromNode`` are reported and not ACKed; an unsupported protocol version is
+   rejected by id;
+2. runs the verify hooks (signatures and ACLs plug in here); a refusal is reported and, to
+   a protocol-2 sender, rejected by id;
+3. de-duplicates and persists the whole batch in ONE store operation: the store remembers
+   the ids *before* anything is ACKed;
+4. ACKs: one ACK per sender (reply subject) listing every id of the batch it asked an ACK
+   for -- also duplicates, whose first ACK was evidently lost;
+5. runs what is new, once: quick handlers (file writes, console, liveness) with the batch,
+   their completions and replies stored in one operation; every other handler in its own
+   task under ``methodTimeout`` (``-1`` = no limit), with Steward's replies submitted to the
+   outbox; a message with a ``schedule`` runs again every interval until its time is up.
 
 Handler errors go back as error replies (``<fileName>.error``) and to the central error log.
 An unexpected exception in a handler crashes the Subscriber, which its supervisor restarts;
@@ -28,9 +34,11 @@ from typing import Any
 import trio
 
 from steward_otp import codec
+from steward_otp.delivery import receiver
 from steward_otp.errors import ERROR_LOG_METHOD
-from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, NodeServices
-from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply, uses_ack
+from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, Level, NodeServices
+from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply
+from steward_otp.outbound import Outbox
 from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
 from steward_otp.store import Store
 from steward_otp.supervisors import current_child
@@ -53,6 +61,18 @@ def method_deadline(message: Message, default_timeout: float) -> float:
     return trio.current_time() + timeout
 
 
+def _has_schedule(message: Message) -> bool:
+    """Whether ``message`` asks to run on a schedule (a broken schedule counts: it fails)."""
+    try:
+        return message_schedule(message) is not None
+    except ScheduleError:
+        return True
+
+
+def _level(name: str) -> Level:
+    return "warning" if name == "warning" else "info" if name == "info" else "error"
+
+
 class HandlerCrashed(Exception):
     """A handler raised something other than HandlerError; the Subscriber crashes with it."""
 
@@ -67,15 +87,19 @@ class Subscriber:
         *,
         bridge: Transport,
         store: Store,
+        outbox: Outbox,
         services: NodeServices,
         default_method_timeout: float,
         verify_hooks: Sequence[VerifyHook] = (),
         inbound_capacity: int | None = None,
+        max_batch: int = 1024,
     ) -> None:
         self.handler = handler
         self.subject = subject
         self.bridge = bridge
         self.store = store
+        self.outbox = outbox
+        self.max_batch = max_batch
         self.services = services
         self.default_method_timeout = default_method_timeout
         self.verify_hooks = tuple(verify_hooks)
@@ -105,12 +129,31 @@ class Subscriber:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._recover, nursery)
-                async for inbound in subscription.receive:
-                    self.received += 1
-                    nursery.start_soon(self._handle, inbound)
-                raise ConnectionError(f"subscription {self.subject} ended: the bridge stopped")
+                while True:
+                    batch = await self._next_batch(subscription.receive)
+                    if not batch:
+                        raise ConnectionError(
+                            f"subscription {self.subject} ended: the bridge stopped"
+                        )
+                    self.received += len(batch)
+                    await self._handle_batch(batch, nursery)
         finally:
             self.bridge.unsubscribe(subscription)
+
+    async def _next_batch(
+        self, receive: trio.MemoryReceiveChannel[InboundMessage]
+    ) -> list[InboundMessage]:
+        """Wait for a message, then take whatever else has arrived (empty: channel ended)."""
+        try:
+            batch = [await receive.receive()]
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return []
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        return batch
 
     async def _recover(self, nursery: trio.Nursery) -> None:
         """Run the messages of this method that were accepted but never finished.
@@ -131,43 +174,90 @@ class Subscriber:
             self.executed += 1
             nursery.start_soon(self.execute, message)
 
-    async def _handle(self, inbound: InboundMessage) -> None:
-        try:
-            message = codec.decode(inbound.payload, inbound.headers)
-        except codec.DecodeError as exc:
-            self.services.report("error", f"error: decoding failed, subject: {self.subject}: {exc}")
-            return
-        if not message.id or not message.from_node:
-            # Without an id nothing can be de-duplicated, without fromNode nobody gets the
-            # reply: refuse it (no ACK) rather than risk running it twice.
-            missing = "id" if not message.id else "fromNode"
-            self.services.report(
-                "error",
-                f"error: {self.subject}: message from {message.from_node or '?'} refused: "
-                f'field "{missing}" is empty; allowed: a steward-otp message with both set',
-            )
-            return
-        for hook in self.verify_hooks:
-            refusal = await hook(message)
-            if refusal is not None:
-                self.services.report("warning", f"error: {self.subject}: {refusal}")
-                return
-        headers = inbound.headers or {}
-        stored = (
-            inbound.payload
-            if headers.get("cmp", "none") == "none"
-            else codec.encode(message, compress_threshold=None).payload
-        )
-        new = await self.store.accept_inbound(message.id, message.from_node, message.method, stored)
-        if uses_ack(message) and inbound.reply:
+    async def _handle_batch(self, batch: list[InboundMessage], nursery: trio.Nursery) -> None:
+        triaged = receiver.triage(self.subject, batch)
+        for problem in triaged.problems:
+            self.services.report(_level(problem.level), problem.text)
+        candidates = list(triaged.candidates)
+        rejections = list(triaged.rejections)
+        if self.verify_hooks:
+            candidates = await self._verify(candidates, rejections)
+        new_ids: list[str] = []
+        if candidates:
+            new_ids = await self.store.accept_inbound_many(receiver.stored_rows(candidates))
+        settlement = receiver.settle(candidates, new_ids, rejections)
+        for ack in settlement.acks:
             # Outbound queue full: no ACK this time; the sender retries, dedupe stops a rerun.
             with contextlib.suppress(BridgeBusy):
-                self.bridge.publish_nowait(inbound.reply, b"")
-        if not new:
-            self.duplicates += 1
-            return
-        self.executed += 1
-        await self.execute(message)
+                self.bridge.publish_nowait(ack.subject, ack.payload)
+        self.duplicates += settlement.duplicates
+        self.executed += len(settlement.run)
+        quick: list[Message] = []
+        for message in settlement.run:
+            if self.handler.method.quick and not _has_schedule(message):
+                quick.append(message)
+            else:
+                nursery.start_soon(self.execute, message)
+        if quick:
+            await self._run_quick(quick)
+
+    async def _verify(
+        self, candidates: list[receiver.Candidate], rejections: list[receiver.Rejection]
+    ) -> list[receiver.Candidate]:
+        allowed: list[receiver.Candidate] = []
+        for candidate in candidates:
+            refusal: str | None = None
+            for hook in self.verify_hooks:
+                refusal = await hook(candidate.message)
+                if refusal is not None:
+                    break
+            if refusal is None:
+                allowed.append(candidate)
+                continue
+            self.services.report("warning", f"error: {self.subject}: {refusal}")
+            rejection = receiver.refuse(candidate, refusal)
+            if rejection is not None:
+                rejections.append(rejection)
+        return allowed
+
+    async def _run_quick(self, messages: list[Message]) -> None:
+        """Run quick handlers together; store their completions and replies in one operation.
+
+        Until that operation commits the messages are unfinished in the store: a crash
+        before it runs them again at the next start (quick handlers write idempotently or
+        append a line; a line may then appear twice, never be lost).
+        """
+        outcomes: list[tuple[str, str, str | None]] = []
+        replies: list[Message] = []
+        crashes: list[HandlerCrashed] = []
+
+        async def run_one(message: Message) -> None:
+            try:
+                outcome, reason = await self._run_once(message, replies)
+            except HandlerCrashed as exc:
+                crashes.append(exc)
+                outcome, reason = "crash", repr(exc.__cause__)
+            outcomes.append((message.id, outcome, reason))
+
+        async with trio.open_nursery() as nursery:
+            for message in messages:
+                nursery.start_soon(run_one, message)
+        with trio.CancelScope(shield=True):
+            await self._finish(outcomes, replies)
+        if crashes:
+            raise crashes[0]
+
+    async def _finish(
+        self, outcomes: list[tuple[str, str, str | None]], replies: list[Message]
+    ) -> None:
+        prepared: list[Message] = []
+        for reply in replies:
+            try:
+                prepared.append(self.outbox.prepare(reply))
+            except ValueError as exc:  # UnknownMethodError is a ValueError
+                self.services.report("error", f"error: {reply.method}: reply not sent: {exc}")
+        entries = self.outbox.entries_for(prepared)
+        self.outbox.route(prepared, await self.store.finish_inbound(outcomes, entries))
 
     async def execute(self, message: Message) -> None:
         """Run the handler for ``message`` (already accepted), send its replies, mark it done.
@@ -201,10 +291,17 @@ class Subscriber:
                 with trio.CancelScope(shield=True):
                     await self.store.mark_inbound_done(message.id, outcome, reason)
 
-    async def _run_once(self, message: Message) -> tuple[str, str | None]:
-        """One run of the handler under ``methodTimeout``: (outcome, reason) for the store."""
+    async def _run_once(
+        self, message: Message, replies: list[Message] | None = None
+    ) -> tuple[str, str | None]:
+        """One run of the handler under ``methodTimeout``: (outcome, reason) for the store.
+
+        With ``replies`` given, the handler's replies are gathered there (not submitted).
+        """
         deadline = method_deadline(message, self.default_method_timeout)
-        ctx = HandlerContext(services=self.services, message=message, deadline=deadline)
+        ctx = HandlerContext(
+            services=self.services, message=message, deadline=deadline, replies=replies
+        )
         try:
             output: bytes | None = None
             with trio.CancelScope(deadline=deadline) as scope:

@@ -66,6 +66,9 @@ class MethodSpec:
 
     ``reply_capable`` methods may be named in a message's ``replyMethod``; ``routable``
     methods may be sent as requests (``REQNone`` and the ``REQInitial`` placeholder are not).
+    A ``quick`` method's handler finishes in a moment without waiting on other nodes or
+    processes (writing a file, printing, recording): the receiving node runs it with the
+    batch it arrived in and stores its completion and replies in one operation.
     The name is validated on construction: one subject token of letters, digits, ``_``, ``-``.
     """
 
@@ -75,6 +78,7 @@ class MethodSpec:
     description: str = ""
     args: str = ""
     routable: bool = True
+    quick: bool = False
 
 
 class UnknownMethodError(ValueError):

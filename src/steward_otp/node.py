@@ -394,6 +394,7 @@ class Node:
             subject_for_node(node, handler.method),
             bridge=self.bridge,
             store=self.store,
+            outbox=self.outbox,
             services=self,
             default_method_timeout=self.config.default_method_timeout,
         )

@@ -25,12 +25,21 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 import trio
 
 from steward_otp import codec
+from steward_otp.delivery.protocol import Ack, AckDecodeError, with_version
+from steward_otp.delivery.sender import (
+    Action,
+    Delivered,
+    GaveUp,
+    Outgoing,
+    SenderMachine,
+    Transmit,
+)
 from steward_otp.errors import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Level
 from steward_otp.message import (
@@ -46,9 +55,11 @@ from steward_otp.methods import MethodTable
 from steward_otp.store import Store
 from steward_otp.store_schema import OutboxEntry, OutboxRow
 from steward_otp.supervisors import DynamicSupervisor, current_child
-from steward_otp.transport import RequestTimeout, Transport
+from steward_otp.transport import BridgeBusy, InboundMessage, Transport
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 NACK_FLUSH_TIMEOUT = 10.0
 """Seconds a fire-and-forget message may take to reach the broker before it is retried."""
@@ -185,8 +196,16 @@ class Outbox:
         after the write leaves the messages durable; the Router's sweep routes them.
         """
         prepared = [self.prepare(m) for m in messages]
+        self.route(prepared, await self.store.enqueue(self.entries_for(prepared)))
+        return [m.id for m in prepared]
+
+    def entries_for(self, prepared: Sequence[Message]) -> list[OutboxEntry]:
+        """The outbox entries of messages :meth:`prepare` made.
+
+        For callers that store them inside a larger store operation, then :meth:`route` them.
+        """
         now = time.time()
-        entries = [
+        return [
             OutboxEntry(
                 msg_id=m.id,
                 to_node=m.to_node,
@@ -197,14 +216,16 @@ class Outbox:
             )
             for m in prepared
         ]
-        new_ids = set(await self.store.enqueue(entries))
-        self.stats.accepted += len(new_ids)
+
+    def route(self, prepared: Sequence[Message], new_ids: Sequence[str]) -> None:
+        """Hand the newly stored ones among ``prepared`` to the Router."""
+        new = set(new_ids)
+        self.stats.accepted += len(new)
         for message in prepared:
-            if message.id in new_ids:
+            if message.id in new:
                 # When the mailbox is full the Router's sweep finds the message in the store.
                 with contextlib.suppress(trio.WouldBlock):
                     self.mail_send.send_nowait(Dispatch(message))
-        return [m.id for m in prepared]
 
 
 PublisherFactory = Callable[..., Any]
@@ -281,15 +302,50 @@ def _message_from_row(row: OutboxRow) -> Message | None:
         return None
 
 
+class _Mailbox(Generic[T]):
+    """Items fed by one task, taken in batches by another, with a wake-up for the taker."""
+
+    def __init__(self) -> None:
+        self.items: list[T] = []
+        self.wake = trio.Event()
+
+    def put(self, item: T) -> None:
+        self.items.append(item)
+        self.wake.set()
+
+    def take(self) -> list[T]:
+        items, self.items = self.items, []
+        return items
+
+    async def feed_from(self, channel: trio.abc.ReceiveChannel[T]) -> None:
+        async for item in channel:
+            self.put(item)
+
+
+@attrs.define
+class _Flight:
+    """A message the Publisher holds, with its encoding cached for retransmission."""
+
+    message: Message
+    subject: str
+    payload: bytes | None = None
+    headers: dict[str, str] | None = None
+
+
 class Publisher:
     """Delivers messages to one ``(toNode, method)``; one instance per destination.
 
-    Its inbox (a channel registered under its path) receives Messages from the Router. Each
-    delivery runs in its own task, at most ``window`` at a time: a destination is never sent
-    more unacknowledged messages than it can take before their ACK timeouts run out (which
-    would only make them be sent again). The window is per destination, so a slow or offline
-    node never holds up another. While deliveries are in flight it reports activity, so idle
-    reaping never cuts one short.
+    Its inbox (a channel registered under its path) receives Messages from the Router. The
+    decisions -- what to send, when an ACK is overdue, when to retry or give up -- are the
+    :class:`~steward_otp.delivery.sender.SenderMachine`'s; this process carries them out in
+    batches: one store operation per batch of sends, one publish per message with this
+    Publisher's ACK inbox as the reply subject, one store operation per ACK received (an ACK
+    settles every id the receiver made durable from one batch; see ``docs/protocol.md``).
+
+    At most ``window`` messages are unacknowledged at a time: a destination is never sent
+    more than it can take before their ACK timeouts run out. The window is per destination,
+    so a slow or offline node never holds up another. While it holds messages it reports
+    activity, so idle reaping never cuts a delivery short.
     """
 
     def __init__(
@@ -313,28 +369,39 @@ class Publisher:
         method: str,
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve one destination until stopped. Started value: the inbox send channel."""
+        """Serve one destination until stopped. Started value: the inbox send channel.
+
+        On the way out every message it holds goes back to the Router unfinished (the store
+        still has it), so it is sent again by the next Publisher.
+        """
         send, receive = trio.open_memory_channel[Message](math.inf)
         handle = current_child()
-        in_flight: set[str] = set()
-        window = trio.Semaphore(self.window)
+        machine = SenderMachine(self.window)
+        flights: dict[str, _Flight] = {}
+        new_messages = _Mailbox[Message]()
+        acks = _Mailbox[InboundMessage]()
+        ack_inbox = self.bridge.new_inbox()
+        ack_subscription = self.bridge.subscribe(ack_inbox, capacity=ACK_INBOX_CAPACITY)
         handle.info_provider = lambda: {
             "to_node": to_node,
             "method": method,
-            "in_flight": len(in_flight),
-            "queued": receive.statistics().current_buffer_used,
+            "in_flight": machine.outstanding,
+            "queued": machine.queued + len(new_messages.items),
         }
         task_status.started(send)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._keep_alive_while_busy, in_flight)
-                async for message in receive:
-                    handle.touch()
-                    await window.acquire()
-                    in_flight.add(message.id)
-                    nursery.start_soon(self._deliver_one, message, in_flight, window)
+                nursery.start_soon(self._keep_alive_while_busy, machine)
+                nursery.start_soon(new_messages.feed_from, receive)
+                nursery.start_soon(acks.feed_from, ack_subscription.receive)
+                await self._pump(machine, flights, new_messages, acks, ack_inbox)
         finally:
-            # Hand back what was queued here but never started: the Router routes it again.
+            self.bridge.unsubscribe(ack_subscription)
+            # Hand back what was held here unfinished: the Router routes it again.
+            for msg_id in machine.held():
+                self._give_back(msg_id, delivered=False)
+            for message in new_messages.take():
+                self._give_back(message.id, delivered=False)
             while True:
                 try:
                     queued = receive.receive_nowait()
@@ -342,24 +409,125 @@ class Publisher:
                     break
                 self._give_back(queued.id, delivered=False)
 
-    async def _keep_alive_while_busy(self, in_flight: set[str]) -> None:
+    async def _pump(
+        self,
+        machine: SenderMachine,
+        flights: dict[str, _Flight],
+        new_messages: _Mailbox[Message],
+        acks: _Mailbox[InboundMessage],
+        ack_inbox: str,
+    ) -> None:
+        stats = self.outbox.stats
+        while True:
+            new_messages.wake = acks.wake = wake = trio.Event()
+            for message in new_messages.take():
+                if machine.offer(_outgoing(message)):
+                    flights[message.id] = _Flight(message, subject_for(message, self.outbox.table))
+            actions: list[Action] = []
+            for inbound in acks.take():
+                try:
+                    actions += machine.acked(Ack.decode(inbound.payload))
+                except AckDecodeError as exc:
+                    log.warning("ACK on %s ignored: %s", inbound.subject, exc)
+            missed = machine.missed_acks
+            actions += machine.poll(trio.current_time())
+            stats.missed_acks += machine.missed_acks - missed
+            for action in actions:
+                await self._carry_out(action, machine, flights, ack_inbox)
+            if new_messages.items or acks.items:
+                continue
+            deadline = machine.next_deadline()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await wake.wait()
+
+    async def _carry_out(
+        self,
+        action: Action,
+        machine: SenderMachine,
+        flights: dict[str, _Flight],
+        ack_inbox: str,
+    ) -> None:
+        store, stats = self.outbox.store, self.outbox.stats
+        if isinstance(action, Transmit):
+            active = await store.mark_in_flight_many(action.first) if action.first else []
+            if action.again:
+                active += await store.record_attempts(action.again)
+            stopped = set(action.first + action.again).difference(active)
+            if stopped:
+                # Delivered, cancelled or purged meanwhile: never send it (again).
+                machine.forget(stopped)
+                for msg_id in stopped:
+                    flights.pop(msg_id, None)
+                    self._give_back(msg_id, delivered=False)
+            fire_and_forget = await self._publish([flights[i] for i in active], ack_inbox)
+            if fire_and_forget:
+                await self._flush_fire_and_forget(fire_and_forget, machine, flights)
+        elif isinstance(action, Delivered):
+            await store.mark_delivered_many(action.msg_ids)
+            stats.delivered += len(action.msg_ids)
+            for msg_id in action.msg_ids:
+                flights.pop(msg_id, None)
+                self._give_back(msg_id, delivered=True)
+        elif isinstance(action, GaveUp):
+            for msg_id in action.msg_ids:
+                flight = flights.pop(msg_id)
+                await self._fail(flight, max_retries_text(flight.message, flight.subject))
+        else:
+            flight = flights.pop(action.msg_id)
+            text = (
+                f"error: {flight.subject}: message {action.msg_id} refused by "
+                f"{flight.message.to_node}: {action.reason}"
+            )
+            await self._fail(flight, text)
+
+    async def _publish(self, batch: Sequence[_Flight], ack_inbox: str) -> list[str]:
+        """Publish ``batch``; returns the ids of the fire-and-forget messages in it."""
+        compress = self.outbox.compress_threshold
+        fire_and_forget: list[str] = []
+        for flight in batch:
+            message = flight.message
+            if flight.payload is None or flight.headers is None:
+                encoded = codec.encode(message, compress_threshold=compress)
+                flight.payload, flight.headers = encoded.payload, with_version(encoded.headers)
+            acked = uses_ack(message)
+            if not acked:
+                fire_and_forget.append(message.id)
+            reply = ack_inbox if acked else ""
+            try:
+                self.bridge.publish_nowait(flight.subject, flight.payload, flight.headers, reply)
+            except BridgeBusy:
+                await self.bridge.publish(flight.subject, flight.payload, flight.headers, reply)
+        return fire_and_forget
+
+    async def _flush_fire_and_forget(
+        self, msg_ids: list[str], machine: SenderMachine, flights: dict[str, _Flight]
+    ) -> None:
+        # Fire-and-forget still means "handed to the broker": only then does it leave the
+        # outbox. Not flushed in time: it stays, and the Router sends it again.
+        with trio.move_on_after(NACK_FLUSH_TIMEOUT) as scope:
+            await self.bridge.flush()
+        if scope.cancelled_caught:
+            for msg_id in machine.release(msg_ids):
+                flights.pop(msg_id, None)
+                self._give_back(msg_id, delivered=False)
+            return
+        for action in machine.flushed(msg_ids):
+            await self._carry_out(action, machine, flights, "")
+
+    async def _fail(self, flight: _Flight, text: str) -> None:
+        message = flight.message
+        await self.outbox.store.mark_failed(message.id, text)
+        self.outbox.stats.failed += 1
+        if message.method != ERROR_LOG_METHOD:
+            self.report("info", text)
+        self._give_back(message.id, delivered=False)
+
+    async def _keep_alive_while_busy(self, machine: SenderMachine) -> None:
         handle = current_child()
         while True:
             await trio.sleep(self.idle_tick)
-            if in_flight:
+            if machine.outstanding or machine.queued:
                 handle.touch()
-
-    async def _deliver_one(
-        self, message: Message, in_flight: set[str], window: trio.Semaphore
-    ) -> None:
-        delivered = False
-        try:
-            delivered = await self.deliver(message)
-        finally:
-            window.release()
-            in_flight.discard(message.id)
-            current_child().touch()
-            self._give_back(message.id, delivered=delivered)
 
     def _give_back(self, msg_id: str, *, delivered: bool) -> None:
         # The Router's mailbox is large; if it is ever full, the Router's restart sweep
@@ -367,44 +535,15 @@ class Publisher:
         with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
             self.outbox.mail_send.send_nowait(Finished(msg_id, delivered))
 
-    async def deliver(self, message: Message) -> bool:
-        """Deliver ``message`` per its ACK settings; True when delivered, False when failed."""
-        store, stats = self.outbox.store, self.outbox.stats
-        if not await store.mark_in_flight(message.id):
-            return False  # delivered, cancelled or purged meanwhile: do not send it (again)
-        subject = subject_for(message, self.outbox.table)
-        encoded = codec.encode(message, compress_threshold=self.outbox.compress_threshold)
-        if not uses_ack(message):
-            await self.bridge.publish(subject, encoded.payload, encoded.headers)
-            # Fire-and-forget still means "handed to the broker": only then does it leave
-            # the outbox. Not flushed in time: it stays, and the Router sends it again.
-            with trio.move_on_after(NACK_FLUSH_TIMEOUT) as scope:
-                await self.bridge.flush()
-            if scope.cancelled_caught:
-                return False
-            await store.mark_delivered(message.id)
-            stats.delivered += 1
-            return True
-        attempts = max(message.retries, 0) + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                await self.bridge.request(
-                    subject, encoded.payload, encoded.headers, timeout=message.ack_timeout
-                )
-            except RequestTimeout:
-                stats.missed_acks += 1
-                if attempt == attempts:
-                    break
-                if not await store.record_attempt(message.id):
-                    return False  # cancelled or purged by an operator meanwhile
-                await trio.sleep(max(message.retry_wait, 0))
-                continue
-            await store.mark_delivered(message.id)
-            stats.delivered += 1
-            return True
-        text = max_retries_text(message, subject)
-        await store.mark_failed(message.id, text)
-        stats.failed += 1
-        if message.method != ERROR_LOG_METHOD:
-            self.report("info", text)
-        return False
+
+ACK_INBOX_CAPACITY = 65536
+"""ACKs a Publisher's inbox holds before dropping (each ACK settles a whole batch)."""
+
+
+def _outgoing(message: Message) -> Outgoing:
+    return Outgoing(
+        msg_id=message.id,
+        ack_timeout=message.ack_timeout,
+        attempts=max(message.retries, 0) + 1,
+        retry_wait=max(message.retry_wait, 0),
+    )

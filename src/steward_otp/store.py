@@ -34,19 +34,25 @@ from .store_schema import (
     ACTIVE_STATES,
     DEFAULT_PURGE_STATES,
     AcceptInbound,
+    AcceptInboundMany,
     AuditOutcome,
     AuditRecord,
     Cancel,
     CountOutbox,
     Direction,
     Enqueue,
+    FinishInbound,
+    InboundOutcome,
+    InboundRecord,
     InboundRow,
     ListOutbox,
     ListUnfinishedInbound,
     MarkDelivered,
+    MarkDeliveredMany,
     MarkFailed,
     MarkInboundDone,
     MarkInFlight,
+    MarkInFlightMany,
     Operation,
     OperationFailed,
     OutboxEntry,
@@ -58,6 +64,7 @@ from .store_schema import (
     QueueDepths,
     ReadAudit,
     RecordAttempt,
+    RecordAttempts,
     RecoverInFlight,
     Retry,
     StoreError,
@@ -389,6 +396,21 @@ class Store:
         """
         return await self._call(MarkInFlight(msg_id))
 
+    async def mark_in_flight_many(self, msg_ids: Sequence[str]) -> list[str]:
+        """:meth:`mark_in_flight` for several messages in one operation; returns the active ids."""
+        return await self._call(MarkInFlightMany(tuple(msg_ids)))
+
+    async def record_attempts(self, msg_ids: Sequence[str]) -> list[str]:
+        """:meth:`record_attempt` for several messages in one operation; returns the active ids."""
+        return await self._call(RecordAttempts(tuple(msg_ids)))
+
+    async def mark_delivered_many(self, msg_ids: Sequence[str]) -> list[str]:
+        """:meth:`mark_delivered` for several messages in one operation.
+
+        Returns the ids that were in the outbox (the others were settled before).
+        """
+        return await self._call(MarkDeliveredMany(tuple(msg_ids)))
+
     async def record_attempt(self, msg_id: str, *, not_before: float | None = None) -> bool:
         """Count one delivery attempt; optionally set the next ``not_before`` (retryWait).
 
@@ -491,6 +513,23 @@ class Store:
         do not run it. Ids are remembered for ``dedupe_window``.
         """
         return await self._call(AcceptInbound(msg_id, from_node, method, payload))
+
+    async def accept_inbound_many(self, records: Sequence[InboundRecord]) -> list[str]:
+        """:meth:`accept_inbound` for a batch in one operation; returns the new ids in order.
+
+        When this returns every record is durable, so the whole batch may be ACKed.
+        """
+        return await self._call(AcceptInboundMany(tuple(records)))
+
+    async def finish_inbound(
+        self, outcomes: Sequence[InboundOutcome], replies: Sequence[OutboxEntry] = ()
+    ) -> list[str]:
+        """Mark handlers done and make their replies durable in one operation.
+
+        Returns the reply ids that were new. After a crash either both happened or neither:
+        a message is never done without its reply, nor replied to twice.
+        """
+        return await self._call(FinishInbound(tuple(outcomes), tuple(replies)))
 
     async def mark_inbound_done(self, msg_id: str, outcome: str, reason: str | None = None) -> bool:
         """The handler finished: audit the message with ``outcome`` (e.g. "ok", "error").

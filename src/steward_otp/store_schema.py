@@ -584,6 +584,47 @@ class MarkInFlight:
         return cursor.rowcount == 1
 
 
+def _ids(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
+def _all_non_empty(
+    instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[object, ...]
+) -> None:
+    for item in value:
+        _check_non_empty(instance, attribute.name, item)
+
+
+@attrs.frozen
+class MarkInFlightMany:
+    """:class:`MarkInFlight` for several ids; returns those that are active (in order)."""
+
+    msg_ids: tuple[str, ...] = attrs.field(converter=_ids, validator=_all_non_empty)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
+        return [i for i in self.msg_ids if MarkInFlight(i).apply(db, now)]
+
+
+@attrs.frozen
+class RecordAttempts:
+    """:class:`RecordAttempt` for several ids; returns those still active (in order)."""
+
+    msg_ids: tuple[str, ...] = attrs.field(converter=_ids, validator=_all_non_empty)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
+        return [i for i in self.msg_ids if RecordAttempt(i).apply(db, now)]
+
+
+@attrs.frozen
+class MarkDeliveredMany:
+    """:class:`MarkDelivered` for several ids; returns those that were in the outbox."""
+
+    msg_ids: tuple[str, ...] = attrs.field(converter=_ids, validator=_all_non_empty)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
+        return [i for i in self.msg_ids if MarkDelivered(i).apply(db, now)]
+
+
 @attrs.frozen
 class RecordAttempt:
     """Count one delivery attempt of an active message (and optionally reschedule it).
@@ -834,6 +875,48 @@ class AcceptInbound:
         return cursor.rowcount == 1
 
 
+InboundRecord = tuple[str, str, str, bytes]
+"""``(msg_id, from_node, method, payload)`` of one inbound message."""
+
+
+def _records(values: Iterable[InboundRecord]) -> tuple[InboundRecord, ...]:
+    return tuple(values)
+
+
+def _all_records(
+    instance: object,
+    attribute: attrs.Attribute[tuple[InboundRecord, ...]],
+    value: tuple[object, ...],
+) -> None:
+    for item in value:
+        if not (
+            isinstance(item, tuple)
+            and len(item) == 4
+            and all(isinstance(x, str) and x for x in item[:3])
+            and isinstance(item[3], bytes)
+        ):
+            raise TypeError(f"expected (msg_id, from_node, method, payload), got {item!r:.80}")
+
+
+@attrs.frozen
+class AcceptInboundMany:
+    """:class:`AcceptInbound` for a whole batch; returns the ids that were new (in order)."""
+
+    records: tuple[InboundRecord, ...] = attrs.field(converter=_records, validator=_all_records)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
+        new: list[str] = []
+        for msg_id, from_node, method, payload in self.records:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO inbox (msg_id, from_node, method, payload, received_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (msg_id, from_node, method, payload, now),
+            )
+            if cursor.rowcount == 1:
+                new.append(msg_id)
+        return new
+
+
 @attrs.frozen
 class MarkInboundDone:
     """Record a handler's outcome: audit the message, drop its payload from the inbox.
@@ -876,6 +959,33 @@ class MarkInboundDone:
             (now, self.outcome, seq),
         )
         return True
+
+
+InboundOutcome = tuple[str, str, str | None]
+"""``(msg_id, outcome, reason)`` of one finished inbound message."""
+
+
+def _outcomes(values: Iterable[InboundOutcome]) -> tuple[InboundOutcome, ...]:
+    return tuple(values)
+
+
+@attrs.frozen
+class FinishInbound:
+    """Handlers finished: mark each message done and enqueue the replies they produced.
+
+    One operation, so "done" and "its reply is durable" are never split by a crash. Returns
+    the reply ids that were new (see :class:`Enqueue`).
+    """
+
+    outcomes: tuple[InboundOutcome, ...] = attrs.field(converter=_outcomes)
+    replies: tuple[OutboxEntry, ...] = attrs.field(
+        default=(), converter=_entries, validator=_all_entries
+    )
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
+        for msg_id, outcome, reason in self.outcomes:
+            MarkInboundDone(msg_id, outcome, reason).apply(db, now)
+        return Enqueue(self.replies).apply(db, now) if self.replies else []
 
 
 @attrs.frozen

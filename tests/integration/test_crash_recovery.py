@@ -71,17 +71,18 @@ async def test_lost_ack_is_acked_again_but_not_executed_again(
     nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ship1 persists the message, then its subscriber dies before the ACK goes out."""
-    original = Store.accept_inbound
+    original = Store.accept_inbound_many
     crashed: list[str] = []
 
-    async def accept_then_die(self: Store, msg_id: str, *args: object) -> bool:
-        new = await original(self, msg_id, *args)  # type: ignore[arg-type]
-        if new and not crashed and msg_id.startswith("central:"):
-            crashed.append(msg_id)
+    async def accept_then_die(self: Store, records: list[tuple[str, str, str, bytes]]) -> list[str]:
+        new = await original(self, records)
+        central_ids = [msg_id for msg_id in new if msg_id.startswith("central:")]
+        if central_ids and not crashed:
+            crashed.extend(central_ids)
             raise RuntimeError("receiver died right after persisting")
         return new
 
-    monkeypatch.setattr(Store, "accept_inbound", accept_then_die)
+    monkeypatch.setattr(Store, "accept_inbound_many", accept_then_die)
     out = tmp_path / "ship1" / "data" / "out" / "ship1" / "out.log"
     central = Node(node_config(tmp_path, "central", nats_server.url))
     ship1 = Node(node_config(tmp_path, "ship1", nats_server.url))

@@ -106,6 +106,9 @@ class HandlerContext:
     services: NodeServices
     message: Message
     deadline: float = math.inf
+    replies: list[Message] | None = None
+    """When set, :meth:`reply` gathers replies here instead of submitting them; the caller
+    makes them durable together with the message's completion."""
     logger: logging.Logger = attrs.field(factory=lambda: logging.getLogger("steward_otp.handlers"))
 
     @property
@@ -127,10 +130,16 @@ class HandlerContext:
         """Send a reply carrying ``output`` now (used by handlers that answer more than once).
 
         Builds it exactly as Steward's reply builder; does nothing when the request wants no
-        reply (``replyMethod: REQNone``) or is itself a reply. Returns once it is durable.
+        reply (``replyMethod: REQNone``) or is itself a reply. Returns once it is durable, or
+        -- for a quick handler's context, whose ``replies`` is set -- once it is gathered to
+        be stored with the message's completion.
         """
         reply = build_reply(self.message, output, error=error)
-        if reply is not None:
+        if reply is None:
+            return
+        if self.replies is not None:
+            self.replies.append(reply)
+        else:
             await self.services.submit([reply])
 
     def report(self, level: Level, text: str) -> None:
@@ -164,17 +173,26 @@ def handler(
     reply_capable: bool = False,
     description: str = "",
     args: str = "",
+    quick: bool = False,
 ) -> Callable[[HandlerFunc], Handler]:
     """Declare a handler for method ``name``.
 
     ``kind`` names the subject's event token (``ACK`` → ``EventACK``); whether delivery is
     acknowledged is still decided per message by its ``ACKTimeout``. ``reply_capable``
-    allows the method in a message's ``replyMethod``. The decorated function is wrapped in a
+    allows the method in a message's ``replyMethod``. ``quick`` declares a handler that
+    finishes in a moment without waiting on other nodes or processes: it runs with the batch
+    its message arrived in (a slow "quick" handler holds up its whole subscription). The
+    decorated function is wrapped in a
     :class:`Handler`; pass it to a node (``Node(config, handlers=[...])``) to serve it.
     """
     event = kind if isinstance(kind, EventKind) else EventKind(f"Event{kind}")
     spec = MethodSpec(
-        name=name, kind=event, reply_capable=reply_capable, description=description, args=args
+        name=name,
+        kind=event,
+        reply_capable=reply_capable,
+        description=description,
+        args=args,
+        quick=quick,
     )
 
     def decorate(func: HandlerFunc) -> Handler:

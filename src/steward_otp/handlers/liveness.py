@@ -10,7 +10,7 @@ from steward_otp.message import Message
 from steward_otp.timestamps import steward_timestamp
 
 
-@handler("REQHello", kind="NACK", description="a node says it is alive")
+@handler("REQHello", kind="NACK", quick=True, description="a node says it is alive")
 async def hello(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Write ``<data>/<directory>/<fromNode>/<fileName>``: ``TS, Received hello from "<node>"``."""
     line = f'{steward_timestamp()}, Received hello from "{msg.from_node}"\n'
@@ -20,7 +20,7 @@ async def hello(ctx: HandlerContext, msg: Message) -> bytes | None:
     return None
 
 
-@handler("REQPing", description="answer with an empty reply; writes who pinged")
+@handler("REQPing", quick=True, description="answer with an empty reply; writes who pinged")
 async def ping(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Write ``TS, ping received from <fromNode>`` and reply with empty data."""
     line = f"{steward_timestamp()}, ping received from {msg.from_node}\n"
@@ -28,7 +28,7 @@ async def ping(ctx: HandlerContext, msg: Message) -> bytes | None:
     return b""
 
 
-@handler("REQPong", reply_capable=True, description="the answer to a ping")
+@handler("REQPong", reply_capable=True, quick=True, description="the answer to a ping")
 async def pong(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Write ``TS, pong received from <node that was pinged>``."""
     if msg.previous_message is None:

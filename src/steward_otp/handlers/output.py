@@ -25,14 +25,19 @@ async def write_for(ctx: HandlerContext, msg: Message, data: bytes, *, append: b
     return path
 
 
-@handler("REQToFileAppend", reply_capable=True, description="append data to a file")
+@handler("REQToFileAppend", reply_capable=True, quick=True, description="append data to a file")
 async def to_file_append(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Append the data to the output file."""
     await write_for(ctx, msg, msg.data, append=True)
     return None
 
 
-@handler("REQToFile", reply_capable=True, description="write data to a file, replacing it")
+@handler(
+    "REQToFile",
+    reply_capable=True,
+    quick=True,
+    description="write data to a file, replacing it",
+)
 async def to_file(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Replace the output file's content with the data."""
     await write_for(ctx, msg, msg.data, append=False)
@@ -40,7 +45,11 @@ async def to_file(ctx: HandlerContext, msg: Message) -> bytes | None:
 
 
 @handler(
-    "REQToFileNACK", kind="NACK", reply_capable=True, description="REQToFile on a NACK subject"
+    "REQToFileNACK",
+    kind="NACK",
+    reply_capable=True,
+    quick=True,
+    description="REQToFile on a NACK subject",
 )
 async def to_file_nack(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Same as REQToFile; its subject carries EventNACK."""
@@ -48,7 +57,12 @@ async def to_file_nack(ctx: HandlerContext, msg: Message) -> bytes | None:
     return None
 
 
-@handler("REQToConsole", reply_capable=True, description="print data on the node's console")
+@handler(
+    "REQToConsole",
+    reply_capable=True,
+    quick=True,
+    description="print data on the node's console",
+)
 async def to_console(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Print the data (to stderr when ``methodArgs[0] == "stderr"``), then a newline."""
     stream = sys.stderr if msg.method_args[:1] == ("stderr",) else sys.stdout
@@ -57,7 +71,11 @@ async def to_console(ctx: HandlerContext, msg: Message) -> bytes | None:
     return None
 
 
-@handler("REQErrorLog", description="append an error/info line to the central error log")
+@handler(
+    "REQErrorLog",
+    quick=True,
+    description="append an error/info line to the central error log",
+)
 async def error_log(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Append the line to ``<data>/errorLog/<toNode>/error.log`` (or wherever it points)."""
     await write_for(ctx, msg, msg.data, append=True)
