@@ -42,6 +42,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from nats.nuid import NUID
 
 from steward_otp.transport import (
+    NO_RESPONDERS_STATUS,
     BridgeBusy,
     ConnectionState,
     InboundMessage,
@@ -51,8 +52,6 @@ from steward_otp.transport import (
 )
 
 log = logging.getLogger(__name__)
-
-NO_RESPONDERS_STATUS = "503"
 
 
 class BridgeError(TransportError):
@@ -408,8 +407,8 @@ class NatsBridge:
 
     async def _on_reply(self, msg: NatsMsg) -> None:
         waiter = self._waiters.get(msg.subject.rpartition(".")[2])
-        if waiter is None:
-            return
+        if waiter is None or waiter.event.is_set():
+            return  # unknown, withdrawn, or answered already: the first answer counts
         headers = msg.headers or {}
         if headers.get("Status") == NO_RESPONDERS_STATUS and not msg.data:
             # Keep waiting out the timeout: the caller paces its retries by ACKTimeout.

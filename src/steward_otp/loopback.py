@@ -54,6 +54,7 @@ import attrs
 import trio
 
 from steward_otp.transport import (
+    NO_RESPONDERS_STATUS,
     ConnectionState,
     InboundMessage,
     RequestTimeout,
@@ -66,8 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NO_RESPONDERS_STATUS = "503"
-"""The ``Status`` header of the broker's "no responders" notice (as nats-py shows it)."""
 
 Predicate = Callable[[InboundMessage], bool]
 """A test on a message, to narrow a :class:`Faults` rule (``where=``)."""
@@ -804,7 +803,6 @@ if TYPE_CHECKING:
 
 
 __all__ = [
-    "NO_RESPONDERS_STATUS",
     "FaultKind",
     "FaultRule",
     "Faults",

@@ -18,6 +18,8 @@ Semantics every implementation keeps (the delivery path relies on them):
 * A subscription's channel is bounded: when full, the message is dropped and counted
   (``Subscription.dropped``), never blocking the broker.
 * ``request`` publishes with a private reply subject and waits for the first answer.
+* ``run`` may be started again after it ended (a supervisor restart); when it ends, every
+  subscription channel ends and pending requests fail with RequestTimeout.
 * ``new_inbox`` names a subject nobody else will ever publish on by accident.
 """
 
@@ -32,6 +34,9 @@ import attrs
 import trio
 
 log = logging.getLogger(__name__)
+
+NO_RESPONDERS_STATUS = "503"
+"""The ``Status`` header of the broker's "nobody subscribes to that subject" answer."""
 
 
 class ConnectionState(enum.Enum):
@@ -58,6 +63,7 @@ class RequestTimeout(TransportError):
         why = "no subscriber on the subject" if no_responders else "no reply"
         super().__init__(f"request on {subject!r} timed out after {timeout} s ({why})")
         self.subject = subject
+        self.timeout = timeout
         self.no_responders = no_responders
 
 
@@ -154,7 +160,7 @@ class Transport(Protocol):
         headers: Mapping[str, str] | None = None,
         reply: str = "",
     ) -> None:
-        """Queue one publish without waiting; raises BridgeBusy when the queue is full."""
+        """Queue one publish without waiting; may raise BridgeBusy when a queue is full."""
 
     async def publish(
         self,
@@ -195,6 +201,7 @@ class Transport(Protocol):
 
 
 __all__ = [
+    "NO_RESPONDERS_STATUS",
     "BridgeBusy",
     "ConnectionState",
     "InboundMessage",
