@@ -1,0 +1,68 @@
+"""The delivery protocol's version header against a real nats-server and a real node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from steward_otp import codec
+from steward_otp.delivery.protocol import VERSION_HEADER, Ack
+from steward_otp.message import Message
+from steward_otp.node import Node
+from tests.conftest import NatsServer
+from tests.integration.test_bridge import running_bridge
+from tests.nodes import file_text, node_config, wait_for
+
+pytestmark = pytest.mark.integration
+
+SUBJECT = "ship1.REQToFileAppend.EventACK"
+
+
+def append(msg_id: str, text: str) -> Message:
+    return Message(
+        id=msg_id,
+        to_node="ship1",
+        from_node="elsewhere",
+        method="REQToFileAppend",
+        data=text.encode(),
+        directory="out",
+        file_name="out.log",
+        ack_timeout=5,
+        reply_method="REQNone",
+    )
+
+
+async def test_unknown_version_is_rejected_by_id_and_steward_request_reply_still_works(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "ship1" / "data" / "out" / "ship1" / "out.log"
+    async with (
+        Node(node_config(tmp_path, "ship1", nats_server.url)),
+        running_bridge(nats_server.url, "elsewhere") as bridge,
+    ):
+        inbox = bridge.new_inbox()
+        acks = bridge.subscribe(inbox)
+        await bridge.flush()
+        future = codec.encode(append("elsewhere:9", "never\n"), compress_threshold=None)
+        with trio.fail_after(20):
+            while True:  # until ship1's subscription is in place
+                bridge.publish_nowait(
+                    SUBJECT, future.payload, {**future.headers, VERSION_HEADER: "9"}, inbox
+                )
+                with trio.move_on_after(0.5):
+                    ack = Ack.decode((await acks.receive.receive()).payload)
+                    break
+        steward = codec.encode(append("elsewhere:1", "steward\n"), compress_threshold=None)
+        reply = await bridge.request(SUBJECT, steward.payload, steward.headers, timeout=10)
+        await wait_for(lambda: file_text(out) == "steward\n")
+    assert ack.accepted == ()
+    assert ack.rejected == (
+        (
+            "elsewhere:9",
+            "header \"sotp\": protocol version '9' is not supported; allowed: 2",
+        ),
+    )
+    assert reply.payload == b""
+    assert file_text(out) == "steward\n"
