@@ -47,7 +47,7 @@ from steward_otp.message import (
     Message,
     MessageDefaults,
     apply_defaults,
-    ensure_id,
+    new_message_id,
     subject_for,
     uses_ack,
 )
@@ -181,9 +181,17 @@ class Outbox:
             raise ValueError(
                 f'message {message.method}: field "toNode" is empty; fan out "toNodes" first'
             )
-        if not message.from_node:
-            message = attrs.evolve(message, from_node=self.node_name)
-        message = apply_defaults(ensure_id(message), self.defaults)
+        # One copy at most, however many fields are filled in.
+        from_node = message.from_node or self.node_name
+        defaulted = apply_defaults(message, self.defaults)
+        if from_node != message.from_node or not message.id or defaulted is not message:
+            message = attrs.evolve(
+                message,
+                from_node=from_node,
+                id=message.id or new_message_id(from_node),
+                retries=defaulted.retries,
+                method_timeout=defaulted.method_timeout,
+            )
         via = relay_hop(message, self.node_name)
         return message if via is None else relay_envelope(message, via, self.node_name)
 
