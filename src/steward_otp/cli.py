@@ -6,6 +6,9 @@ comments and docs/configuration.md cannot drift apart.
 """
 
 import inspect
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +28,6 @@ from steward_otp.config import (
     prepare_folders,
     save_config,
 )
-from steward_otp.daemon import run_daemon
 from steward_otp.logs import configure_logging
 
 PROG: Final = "steward-otp"
@@ -124,11 +126,62 @@ def _with_setting_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
+_DAEMON_BOOT: Final = (
+    "import sys; sys.argv[1] in sys.path or sys.path.append(sys.argv[1]); "
+    "from steward_otp.daemon import main; main(sys.argv[2:])"
+)
+"""What the process runs after ``exec``: :func:`steward_otp.daemon.main`, from the same
+source tree as this process (argv[1] is the folder holding the ``steward_otp`` package)."""
+
+
+def _daemon_argv(config: Config) -> list[str] | None:
+    """The command line that runs the node of *config* in a fresh interpreter, or None.
+
+    None when the interpreter cannot be started again, or when the saved configuration file
+    does not read back as *config* (then the node runs in this process).
+    """
+    if not sys.executable:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if load_config(config.home) != config:
+                return None
+        except ConfigError:
+            return None
+    # -X, -W, -O, ... as given to this interpreter (e.g. -X dev, -W error).
+    flags: Callable[[], list[str]] | None = getattr(
+        subprocess, "_args_from_interpreter_flags", None
+    )
+    package_parent = Path(__file__).resolve().parent.parent
+    return [
+        sys.executable,
+        *(flags() if flags else []),
+        "-c",
+        _DAEMON_BOOT,
+        str(package_parent),
+        "--home",
+        str(config.home),
+    ]
+
+
 def _start_node(config: Config) -> int:
     """Run the node described by *config* until it stops; return the process exit status.
 
-    SIGINT and SIGTERM stop it gracefully (see :func:`steward_otp.daemon.run_daemon`).
+    The configuration is saved by then. This process replaces itself (``exec``: same
+    process id, same standard streams and environment) with a fresh interpreter running
+    :func:`steward_otp.daemon.main`, which reads it back: the daemon never loads the
+    command-line machinery (typer, and the pydantic it loads to convert option values,
+    ~10 MB). SIGINT and SIGTERM stop it gracefully (see
+    :func:`steward_otp.daemon.run_daemon`).
     """
+    argv = _daemon_argv(config)
+    if argv is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(argv[0], argv)
+    from steward_otp.daemon import run_daemon  # noqa: PLC0415
+
     return run_daemon(config)
 
 

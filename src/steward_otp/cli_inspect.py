@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Final, NoReturn
 
-import trio
 import typer
 
-from steward_otp.control import control_request
-from steward_otp.inputs.unix_server import send_document
-from steward_otp.message import parse_messages
 from steward_otp.tree_view import render_status, render_tree
+
+# trio, the control client and the message parser are imported by the commands that use
+# them: ``steward-otp version``, ``--help`` and ``run`` do not load them through this module.
 
 PROG: Final = "steward-otp"
 NOT_RUNNING: Final = 3
@@ -54,6 +54,10 @@ def _fail(message: str, status: int = 2) -> NoReturn:
 
 def ask(home: Path, request: dict[str, Any]) -> dict[str, Any]:
     """Send one control request to the node at ``home``; exit 3 when no node answers."""
+    import trio  # noqa: PLC0415
+
+    from steward_otp.control import control_request  # noqa: PLC0415
+
     path = socket_folder(home) / "control.sock"
     try:
         response = trio.run(control_request, path, request)
@@ -86,7 +90,7 @@ def tree(
         sys.stdout.write(clear + text + "\n\n")
         sys.stdout.flush()
         try:
-            trio.run(trio.sleep, watch)
+            time.sleep(watch)
         except KeyboardInterrupt:
             return
 
@@ -105,6 +109,11 @@ def send(
 ) -> None:
     """Validate messages locally, hand them to the node's socket input, and print one JSON
     line per message: its accepted id, or what is wrong with it. Exits 1 if any was rejected."""
+    import trio  # noqa: PLC0415
+
+    from steward_otp.inputs.unix_server import send_document  # noqa: PLC0415
+    from steward_otp.message import parse_messages  # noqa: PLC0415
+
     document = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
     local = parse_messages(document)
     if local.errors:

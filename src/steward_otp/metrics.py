@@ -18,26 +18,14 @@ The metric names and what each means are listed in ``docs/operations.md``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
-from hypercorn.config import Config as HttpConfig
-from hypercorn.trio import serve as serve_http
-from prometheus_client import (
-    CollectorRegistry,
-    GCCollector,
-    PlatformCollector,
-    ProcessCollector,
-    generate_latest,
-)
-from prometheus_client.asgi import make_asgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from steward_otp import __version__
 from steward_otp.errors import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD, ErrorKernel
@@ -46,6 +34,12 @@ from steward_otp.store import ACTIVE_STATES, Store, StoreError
 from steward_otp.supervisors import ProcessSnapshot
 from steward_otp.supervisors.handle import current_child_or_none
 from steward_otp.transport import ConnectionState, Transport
+
+# prometheus_client and hypercorn are imported where they are used, so a node without
+# prom_host_and_port never loads them.
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +149,25 @@ SUBSCRIBER_COUNTERS: tuple[tuple[str, str, str], ...] = (
 )  # fmt: skip
 
 
-def _family(kind: str, name: str, documentation: str, labels: list[str] | None = None) -> Any:
+def _family(
+    kind: str,
+    name: str,
+    documentation: str,
+    labels: list[str] | None = None,
+    value: float | None = None,
+) -> Any:
     # CounterMetricFamily takes "_total" off the name and puts it back on the samples.
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: PLC0415
+
     family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-    return family(name, documentation, labels=labels)
+    return family(name, documentation, labels=labels, value=value)
 
 
-class NodeCollector(Collector):
-    """Builds the node's metric families at scrape time. See ``docs/operations.md``."""
+class NodeCollector:
+    """Builds the node's metric families at scrape time. See ``docs/operations.md``.
+
+    A ``prometheus_client`` collector (the ``Collector`` protocol: ``collect()``).
+    """
 
     def __init__(self, metrics: NodeMetrics) -> None:
         self.metrics = metrics
@@ -190,7 +195,8 @@ class NodeCollector(Collector):
         yield from self._store()
 
     def _processes(self, entries: list[ProcessSnapshot]) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
+        yield _family(
+            "gauge",
             "steward_processes_total",
             "Processes (supervisors and workers) in the node's supervision tree.",
             value=len(entries),
@@ -214,7 +220,8 @@ class NodeCollector(Collector):
 
     def _liveness(self, node: MetricsSource) -> Iterator[Metric]:
         hellos = dict(node.last_hellos())
-        yield GaugeMetricFamily(
+        yield _family(
+            "gauge",
             "steward_hello_nodes_total",
             "Nodes this node has received a hello from since it started.",
             value=len(hellos),
@@ -240,7 +247,8 @@ class NodeCollector(Collector):
             yield family
         central = next((e for e in subscribers if e.path == ERROR_LOG_SUBSCRIBER), None)
         received = central.info.get("executed", 0) if central is not None else 0
-        yield CounterMetricFamily(
+        yield _family(
+            "counter",
             "steward_error_messages_received_total",
             "REQErrorLog messages written to the central error log (central error logger only).",
             value=received if isinstance(received, int) else 0,
@@ -261,7 +269,8 @@ class NodeCollector(Collector):
         figures = self.metrics.figures
         if figures is None:
             return
-        yield GaugeMetricFamily(
+        yield _family(
+            "gauge",
             "steward_db_messages_current",
             "Messages in the durable outbox still to deliver (queued or in flight).",
             value=sum(figures.states.get(str(state), 0) for state in ACTIVE_STATES),
@@ -280,7 +289,8 @@ class NodeCollector(Collector):
         for to_node in sorted(self.metrics.destinations_seen):
             depth.add_metric([to_node], figures.queue_depths.get(to_node, 0))
         yield from (states, depth)
-        yield GaugeMetricFamily(
+        yield _family(
+            "gauge",
             "steward_store_figures_age_seconds",
             "Seconds since the store figures (outbox, queue depth) were read.",
             value=max(0.0, time.time() - figures.at),
@@ -298,14 +308,26 @@ class NodeMetrics:
 
     def __init__(self, source: MetricsSource) -> None:
         self.source = source
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(NodeCollector(self))
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
         self.figures: StoreFigures | None = None
         self.destinations_seen: set[str] = set()
         self.scrapes = 0
+
+    @functools.cached_property
+    def registry(self) -> CollectorRegistry:
+        """The node's registry, made (and prometheus_client imported) on first use."""
+        from prometheus_client import (  # noqa: PLC0415
+            CollectorRegistry,
+            GCCollector,
+            PlatformCollector,
+            ProcessCollector,
+        )
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(NodeCollector(self))
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        return registry
 
     async def refresh(self) -> StoreFigures:
         """Read the store's figures now and keep them for the next scrapes.
@@ -326,6 +348,8 @@ class NodeMetrics:
 
     def render(self) -> bytes:
         """The node's metrics in the Prometheus text format, as ``/metrics`` serves them."""
+        from prometheus_client import generate_latest  # noqa: PLC0415
+
         return generate_latest(self.registry)
 
 
@@ -337,6 +361,8 @@ def metrics_app(metrics: NodeMetrics) -> Callable[..., Awaitable[None]]:
 
     Content negotiation (OpenMetrics, gzip) is prometheus-client's.
     """
+    from prometheus_client.asgi import make_asgi_app  # noqa: PLC0415
+
     prometheus = make_asgi_app(metrics.registry)
 
     async def app(scope: Mapping[str, Any], receive: ASGIReceive, send: Any) -> None:
@@ -442,6 +468,9 @@ class MetricsServer:
             task_status.started()
 
     async def _serve(self, task_status: trio.TaskStatus[list[str]]) -> None:
+        from hypercorn.config import Config as HttpConfig  # noqa: PLC0415
+        from hypercorn.trio import serve as serve_http  # noqa: PLC0415
+
         config = HttpConfig()
         config.bind = [self.address]
         config.accesslog = None

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import math
 
-import httpx
-
 from steward_otp.handlers.base import HandlerContext, HandlerError, handler
 from steward_otp.message import Message
 from steward_otp.schedule import ScheduleError, legacy_http_schedule
@@ -30,6 +28,9 @@ _URL_ALLOWED = 'an http or https URL, e.g. ["http://127.0.0.1:9100/metrics"]'
 
 def request_url(msg: Message) -> str:
     """``methodArgs[0]``, checked to be an http(s) URL."""
+    # httpx is loaded by the first REQHttpGet, not when the node starts.
+    import httpx  # noqa: PLC0415
+
     url = msg.method_args[0] if msg.method_args else ""
     if not url:
         raise HandlerError(
@@ -56,6 +57,8 @@ async def http_get_body(url: str, *, timeout: float, method: str = "REQHttpGet")
 
     Raises HandlerError, naming the status or the transport failure, for anything else.
     """
+    import httpx  # noqa: PLC0415
+
     limit = None if math.isinf(timeout) else max(timeout, 0.001)
     try:
         async with (

@@ -25,16 +25,18 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import hypercorn.config
-import hypercorn.trio
-import hypercorn.typing
 import trio
 
 from steward_otp.inputs.intake import document_rejection
 from steward_otp.inputs.tcp import ListenError, Report, bind_error, parse_listen_address, reporting
 from steward_otp.inputs.unix_socket import DEFAULT_MAX_DOCUMENT_BYTES, AcceptDocument
+
+# hypercorn is imported when the input starts, so a node without http_listener never loads it.
+if TYPE_CHECKING:
+    import hypercorn.config
+    import hypercorn.typing
 
 log = logging.getLogger(__name__)
 _server_log = logging.getLogger(f"{__name__}.server")
@@ -200,6 +202,8 @@ class HttpInput:
 
     def hypercorn_config(self) -> hypercorn.config.Config:
         """The server's settings: our address, errors to our logger, no access log."""
+        import hypercorn.config  # noqa: PLC0415
+
         config = hypercorn.config.Config()
         host = self.address.host
         if host is None:
@@ -215,6 +219,8 @@ class HttpInput:
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled."""
+        import hypercorn.trio  # noqa: PLC0415
+
         # The app speaks plain-dict ASGI; hypercorn's TypedDict signature is the same protocol.
         app = cast("hypercorn.typing.Framework", self.app)
         serve = functools.partial(hypercorn.trio.serve, app, self.hypercorn_config())

@@ -1,0 +1,47 @@
+"""``bench/throughput.py --quick --json`` runs end to end and reports every figure.
+
+No speed is asserted: only that the benchmark still works (real nats-server, bench nodes, a
+real ``steward-otp run``) and prints one JSON object with a number for each figure.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "throughput.py"
+
+KEYS = (
+    "raw_rr_per_s",
+    "two_leg_per_s",
+    "two_leg_ratio",
+    "one_leg_per_s",
+    "one_leg_ratio",
+    "drain_per_s",
+    "idle_rss_mb",
+    "loaded_rss_mb",
+    "ready_s",
+)
+
+
+def test_quick_bench_prints_every_figure_as_a_number() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert isinstance(figures, dict)
+    for key in KEYS:
+        value = figures[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+        assert math.isfinite(value) and value > 0, (key, value)
+    assert "target" in result.stderr  # the human-readable table went to stderr
