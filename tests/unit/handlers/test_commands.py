@@ -1,0 +1,208 @@
+"""Command methods: REQCliCommand and REQCliCommandCont, with harmless programs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from steward_otp.handlers.base import HandlerError
+from steward_otp.handlers.commands import cli_command, cli_command_cont
+from steward_otp.node import Node
+from tests.unit.handlers.fakes import FakeServices, context, request
+from tests.unit.handlers.loopback_nodes import (
+    LoopbackNet,
+    file_text,
+    message,
+    subscriber_restarts,
+    wait_for,
+    wait_for_exact,
+    wait_for_text,
+)
+
+# ----------------------------------------------------------------- the handlers, directly
+
+
+async def test_cli_command_replies_with_stdout_and_runs_in_the_node_home(tmp_path: Path) -> None:
+    services = FakeServices(tmp_path)
+    msg = request("REQCliCommand", "sh", "-c", "echo hello; pwd")
+    ctx = context(services, msg, seconds=10)
+    assert await cli_command(ctx, msg) == f"hello\n{tmp_path}\n".encode()
+    assert services.submitted == []
+    assert services.reports == []
+
+
+async def test_cli_command_puts_the_message_data_where_the_template_says(tmp_path: Path) -> None:
+    services = FakeServices(tmp_path)
+    msg = request(
+        "REQCliCommand", "sh", "-c", 'printf "<%s>" "{{STEWARD_DATA}}"', data=b"from ship1"
+    )
+    assert await cli_command(context(services, msg), msg) == b"<from ship1>"
+
+
+async def test_a_failing_command_sends_an_error_reply_and_still_its_stdout(tmp_path: Path) -> None:
+    services = FakeServices(tmp_path)
+    msg = request("REQCliCommand", "sh", "-c", "echo partial; echo oops >&2; exit 3")
+    assert await cli_command(context(services, msg), msg) == b"partial\n"
+    [error] = services.submitted
+    assert error.to_node == "central" and error.file_name == "out.txt.error"
+    assert error.data.decode() == (
+        "error: methodREQCliCommand: cmd.Run failed : exit status 3, "
+        "methodArgs: [sh -c echo partial; echo oops >&2; exit 3], error_output: oops\n\n"
+    )
+    assert services.reported("error") == [error.data.decode().removesuffix("\n")]
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        ((), 'REQCliCommand: field "methodArgs": value [] names no program; allowed: ['),
+        (("",), "value [''] names no program"),
+        (
+            ("no-such-program-for-steward-tests",),
+            "methodREQCliCommand: cmd.Run failed : No such file or directory, "
+            "methodArgs: [no-such-program-for-steward-tests]",
+        ),
+        (("echo", "nul\0byte"), "methodREQCliCommand: cmd.Run failed : "),
+    ],
+)
+async def test_a_command_that_cannot_start_is_a_handler_error(
+    tmp_path: Path, args: tuple[str, ...], complaint: str
+) -> None:
+    services = FakeServices(tmp_path)
+    msg = request("REQCliCommand", *args)
+    with pytest.raises(HandlerError) as raised:
+        await cli_command(context(services, msg), msg)
+    assert complaint in str(raised.value)
+    assert services.submitted == []
+
+
+def process_state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc ("" when it is gone)."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except FileNotFoundError:
+        return ""
+    return stat.rpartition(")")[2].split()[0]
+
+
+async def test_cancelling_a_command_kills_its_whole_process_group(tmp_path: Path) -> None:
+    services = FakeServices(tmp_path)
+    pid_file = tmp_path / "child.pid"
+    msg = request("REQCliCommand", "sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait")
+    with trio.move_on_after(5) as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cli_command, context(services, msg), msg)
+            await wait_for(lambda: file_text(pid_file).strip().isdigit(), timeout=5)
+            nursery.cancel_scope.cancel()  # what the subscriber does at the method timeout
+    assert not scope.cancelled_caught
+    child = int(file_text(pid_file))
+    # The background sleep is killed too (gone, or a zombie nobody has reaped yet).
+    await wait_for(lambda: process_state(child) in ("", "Z"), timeout=5)
+
+
+async def test_cli_command_cont_replies_once_per_line(tmp_path: Path) -> None:
+    services = FakeServices(tmp_path)
+    msg = request("REQCliCommandCont", "sh", "-c", r"printf 'one\ntwo\nlast'; echo warn >&2")
+    assert await cli_command_cont(context(services, msg), msg) is None
+    stdout = [d for d in services.submitted_data() if d != b"warn"]
+    assert stdout == [b"one\n", b"two\n", b"last"]
+    assert b"warn" in services.submitted_data()  # stderr lines without their newline
+    assert {m.to_node for m in services.submitted} == {"central"}
+    assert {m.file_name for m in services.submitted} == {"out.txt"}
+
+
+async def test_cli_command_cont_that_fails_is_a_handler_error_after_its_output(
+    tmp_path: Path,
+) -> None:
+    services = FakeServices(tmp_path)
+    msg = request("REQCliCommandCont", "sh", "-c", "echo before; exit 4")
+    with pytest.raises(HandlerError) as raised:
+        await cli_command_cont(context(services, msg), msg)
+    assert str(raised.value) == (
+        "methodREQCliCommandCont: exit status 4, methodArgs: [sh -c echo before; exit 4]"
+    )
+    assert services.submitted_data() == [b"before\n"]
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        ((), 'REQCliCommandCont: field "methodArgs": value [] names no program'),
+        (("no-such-program-for-steward-tests",), "methodREQCliCommandCont: cmd.Start failed : "),
+    ],
+)
+async def test_cli_command_cont_that_cannot_start_is_a_handler_error(
+    tmp_path: Path, args: tuple[str, ...], complaint: str
+) -> None:
+    services = FakeServices(tmp_path)
+    msg = request("REQCliCommandCont", *args)
+    with pytest.raises(HandlerError, match=complaint.replace("[", r"\[")):
+        await cli_command_cont(context(services, msg), msg)
+
+
+# ----------------------------------------------------------------- two nodes, end to end
+
+
+async def test_command_output_comes_back_to_the_requesting_node(
+    net: LoopbackNet, pair: tuple[Node, Node]
+) -> None:
+    central, ship1 = pair
+    out = net.result("out", "out.txt")
+    async with central, ship1:
+        await central.submit([message("REQCliCommand", ["echo", "giraff"])])
+        await wait_for_exact(out, "giraff\n")
+        await central.submit([message("REQCliCommand", ["sh", "-c", "echo sau >&2; exit 2"])])
+        error = await wait_for_text(out.with_name("out.txt.error"), "exit status 2")
+        assert "error_output: sau" in error
+    assert not (net.result("out", "out.txt", on="ship1")).exists()
+
+
+async def test_continuous_command_replies_line_by_line_to_the_requesting_node(
+    net: LoopbackNet, pair: tuple[Node, Node]
+) -> None:
+    central, ship1 = pair
+    out = net.result("out", "out.txt")
+    script = "for i in 1 2 3; do echo line$i; done"
+    async with central, ship1:
+        await central.submit([message("REQCliCommandCont", ["sh", "-c", script])])
+        await wait_for(lambda: len(file_text(out).splitlines()) == 3, timeout=10)
+    # Each line is its own reply, delivered on its own: their order is not promised.
+    assert sorted(file_text(out).splitlines()) == ["line1", "line2", "line3"]
+
+
+async def test_a_command_without_a_program_is_an_error_reply_and_commands_still_run(
+    net: LoopbackNet, pair: tuple[Node, Node]
+) -> None:
+    central, ship1 = pair
+    out = net.result("out", "out.txt")
+    async with central, ship1:
+        await central.submit(
+            [message("REQCliCommand", []), message("REQCliCommandCont", [], file_name="c.txt")]
+        )
+        error = await wait_for_text(out.with_name("out.txt.error"), "names no program")
+        assert error == (
+            'error: REQCliCommand: REQCliCommand: field "methodArgs": value [] names no '
+            'program; allowed: ["program", "arg", ...], e.g. ["bash", "-c", "uptime"]\n'
+        )
+        await wait_for_text(out.with_name("c.txt.error"), "names no program")
+
+        await central.submit([message("REQCliCommand", ["echo", "still serving"])])
+        await wait_for_exact(out, "still serving\n")
+        assert subscriber_restarts(ship1, "REQCliCommand") == 0
+        assert subscriber_restarts(ship1, "REQCliCommandCont") == 0
+
+
+async def test_a_command_past_its_method_timeout_is_an_error_reply_and_commands_still_run(
+    net: LoopbackNet, pair: tuple[Node, Node]
+) -> None:
+    central, ship1 = pair
+    out = net.result("out", "out.txt")
+    async with central, ship1:
+        await central.submit([message("REQCliCommand", ["sleep", "30"], method_timeout=1)])
+        error = await wait_for_text(out.with_name("out.txt.error"), "method timed out")
+        assert error == "error: REQCliCommand: method timed out: [sleep 30]\n"
+        await central.submit([message("REQCliCommand", ["echo", "next"])])
+        await wait_for_exact(out, "next\n")
+        assert subscriber_restarts(ship1, "REQCliCommand") == 0

@@ -1,0 +1,213 @@
+"""File copy: REQCopySrc on the source node, the file arriving on the other node.
+
+A copy's answers go to ``<fileName>.copyreply`` / ``<fileName>.copyerror`` (Steward's names),
+not to the ``.error`` file other methods use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from steward_otp.handlers.base import HandlerError
+from steward_otp.handlers.copy_protocol import (
+    Result,
+    Want,
+    copy_id_for,
+    notice_args,
+)
+from steward_otp.handlers.copy_source import CopySource
+from steward_otp.message import Message
+from steward_otp.node import Node
+from tests.unit.handlers.fakes import FakeServices, context, request
+from tests.unit.handlers.loopback_nodes import (
+    LoopbackNet,
+    file_text,
+    message,
+    subscriber_restarts,
+    wait_for_text,
+)
+
+CONTENT = b"0123456789abcdef-tail"  # 21 bytes: 6 chunks of 4 (the last one 1 byte)
+
+
+def source_file(home: Path, data: bytes = CONTENT) -> Path:
+    path = home / "data" / "files" / "a.bin"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def copy_request(*args: str) -> Message:
+    """REQCopySrc from central to ship1 (the source); answers in data/out/ship1/ on central."""
+    return request("REQCopySrc", *args, method_timeout=30)
+
+
+def state_files(home: Path) -> list[str]:
+    return sorted(p.name for p in (home / "var" / "copy").glob("*"))
+
+
+# ----------------------------------------------------------------- the handlers, directly
+
+
+async def test_copy_src_hashes_the_file_tells_the_destination_and_the_requester(
+    tmp_path: Path,
+) -> None:
+    services = FakeServices(tmp_path)
+    source = source_file(tmp_path)
+    msg = copy_request("files/a.bin", "central", "incoming/a.bin", "4", "20")
+    assert await CopySource().copy_src(context(services, msg, seconds=30), msg) is None
+
+    start, started = services.submitted
+    assert (start.method, start.to_node, start.reply_method) == ("REQCopyDst", "central", "REQNone")
+    init = json.loads(start.data)
+    copy_id = copy_id_for(msg.id)
+    assert init["copy_id"] == copy_id
+    assert (init["src_path"], init["dst_path"]) == (str(source), "incoming/a.bin")
+    assert (init["size"], init["chunk_size"], init["max_time"]) == (21, 4, 20)
+    assert init["sha256"] == hashlib.sha256(CONTENT).hexdigest()
+
+    assert (started.to_node, started.file_name) == ("central", "out.txt.copyreply")
+    assert started.data.decode() == (
+        f"info: copy {copy_id}: started: ship1:{source} -> central:incoming/a.bin, "
+        f"21 bytes in 6 chunks of 4 bytes, sha256 {init['sha256']}\n"
+    )
+    assert state_files(tmp_path) == [f"src-{copy_id}.json"]
+
+
+async def test_copy_src_serves_the_chunks_wanted_and_reports_the_end(tmp_path: Path) -> None:
+    services = FakeServices(tmp_path)
+    source = source_file(tmp_path)
+    source_side = CopySource()
+    msg = copy_request("files/a.bin", "central", "incoming/a.bin", "4")
+    await source_side.copy_src(context(services, msg, seconds=30), msg)
+    copy_id = copy_id_for(msg.id)
+    services.submitted.clear()
+
+    want = request("REQSUBCopySrc", *notice_args(Want(copy_id, (0, 5))), reply_method="REQNone")
+    assert await source_side.sub_src(context(services, want), want) is None
+    chunks = services.submitted
+    assert [(m.method, m.method_args[2], m.data) for m in chunks] == [
+        ("REQSUBCopyDst", "0", b"0123"),
+        ("REQSUBCopyDst", "5", b"l"),
+    ]
+    assert chunks[0].method_args[3] == hashlib.sha256(b"0123").hexdigest()
+    services.submitted.clear()
+
+    done = request(
+        "REQSUBCopySrc",
+        *notice_args(Result(copy_id, True, "/dst/incoming/a.bin")),
+        reply_method="REQNone",
+    )
+    await source_side.sub_src(context(services, done), done)
+    [reply] = services.submitted
+    assert reply.file_name == "out.txt.copyreply"
+    assert reply.data == f"copyDstDone,{source},/dst/incoming/a.bin\n".encode()
+    assert state_files(tmp_path) == []
+    # A second result for the same copy is ignored.
+    await source_side.sub_src(context(services, done), done)
+    assert len(services.submitted) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (("files/a.bin", "central"), 'field "methodArgs": value'),
+        (("../a.bin", "central", "x"), "field \"methodArgs[0] (srcPath)\": value '../a.bin' "),
+        (("files/a.bin", "central", "../../etc/x"), 'contains ".."'),
+        (("files/a.bin", "central", "x", "2000000"), 'field "methodArgs[3]" (chunkSize)'),
+        (("files/a.bin", "no/such", "x"), 'field "methodArgs[1]" (dstNode)'),
+        (("files/missing.bin", "central", "x"), "cannot read "),
+    ],
+)
+async def test_a_bad_copy_request_is_answered_in_the_copyerror_file(
+    tmp_path: Path, args: tuple[str, ...], complaint: str
+) -> None:
+    services = FakeServices(tmp_path)
+    source_file(tmp_path)
+    msg = copy_request(*args)
+    assert await CopySource().copy_src(context(services, msg, seconds=30), msg) is None
+    [reply] = services.submitted
+    assert (reply.to_node, reply.file_name) == ("central", "out.txt.copyerror")
+    assert reply.data.decode().startswith("error: ")
+    assert complaint in reply.data.decode()
+    assert services.reported("error") == [f"error: REQCopySrc: {reply.data.decode()[7:-1]}"]
+    assert state_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "from_node", "complaint"),
+    [
+        (("want", "nothex"), "central", 'copy protocol: field "methodArgs": value'),
+        (("want", "0" * 32, "x"), "central", "chunk index 'x' is not a non-negative integer"),
+        (("chunk", "{id}", "0", "a" * 64), "central", "'chunk' is not for a source"),
+        (("want", "{id}", "0"), "intruder", "from 'intruder' refused: only 'central' takes part"),
+    ],
+)
+async def test_a_bad_protocol_message_to_the_source_is_a_handler_error(
+    tmp_path: Path, args: tuple[str, ...], from_node: str, complaint: str
+) -> None:
+    services = FakeServices(tmp_path)
+    source_file(tmp_path)
+    source_side = CopySource()
+    msg = copy_request("files/a.bin", "central", "incoming/a.bin", "4")
+    await source_side.copy_src(context(services, msg, seconds=30), msg)
+    copy_id = copy_id_for(msg.id)
+    services.submitted.clear()
+    notice = request(
+        "REQSUBCopySrc",
+        *(a.format(id=copy_id) for a in args),
+        from_node=from_node,
+        reply_method="REQNone",
+    )
+    with pytest.raises(HandlerError) as raised:
+        await source_side.sub_src(context(services, notice), notice)
+    assert complaint in str(raised.value)
+    assert services.submitted == []
+
+
+# ----------------------------------------------------------------- two nodes, end to end
+
+
+async def test_a_file_on_ship1_is_copied_to_central_which_asked_for_it(
+    net: LoopbackNet, pair: tuple[Node, Node]
+) -> None:
+    central, ship1 = pair
+    data = random.Random(7).randbytes(5000)
+    source = source_file(net.home("ship1"), data)
+    target = net.data("central") / "incoming" / "a.bin"
+    reply = net.result("copies", "a.log.copyreply")
+    async with central, ship1:
+        args = ["files/a.bin", "central", "incoming/a.bin", "1000", "20"]
+        await central.submit(
+            [message("REQCopySrc", args, directory="copies", file_name="a.log", method_timeout=30)]
+        )
+        text = await wait_for_text(reply, "copyDstDone")
+    assert target.read_bytes() == data
+    assert f"copyDstDone,{source},{target}\n" in text
+    assert "5000 bytes in 5 chunks of 1000 bytes" in text
+    assert not reply.with_name("a.log.copyerror").exists()
+
+
+async def test_a_copy_that_would_leave_the_data_folder_is_refused_and_copies_go_on(
+    net: LoopbackNet, pair: tuple[Node, Node]
+) -> None:
+    central, ship1 = pair
+    source_file(net.home("ship1"))
+    error = net.result("out", "out.txt.copyerror")
+    reply = net.result("out", "out.txt.copyreply")
+    async with central, ship1:
+        await central.submit([message("REQCopySrc", ["../secret", "central", "x"])])
+        text = await wait_for_text(error, 'contains ".."')
+        assert text.startswith("error: field \"methodArgs[0] (srcPath)\": value '../secret'")
+
+        await central.submit([message("REQCopySrc", ["files/a.bin", "central", "in/a.bin", "8"])])
+        await wait_for_text(reply, "copyDstDone")
+        assert (net.data("central") / "in" / "a.bin").read_bytes() == CONTENT
+        assert subscriber_restarts(ship1, "REQCopySrc") == 0
+    assert not net.result("out", "out.txt.error").exists()
+    assert "copyDstDone" not in file_text(error)
