@@ -73,6 +73,10 @@ def _level(name: str) -> Level:
     return "warning" if name == "warning" else "info" if name == "info" else "error"
 
 
+QUICK_BATCHES_AT_ONCE = 4
+"""Batches of quick handlers one Subscriber runs at the same time."""
+
+
 class HandlerCrashed(Exception):
     """A handler raised something other than HandlerError; the Subscriber crashes with it."""
 
@@ -100,6 +104,7 @@ class Subscriber:
         self.store = store
         self.outbox = outbox
         self.max_batch = max_batch
+        self._quick_batches = trio.Semaphore(QUICK_BATCHES_AT_ONCE)
         self.services = services
         self.default_method_timeout = default_method_timeout
         self.verify_hooks = tuple(verify_hooks)
@@ -199,7 +204,9 @@ class Subscriber:
             else:
                 nursery.start_soon(self.execute, message)
         if quick:
-            await self._run_quick(quick)
+            # The next batch is taken while this one runs; a few batches at most at a time.
+            await self._quick_batches.acquire()
+            nursery.start_soon(self._run_quick, quick)
 
     async def _verify(
         self, candidates: list[receiver.Candidate], rejections: list[receiver.Rejection]
@@ -239,11 +246,14 @@ class Subscriber:
                 outcome, reason = "crash", repr(exc.__cause__)
             outcomes.append((message.id, outcome, reason))
 
-        async with trio.open_nursery() as nursery:
-            for message in messages:
-                nursery.start_soon(run_one, message)
-        with trio.CancelScope(shield=True):
-            await self._finish(outcomes, replies)
+        try:
+            async with trio.open_nursery() as nursery:
+                for message in messages:
+                    nursery.start_soon(run_one, message)
+            with trio.CancelScope(shield=True):
+                await self._finish(outcomes, replies)
+        finally:
+            self._quick_batches.release()
         if crashes:
             raise crashes[0]
 

@@ -340,6 +340,17 @@ class _Flight:
     headers: dict[str, str] | None = None
 
 
+@attrs.define
+class _Destination:
+    """One Publisher run's state: its machine, the messages it holds, its ACK inbox."""
+
+    machine: SenderMachine
+    ack_inbox: str
+    flights: dict[str, _Flight] = attrs.field(factory=dict)
+    busy: int = 0
+    """Actions being carried out (store operations, publishes) right now."""
+
+
 class Publisher:
     """Delivers messages to one ``(toNode, method)``; one instance per destination.
 
@@ -384,29 +395,27 @@ class Publisher:
         """
         send, receive = trio.open_memory_channel[Message](math.inf)
         handle = current_child()
-        machine = SenderMachine(self.window)
-        flights: dict[str, _Flight] = {}
+        dest = _Destination(SenderMachine(self.window), ack_inbox=self.bridge.new_inbox())
         new_messages = _Mailbox[Message]()
         acks = _Mailbox[InboundMessage]()
-        ack_inbox = self.bridge.new_inbox()
-        ack_subscription = self.bridge.subscribe(ack_inbox, capacity=ACK_INBOX_CAPACITY)
+        ack_subscription = self.bridge.subscribe(dest.ack_inbox, capacity=ACK_INBOX_CAPACITY)
         handle.info_provider = lambda: {
             "to_node": to_node,
             "method": method,
-            "in_flight": machine.outstanding,
-            "queued": machine.queued + len(new_messages.items),
+            "in_flight": dest.machine.outstanding,
+            "queued": dest.machine.queued + len(new_messages.items),
         }
         task_status.started(send)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._keep_alive_while_busy, machine)
+                nursery.start_soon(self._keep_alive_while_busy, dest)
                 nursery.start_soon(new_messages.feed_from, receive)
                 nursery.start_soon(acks.feed_from, ack_subscription.receive)
-                await self._pump(machine, flights, new_messages, acks, ack_inbox)
+                await self._pump(dest, new_messages, acks, nursery)
         finally:
             self.bridge.unsubscribe(ack_subscription)
             # Hand back what was held here unfinished: the Router routes it again.
-            for msg_id in machine.held():
+            for msg_id in dest.flights:
                 self._give_back(msg_id, delivered=False)
             for message in new_messages.take():
                 self._give_back(message.id, delivered=False)
@@ -419,18 +428,23 @@ class Publisher:
 
     async def _pump(
         self,
-        machine: SenderMachine,
-        flights: dict[str, _Flight],
+        dest: _Destination,
         new_messages: _Mailbox[Message],
         acks: _Mailbox[InboundMessage],
-        ack_inbox: str,
+        nursery: trio.Nursery,
     ) -> None:
-        stats = self.outbox.stats
+        """Feed the machine and start carrying out its actions, without waiting for them.
+
+        Store operations and publishes of different wake-ups overlap (the store commits
+        concurrent operations together), so the window never idles behind an fsync.
+        """
+        machine, stats = dest.machine, self.outbox.stats
         while True:
             new_messages.wake = acks.wake = wake = trio.Event()
             for message in new_messages.take():
                 if machine.offer(_outgoing(message)):
-                    flights[message.id] = _Flight(message, subject_for(message, self.outbox.table))
+                    subject = subject_for(message, self.outbox.table)
+                    dest.flights[message.id] = _Flight(message, subject)
             actions: list[Action] = []
             for inbound in acks.take():
                 try:
@@ -441,21 +455,22 @@ class Publisher:
             actions += machine.poll(trio.current_time())
             stats.missed_acks += machine.missed_acks - missed
             for action in actions:
-                await self._carry_out(action, machine, flights, ack_inbox)
+                nursery.start_soon(self._carry_out, action, dest)
             if new_messages.items or acks.items:
                 continue
             deadline = machine.next_deadline()
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 await wake.wait()
 
-    async def _carry_out(
-        self,
-        action: Action,
-        machine: SenderMachine,
-        flights: dict[str, _Flight],
-        ack_inbox: str,
-    ) -> None:
-        store, stats = self.outbox.store, self.outbox.stats
+    async def _carry_out(self, action: Action, dest: _Destination) -> None:
+        dest.busy += 1
+        try:
+            await self._carry_out_now(action, dest)
+        finally:
+            dest.busy -= 1
+
+    async def _carry_out_now(self, action: Action, dest: _Destination) -> None:
+        store, stats, flights = self.outbox.store, self.outbox.stats, dest.flights
         if isinstance(action, Transmit):
             active = await store.mark_in_flight_many(action.first) if action.first else []
             if action.again:
@@ -463,13 +478,14 @@ class Publisher:
             stopped = set(action.first + action.again).difference(active)
             if stopped:
                 # Delivered, cancelled or purged meanwhile: never send it (again).
-                machine.forget(stopped)
+                dest.machine.forget(stopped)
                 for msg_id in stopped:
                     flights.pop(msg_id, None)
                     self._give_back(msg_id, delivered=False)
-            fire_and_forget = await self._publish([flights[i] for i in active], ack_inbox)
+            sending = [flights[i] for i in active if i in flights]
+            fire_and_forget = await self._publish(sending, dest.ack_inbox)
             if fire_and_forget:
-                await self._flush_fire_and_forget(fire_and_forget, machine, flights)
+                await self._flush_fire_and_forget(fire_and_forget, dest)
         elif isinstance(action, Delivered):
             await store.mark_delivered_many(action.msg_ids)
             stats.delivered += len(action.msg_ids)
@@ -478,10 +494,9 @@ class Publisher:
                 self._give_back(msg_id, delivered=True)
         elif isinstance(action, GaveUp):
             for msg_id in action.msg_ids:
-                flight = flights.pop(msg_id)
-                await self._fail(flight, max_retries_text(flight.message, flight.subject))
-        else:
-            flight = flights.pop(action.msg_id)
+                if (flight := flights.pop(msg_id, None)) is not None:
+                    await self._fail(flight, max_retries_text(flight.message, flight.subject))
+        elif (flight := flights.pop(action.msg_id, None)) is not None:
             text = (
                 f"error: {flight.subject}: message {action.msg_id} refused by "
                 f"{flight.message.to_node}: {action.reason}"
@@ -507,20 +522,18 @@ class Publisher:
                 await self.bridge.publish(flight.subject, flight.payload, flight.headers, reply)
         return fire_and_forget
 
-    async def _flush_fire_and_forget(
-        self, msg_ids: list[str], machine: SenderMachine, flights: dict[str, _Flight]
-    ) -> None:
+    async def _flush_fire_and_forget(self, msg_ids: list[str], dest: _Destination) -> None:
         # Fire-and-forget still means "handed to the broker": only then does it leave the
         # outbox. Not flushed in time: it stays, and the Router sends it again.
         with trio.move_on_after(NACK_FLUSH_TIMEOUT) as scope:
             await self.bridge.flush()
         if scope.cancelled_caught:
-            for msg_id in machine.release(msg_ids):
-                flights.pop(msg_id, None)
+            for msg_id in dest.machine.release(msg_ids):
+                dest.flights.pop(msg_id, None)
                 self._give_back(msg_id, delivered=False)
             return
-        for action in machine.flushed(msg_ids):
-            await self._carry_out(action, machine, flights, "")
+        for action in dest.machine.flushed(msg_ids):
+            await self._carry_out_now(action, dest)
 
     async def _fail(self, flight: _Flight, text: str) -> None:
         message = flight.message
@@ -530,11 +543,11 @@ class Publisher:
             self.report("info", text)
         self._give_back(message.id, delivered=False)
 
-    async def _keep_alive_while_busy(self, machine: SenderMachine) -> None:
+    async def _keep_alive_while_busy(self, dest: _Destination) -> None:
         handle = current_child()
         while True:
             await trio.sleep(self.idle_tick)
-            if machine.outstanding or machine.queued:
+            if dest.machine.outstanding or dest.machine.queued or dest.busy:
                 handle.touch()
 
     def _give_back(self, msg_id: str, *, delivered: bool) -> None:

@@ -22,7 +22,7 @@ import contextlib
 import enum
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -483,6 +483,16 @@ def _placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
+_CHUNK = 500
+"""Ids bound per statement in set-based operations (far below SQLite's variable limit)."""
+
+
+def _chunks(values: Iterable[str]) -> Iterator[tuple[str, ...]]:
+    items = tuple(values)
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
 def _finish(
     db: sqlite3.Connection,
     msg_id: str,
@@ -545,28 +555,30 @@ class Enqueue:
     entries: tuple[OutboxEntry, ...] = attrs.field(converter=_entries, validator=_all_entries)
 
     def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
-        new: list[str] = []
-        for entry in self.entries:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO outbox (msg_id, to_node, method, payload, state,"
-                " attempts, created_at, not_before, updated_at)"
-                " SELECT ?, ?, ?, ?, 'queued', 0, ?, ?, ?"
-                " WHERE NOT EXISTS"
-                " (SELECT 1 FROM audit WHERE msg_id = ? AND direction = 'out')",
-                (
-                    entry.msg_id,
-                    entry.to_node,
-                    entry.method,
-                    entry.payload,
-                    entry.created_at,
-                    entry.not_before,
-                    now,
-                    entry.msg_id,
-                ),
+        known: set[str] = set()
+        for chunk in _chunks(entry.msg_id for entry in self.entries):
+            marks = _placeholders(len(chunk))
+            known.update(
+                row[0]
+                for row in db.execute(
+                    f"SELECT msg_id FROM outbox WHERE msg_id IN ({marks}) UNION ALL"
+                    f" SELECT msg_id FROM audit WHERE direction = 'out' AND msg_id IN ({marks})",
+                    (*chunk, *chunk),
+                )
             )
-            if cursor.rowcount == 1:
-                new.append(entry.msg_id)
-        return new
+        fresh: dict[str, OutboxEntry] = {}
+        for entry in self.entries:
+            if entry.msg_id not in known:
+                fresh.setdefault(entry.msg_id, entry)
+        db.executemany(
+            "INSERT INTO outbox (msg_id, to_node, method, payload, state, attempts,"
+            " created_at, not_before, updated_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
+            [
+                (e.msg_id, e.to_node, e.method, e.payload, e.created_at, e.not_before, now)
+                for e in fresh.values()
+            ],
+        )
+        return list(fresh)
 
 
 @attrs.frozen
@@ -602,7 +614,18 @@ class MarkInFlightMany:
     msg_ids: tuple[str, ...] = attrs.field(converter=_ids, validator=_all_non_empty)
 
     def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
-        return [i for i in self.msg_ids if MarkInFlight(i).apply(db, now)]
+        active: set[str] = set()
+        for chunk in _chunks(self.msg_ids):
+            active.update(
+                row[0]
+                for row in db.execute(
+                    "UPDATE outbox SET state = 'in_flight', updated_at = ?"
+                    f" WHERE msg_id IN ({_placeholders(len(chunk))})"
+                    " AND +state IN ('queued', 'in_flight') RETURNING msg_id",
+                    (now, *chunk),
+                )
+            )
+        return [i for i in self.msg_ids if i in active]
 
 
 @attrs.frozen
@@ -612,7 +635,18 @@ class RecordAttempts:
     msg_ids: tuple[str, ...] = attrs.field(converter=_ids, validator=_all_non_empty)
 
     def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
-        return [i for i in self.msg_ids if RecordAttempt(i).apply(db, now)]
+        active: set[str] = set()
+        for chunk in _chunks(self.msg_ids):
+            active.update(
+                row[0]
+                for row in db.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, updated_at = ?"
+                    f" WHERE msg_id IN ({_placeholders(len(chunk))})"
+                    " AND +state IN ('queued', 'in_flight') RETURNING msg_id",
+                    (now, *chunk),
+                )
+            )
+        return [i for i in self.msg_ids if i in active]
 
 
 @attrs.frozen
@@ -622,7 +656,21 @@ class MarkDeliveredMany:
     msg_ids: tuple[str, ...] = attrs.field(converter=_ids, validator=_all_non_empty)
 
     def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
-        return [i for i in self.msg_ids if MarkDelivered(i).apply(db, now)]
+        finished: set[str] = set()
+        for chunk in _chunks(dict.fromkeys(self.msg_ids)):
+            marks = _placeholders(len(chunk))
+            finished.update(
+                row[0]
+                for row in db.execute(
+                    "INSERT INTO audit (direction, msg_id, peer_node, method, outcome, attempts,"
+                    " payload, created_at, recorded_at, reason) SELECT 'out', msg_id, to_node,"
+                    f" method, ?, attempts, {AUDITED_PAYLOAD}, created_at, ?, NULL FROM outbox"
+                    f" WHERE msg_id IN ({marks}) RETURNING msg_id",
+                    (str(AuditOutcome.DELIVERED), now, *chunk),
+                )
+            )
+            db.execute(f"DELETE FROM outbox WHERE msg_id IN ({marks})", chunk)
+        return [i for i in dict.fromkeys(self.msg_ids) if i in finished]
 
 
 @attrs.frozen
@@ -905,16 +953,25 @@ class AcceptInboundMany:
     records: tuple[InboundRecord, ...] = attrs.field(converter=_records, validator=_all_records)
 
     def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
-        new: list[str] = []
-        for msg_id, from_node, method, payload in self.records:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO inbox (msg_id, from_node, method, payload, received_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (msg_id, from_node, method, payload, now),
+        seen: set[str] = set()
+        for chunk in _chunks(r[0] for r in self.records):
+            seen.update(
+                row[0]
+                for row in db.execute(
+                    f"SELECT msg_id FROM inbox WHERE msg_id IN ({_placeholders(len(chunk))})",
+                    chunk,
+                )
             )
-            if cursor.rowcount == 1:
-                new.append(msg_id)
-        return new
+        fresh: dict[str, InboundRecord] = {}
+        for record in self.records:
+            if record[0] not in seen:
+                fresh.setdefault(record[0], record)
+        db.executemany(
+            "INSERT INTO inbox (msg_id, from_node, method, payload, received_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(*record, now) for record in fresh.values()],
+        )
+        return list(fresh)
 
 
 @attrs.frozen
@@ -983,8 +1040,19 @@ class FinishInbound:
     )
 
     def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
-        for msg_id, outcome, reason in self.outcomes:
-            MarkInboundDone(msg_id, outcome, reason).apply(db, now)
+        # Audit first (it reads the rows still unfinished), then mark them done.
+        db.executemany(
+            "INSERT INTO audit (direction, msg_id, peer_node, method, outcome, attempts,"
+            " payload, created_at, recorded_at, reason) SELECT 'in', msg_id, from_node, method,"
+            f" ?, NULL, {AUDITED_PAYLOAD}, received_at, ?, ? FROM inbox"
+            " WHERE msg_id = ? AND done_at IS NULL",
+            [(outcome, now, reason, msg_id) for msg_id, outcome, reason in self.outcomes],
+        )
+        db.executemany(
+            "UPDATE inbox SET done_at = ?, outcome = ?, payload = NULL"
+            " WHERE msg_id = ? AND done_at IS NULL",
+            [(now, outcome, msg_id) for msg_id, outcome, _ in self.outcomes],
+        )
         return Enqueue(self.replies).apply(db, now) if self.replies else []
 
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import collections
 import enum
+import heapq
+import itertools
 import math
 from collections.abc import Iterable
 
@@ -99,6 +101,8 @@ class _Outstanding:
     due: float
     """SENT: the ACK deadline; WAITING: when to transmit again; FLUSHING: unused."""
     transmissions: int = 1
+    timer: int = 0
+    """Which entry of the machine's timer heap is current for this message."""
 
 
 class SenderMachine:
@@ -110,6 +114,9 @@ class SenderMachine:
         self.window = window
         self._queue: collections.OrderedDict[str, Outgoing] = collections.OrderedDict()
         self._outstanding: dict[str, _Outstanding] = {}
+        # (due, timer, id): one entry per due time set; stale ones are skipped when popped.
+        self._timers: list[tuple[float, int, str]] = []
+        self._timer_ids = itertools.count(1)
         self.missed_acks = 0
         """ACK deadlines that passed (each one a lost message or a lost ACK)."""
 
@@ -140,8 +147,19 @@ class SenderMachine:
         """
         if self._queue and len(self._outstanding) < self.window:
             return -math.inf
-        dues = [o.due for o in self._outstanding.values() if o.phase is not _Phase.FLUSHING]
-        return min(dues, default=None)
+        timers = self._timers
+        while timers and not self._current(timers[0]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def _current(self, timer: tuple[float, int, str]) -> bool:
+        entry = self._outstanding.get(timer[2])
+        return entry is not None and entry.timer == timer[1]
+
+    def _set_due(self, msg_id: str, entry: _Outstanding, due: float) -> None:
+        entry.due = due
+        entry.timer = next(self._timer_ids)
+        heapq.heappush(self._timers, (due, entry.timer, msg_id))
 
     # ----------------------------------------------------------------- events
 
@@ -159,25 +177,34 @@ class SenderMachine:
         actions: list[Action] = []
         gave_up: list[str] = []
         again: list[str] = []
-        for msg_id, entry in list(self._outstanding.items()):
-            if entry.phase is _Phase.SENT and now >= entry.due:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            timer = heapq.heappop(timers)
+            if not self._current(timer):
+                continue  # settled, or its due time changed since
+            msg_id = timer[2]
+            entry = self._outstanding[msg_id]
+            if entry.phase is _Phase.SENT:
                 self.missed_acks += 1
                 if entry.transmissions >= entry.item.attempts:
                     del self._outstanding[msg_id]
                     gave_up.append(msg_id)
                     continue
                 entry.phase = _Phase.WAITING
-                entry.due = now + max(entry.item.retry_wait, 0.0)
-            if entry.phase is _Phase.WAITING and now >= entry.due:
+                # Due at once when retryWait is 0: this loop pops it again right away.
+                self._set_due(msg_id, entry, now + max(entry.item.retry_wait, 0.0))
+            else:
                 entry.phase = _Phase.SENT
-                entry.due = now + entry.item.ack_timeout
                 entry.transmissions += 1
+                self._set_due(msg_id, entry, now + entry.item.ack_timeout)
                 again.append(msg_id)
         first: list[str] = []
         while self._queue and len(self._outstanding) < self.window:
             msg_id, item = self._queue.popitem(last=False)
             if item.wants_ack:
-                self._outstanding[msg_id] = _Outstanding(item, _Phase.SENT, now + item.ack_timeout)
+                entry = _Outstanding(item, _Phase.SENT, now)
+                self._outstanding[msg_id] = entry
+                self._set_due(msg_id, entry, now + item.ack_timeout)
             else:
                 self._outstanding[msg_id] = _Outstanding(item, _Phase.FLUSHING, math.inf)
             first.append(msg_id)
