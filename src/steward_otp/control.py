@@ -12,7 +12,8 @@ Requests (``op``) and their responses (always ``{"ok": true, ...}`` or
   state and per destination, last hello per node (on the central node).
 * ``{"op": "queue.ls", "toNode"?: str, "states"?: [str]}`` → ``"messages"``.
 * ``{"op": "queue.cancel", "id": str}`` / ``{"op": "queue.retry", "id": str}`` → ``"done"``.
-* ``{"op": "queue.purge", "toNode"?: str, "olderThan"?: seconds}`` → ``"purged"``.
+* ``{"op": "queue.purge", "toNode"?: str, "olderThan"?: seconds}`` → ``"purged"``
+  (``olderThan``: a finite number >= 0).
 
 Taking a snapshot reads bookkeeping only, so inspecting a node under load does not slow it.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -133,16 +135,32 @@ async def _queue_retry(node: Inspectable, request: Mapping[str, Any]) -> dict[st
     return {"done": await node.store.retry(msg_id)}
 
 
+def _age(request: Mapping[str, Any], key: str) -> float | None:
+    """``request[key]`` as seconds: a finite number >= 0, or None when absent."""
+    value = request.get(key)
+    if value is None:
+        return None
+    seconds = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise RequestError(
+            f'field "{key}": value {value!r}; allowed: seconds (a finite number >= 0)'
+        )
+    return seconds
+
+
 async def _queue_purge(node: Inspectable, request: Mapping[str, Any]) -> dict[str, Any]:
-    older = request.get("olderThan")
-    if older is not None and (isinstance(older, bool) or not isinstance(older, int | float)):
-        raise RequestError(f'field "olderThan": value {older!r}; allowed: seconds (a number)')
+    older = _age(request, "olderThan")
     # Messages being retried are in flight; purging them is safe: their publisher stops at
     # its next attempt (the store says they are gone).
     purged = await node.store.purge(
         states=("queued", "in_flight", "failed", "cancelled"),
         to_node=_text(request, "toNode", required=False),
-        older_than_seconds=None if older is None else float(older),
+        older_than_seconds=older,
     )
     return {"purged": purged}
 
@@ -167,7 +185,9 @@ async def handle_request(node: Inspectable, line: bytes) -> dict[str, Any]:
 
 
 async def answer(node: Inspectable, request: object) -> dict[str, Any]:
-    """Answer one decoded request. Never raises: every problem becomes ``{"ok": false}``."""
+    """Answer one decoded request. Never raises for a bad request: every problem with it --
+    one refused here or a value the store refuses (its ValueError) -- becomes
+    ``{"ok": false, "error": ...}``; only a failing store itself (StoreError) propagates."""
     if not isinstance(request, dict):
         return {"ok": False, "error": 'request must be a JSON object with an "op" field'}
     op = request.get("op")
@@ -177,7 +197,7 @@ async def answer(node: Inspectable, request: object) -> dict[str, Any]:
         return {"ok": False, "error": f'field "op": value {op!r} is unknown; allowed: {allowed}'}
     try:
         return {"ok": True, **await operation(node, request)}
-    except RequestError as exc:
+    except (RequestError, ValueError) as exc:  # ValueError: the store refused a value
         return {"ok": False, "error": str(exc)}
 
 

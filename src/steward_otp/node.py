@@ -217,7 +217,7 @@ class Node:
         """This node's home folder."""
         return self.config.home
 
-    @property
+    @functools.cached_property
     def data_dir(self) -> Path:
         """Where handlers write results."""
         return self.config.data_dir
@@ -273,8 +273,9 @@ class Node:
         """Start a subscriber for ``method`` under ``inbound``; returns a status line.
 
         It lasts until it is stopped or the ``inbound`` supervisor restarts (then the start
-        flags of the configuration decide again). Raises HandlerError when this node has no
-        handler for ``method`` or its subscriber runs already.
+        flags of the configuration decide again). ``REQErrorLog`` on the central error
+        logger listens as ``errorCentral``, as it does at start. Raises HandlerError when
+        this node has no handler for ``method`` or its subscriber runs already.
         """
         found = self.handlers.get(method)
         if found is None:
@@ -282,9 +283,13 @@ class Node:
                 f'OpProcessStart: field "methodArgs[0]": value {method!r} is not a method this '
                 f"node has a handler for; allowed: {', '.join(self.handlers.names())}"
             )
-        subscriber = self._subscriber(found, self.node_name)
+        # The central error log listens as errorCentral, as at start.
+        central_log = method == ERROR_LOG_METHOD and self.config.acts_as_central_error_logger
+        node = ERROR_CENTRAL_NODE if central_log else self.node_name
+        child_id = f"{ERROR_CENTRAL_NODE}.{method}" if central_log else method
+        subscriber = self._subscriber(found, node)
         try:
-            await self.inbound_supervisor.start_child(ChildSpec(method, subscriber.run))
+            await self.inbound_supervisor.start_child(ChildSpec(child_id, subscriber.run))
         except DuplicateChild:
             raise HandlerError(
                 f"OpProcessStart: a subscriber for {method} runs already on {self.node_name}"
@@ -292,7 +297,7 @@ class Node:
         except ChildStartError as exc:
             raise HandlerError(f"OpProcessStart: {method} failed to start: {exc}") from exc
         return (
-            f"info: OpProcessStart: started id: {self.inbound_supervisor.path}/{method}, "
+            f"info: OpProcessStart: started id: {self.inbound_supervisor.path}/{child_id}, "
             f"subject: {subscriber.subject}: node: {self.node_name}\n"
         )
 

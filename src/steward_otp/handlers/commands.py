@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import trio
 
 from steward_otp.handlers.base import HandlerContext, HandlerError, handler
+from steward_otp.handlers.tail import MAX_LINE, LineSplitter
 from steward_otp.message import Message
 
 DATA_TEMPLATE = "{{STEWARD_DATA}}"
@@ -32,8 +33,8 @@ def program_args(msg: Message) -> Sequence[str]:
     """``methodArgs``, checked to name a program."""
     if not msg.method_args or not msg.method_args[0]:
         raise HandlerError(
-            f'{msg.method}: field "methodArgs": value {list(msg.method_args)!r} names no '
-            'program; allowed: ["program", "arg", ...], e.g. ["bash", "-c", "uptime"]'
+            f'field "methodArgs": value {list(msg.method_args)!r} names no program; '
+            'allowed: ["program", "arg", ...], e.g. ["bash", "-c", "uptime"]'
         )
     return msg.method_args
 
@@ -103,7 +104,7 @@ async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
         )
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
         raise HandlerError(
-            f"methodREQCliCommand: cmd.Run failed : {getattr(exc, 'strerror', None) or exc}, "
+            f"cmd.Run failed : {getattr(exc, 'strerror', None) or exc}, "
             f"methodArgs: {_args_text(msg.method_args)}"
         ) from exc
     outputs: dict[str, bytes] = {}
@@ -116,8 +117,8 @@ async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
             nursery.start_soon(_collect, process.stderr, outputs, "stderr", too_large, scope)
         if too_large:
             raise HandlerError(
-                f"methodREQCliCommand: {too_large[0]} larger than {OUTPUT_LIMIT} bytes, the "
-                f"command was stopped; methodArgs: {_args_text(msg.method_args)}"
+                f"{too_large[0]} larger than {OUTPUT_LIMIT} bytes, the command was stopped; "
+                f"methodArgs: {_args_text(msg.method_args)}"
             )
         returncode = await process.wait()
     finally:
@@ -129,7 +130,8 @@ async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
     result = subprocess.CompletedProcess(argv, returncode, outputs["stdout"], outputs["stderr"])
     stdout: bytes = result.stdout or b""
     if result.returncode != 0:
-        stderr = (result.stderr or b"").decode("utf-8", errors="replace")
+        # The reply ends the text with a newline: stderr's own last one would add a blank line.
+        stderr = (result.stderr or b"").decode("utf-8", errors="replace").removesuffix("\n")
         text = (
             f"error: methodREQCliCommand: cmd.Run failed : exit status {result.returncode}, "
             f"methodArgs: {_args_text(msg.method_args)}, error_output: {stderr}"
@@ -148,8 +150,11 @@ async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
 async def cli_command_cont(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Run the command, replying with each output line as it appears.
 
-    stdout lines keep their newline; stderr lines are sent too. It ends when the command
-    ends, or at the method timeout (``-1``: never), when the process group is killed.
+    Every stdout and stderr line is a reply of its own ending in a newline (added to a last
+    line that has none). At most :data:`~steward_otp.handlers.tail.MAX_LINE` bytes wait for
+    a newline: a longer run without one is sent in pieces of that size, as REQTailFile does.
+    It ends when the command ends, or at the method timeout (``-1``: never), when the
+    process group is killed.
     """
     argv = list(program_args(msg))
     try:
@@ -163,38 +168,33 @@ async def cli_command_cont(ctx: HandlerContext, msg: Message) -> bytes | None:
         )
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
         raise HandlerError(
-            f"methodREQCliCommandCont: cmd.Start failed : {getattr(exc, 'strerror', None) or exc}, "
+            f"cmd.Start failed : {getattr(exc, 'strerror', None) or exc}, "
             f"methodArgs: {_args_text(msg.method_args)}"
         ) from exc
     try:
         async with trio.open_nursery() as nursery:
             assert process.stdout is not None and process.stderr is not None
-            nursery.start_soon(_stream_lines, ctx, process.stdout, True)
-            nursery.start_soon(_stream_lines, ctx, process.stderr, False)
+            nursery.start_soon(_stream_lines, ctx, process.stdout)
+            nursery.start_soon(_stream_lines, ctx, process.stderr)
         status = await process.wait()
     finally:
         kill_process_group(process)
         with trio.CancelScope(shield=True):
             await process.wait()
     if status != 0:
-        raise HandlerError(
-            f"methodREQCliCommandCont: exit status {status}, "
-            f"methodArgs: {_args_text(msg.method_args)}"
-        )
+        raise HandlerError(f"exit status {status}, methodArgs: {_args_text(msg.method_args)}")
     return None
 
 
-async def _stream_lines(
-    ctx: HandlerContext, stream: trio.abc.ReceiveStream, keep_newline: bool
-) -> None:
-    pending = b""
+async def _stream_lines(ctx: HandlerContext, stream: trio.abc.ReceiveStream) -> None:
+    """Reply once per line of ``stream``, each ending in a newline; see cli_command_cont."""
+    splitter = LineSplitter(MAX_LINE)
     while chunk := await stream.receive_some(65536):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            await ctx.reply(line + b"\n" if keep_newline else line)
-    if pending:
-        await ctx.reply(pending)
+        for line in splitter.feed(bytes(chunk)):
+            await ctx.reply(line)
+    rest = splitter.flush()
+    if rest is not None:
+        await ctx.reply(rest)
 
 
 COMMAND_HANDLERS = (cli_command, cli_command_cont)

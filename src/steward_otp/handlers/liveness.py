@@ -33,7 +33,7 @@ async def pong(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Write ``TS, pong received from <node that was pinged>``."""
     if msg.previous_message is None:
         raise HandlerError(
-            'REQPong: field "previousMessage" is missing: REQPong answers a REQPing; '
+            'field "previousMessage" is missing: REQPong answers a REQPing; '
             'send REQPing with replyMethod "REQPong"'
         )
     line = f"{steward_timestamp()}, pong received from {msg.previous_message.to_node}\n"

@@ -14,6 +14,7 @@ names the field and the value.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path, PurePosixPath
 
 from steward_otp.handlers.base import HandlerError
@@ -51,6 +52,12 @@ def output_path(message: Message, *, data_dir: Path, home: Path) -> Path:
         directory = previous.directory
         node = previous.to_node or message.from_node
         file_name = previous.file_name
+    return _resolve(directory, node, file_name, data_dir, home)
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolve(directory: str, node: str, file_name: str, data_dir: Path, home: Path) -> Path:
+    """:func:`output_path` for its inputs (memoised: a node writes to few distinct files)."""
     file_name = _check_file_name(file_name)
     if directory.startswith("/"):
         return Path(directory) / file_name

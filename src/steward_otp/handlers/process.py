@@ -25,7 +25,7 @@ _KINDS = ("", "subscriber")
 def _method_arg(msg: Message, allowed: str) -> str:
     if not msg.method_args or not msg.method_args[0]:
         raise HandlerError(
-            f'{msg.method}: field "methodArgs": value {list(msg.method_args)!r} names no '
+            f'field "methodArgs": value {list(msg.method_args)!r} names no '
             f"method; allowed: {allowed}"
         )
     return msg.method_args[0]
@@ -62,7 +62,7 @@ async def process_stop(ctx: HandlerContext, msg: Message) -> bytes | None:
     kind = msg.method_args[2] if len(msg.method_args) > 2 else ""
     if kind not in _KINDS:
         raise HandlerError(
-            f'{msg.method}: field "methodArgs[2]": value {kind!r} cannot be stopped: '
+            f'field "methodArgs[2]": value {kind!r} cannot be stopped: '
             "publishers start on demand and stop when idle; allowed: subscriber"
         )
     status = await ctx.services.stop_subscriber(method, node)

@@ -7,11 +7,16 @@ and remote queue control cannot drift apart:
 * ``REQOpQueueCancel`` ``[id, ...]``                 → one status line per id
 * ``REQOpQueueRetry``  ``[id, ...]``                 → one status line per id
 * ``REQOpQueuePurge``  ``[toNode|"*", olderThanSeconds?]`` → ``purged <n>``
+  (``olderThanSeconds``: a finite number >= 0)
+
+A bad argument, or a request the node refuses, is an error reply naming the field, the
+value and what is allowed; nothing is changed then.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from steward_otp.handlers.base import HandlerContext, HandlerError, handler
@@ -23,17 +28,35 @@ ANY_NODE = "*"
 async def _ask(ctx: HandlerContext, request: dict[str, Any]) -> dict[str, Any]:
     response = await ctx.services.control(request)
     if not response.get("ok"):
-        raise HandlerError(f"{ctx.message.method}: {response.get('error')}")
+        raise HandlerError(str(response.get("error")))
     return response
 
 
 def _ids(msg: Message) -> tuple[str, ...]:
     if not msg.method_args:
         raise HandlerError(
-            f'{msg.method}: field "methodArgs": value [] names no message; '
+            'field "methodArgs": value [] names no message; '
             'allowed: ["<message id>", ...] as listed by REQOpQueueList'
         )
     return msg.method_args
+
+
+_AGE_ALLOWED = 'an age in seconds, a finite number >= 0, e.g. "3600"'
+
+
+def _age(text: str) -> float:
+    """``methodArgs[1]`` of a purge as seconds; HandlerError unless a finite number >= 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise HandlerError(
+            f'field "methodArgs[1]": value {text!r} is not a number; allowed: {_AGE_ALLOWED}'
+        ) from None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise HandlerError(
+            f'field "methodArgs[1]": value {text!r} is not an age; allowed: {_AGE_ALLOWED}'
+        )
+    return seconds
 
 
 @handler("REQOpQueueList", description="list the messages this node holds for delivery")
@@ -76,13 +99,7 @@ async def queue_purge(ctx: HandlerContext, msg: Message) -> bytes | None:
     if args and args[0] not in ("", ANY_NODE):
         request["toNode"] = args[0]
     if len(args) > 1:
-        try:
-            request["olderThan"] = float(args[1])
-        except ValueError:
-            raise HandlerError(
-                f'{msg.method}: field "methodArgs[1]": value {args[1]!r} is not a number; '
-                "allowed: an age in seconds"
-            ) from None
+        request["olderThan"] = _age(args[1])
     purged = (await _ask(ctx, request))["purged"]
     return f"purged {purged}\n".encode()
 

@@ -20,13 +20,13 @@ async def relay(ctx: HandlerContext, msg: Message) -> bytes | None:
     try:
         inner = codec.decode(msg.data, codec.RAW_CBOR_HEADERS)
     except codec.DecodeError as exc:
-        raise HandlerError(f'REQRelay: field "data" does not hold a message: {exc}') from exc
+        raise HandlerError(f'field "data" does not hold a message: {exc}') from exc
     if not inner.to_node:
-        raise HandlerError('REQRelay: the relayed message has no "toNode"')
+        raise HandlerError('the relayed message has no "toNode"')
     try:
         await ctx.services.submit([inner])
     except ValueError as exc:
-        text = f"REQRelay: cannot forward {inner.method} to {inner.to_node}: {exc}"
+        text = f"cannot forward {inner.method} to {inner.to_node}: {exc}"
         raise HandlerError(text) from exc
     return None
 

@@ -9,6 +9,12 @@ works on any file system, and rotation is survived where Steward's tail stopped:
 * **truncated** (``copytruncate``, ``> app.log``): it is followed again from its start;
 * **missing for a while** (between the rename and the new file): the tail waits for it.
 
+Only **regular files** are followed (a symlink to one is fine). A FIFO, a device, a socket
+or a directory is refused with an error reply naming it -- at the start, or when one takes
+the file's place after a rotation. The file is opened without blocking (``O_NONBLOCK``), so
+a FIFO without a writer cannot hold the tail beyond its ``methodTimeout`` or keep the node
+from stopping; a position, a size and a rotation mean nothing for a FIFO anyway.
+
 As with ``tail -F``, a truncation followed by more writes than the old length between two
 polls cannot be told apart from plain growth.
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -70,21 +77,65 @@ def _identity(file: BinaryIO) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-async def _stat(path: Path) -> os.stat_result | None:
+class NotARegularFile(Exception):
+    """The path names something other than a regular file; ``kind`` says what."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(f"{path} is {kind}, not a regular file")
+        self.path = path
+        self.kind = kind
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "a file of another kind")
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` for reading without ever blocking in open(); only a regular file.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once (a blocking open waits for a
+    writer); the file is then refused by its type, read from the descriptor just opened so
+    no swap between a check and the open can slip one through.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        return await trio.to_thread.run_sync(os.stat, path)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(path, _kind(mode))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+async def _stat(path: Path) -> os.stat_result | None:
+    # A stat() that hangs (a dead network mount) is left behind on cancellation.
+    try:
+        return await trio.to_thread.run_sync(os.stat, path, abandon_on_cancel=True)
     except FileNotFoundError:
         return None
 
 
 async def _open(path: Path) -> BinaryIO:
-    return await trio.to_thread.run_sync(open, path, "rb")
+    # Left behind on cancellation too: a file it opens after that is closed when dropped.
+    return await trio.to_thread.run_sync(_open_regular, path, abandon_on_cancel=True)
 
 
 class FileFollower:
     """Follows ``path`` from its end and hands each new line to ``sink``; see module docs.
 
-    Blocking file calls run in worker threads, so a slow file system never stalls the node.
+    Blocking file calls run in worker threads, so a slow file system never stalls the node;
+    a stat() or open() that hangs does not hold up cancellation either.
     """
 
     def __init__(self, path: Path, sink: LineSink, *, poll_interval: float = POLL_INTERVAL) -> None:
@@ -95,7 +146,11 @@ class FileFollower:
         self.reopened = 0
 
     async def run(self) -> None:
-        """Follow until cancelled. Raises OSError if the file cannot be opened at the start."""
+        """Follow until cancelled.
+
+        Raises OSError if the file cannot be opened at the start, NotARegularFile if it (or
+        what replaces it after a rotation) is not a regular file.
+        """
         file = await _open(self.path)
         try:
             file.seek(0, os.SEEK_END)
@@ -150,14 +205,33 @@ class FileFollower:
         await self.sink(line)
 
 
+_PATH_ALLOWED = 'a path to a regular file, e.g. "/var/log/syslog"'
+
+
 def tail_path(ctx: HandlerContext, msg: Message) -> Path:
-    """The file named by ``methodArgs[0]``, relative paths resolved against the node's home."""
+    """The file named by ``methodArgs[0]``, relative paths resolved against the node's home.
+
+    Raises HandlerError when there is none or it cannot be a path (a NUL byte, a character
+    the file system encoding cannot hold).
+    """
     if not msg.method_args or not msg.method_args[0]:
         raise HandlerError(
-            f'methodREQTailFile: field "methodArgs": value {list(msg.method_args)!r} names no '
-            'file; allowed: ["path"], e.g. ["/var/log/syslog"]'
+            f'field "methodArgs": value {list(msg.method_args)!r} names no file; '
+            'allowed: ["path"], e.g. ["/var/log/syslog"]'
         )
-    return ctx.services.home / msg.method_args[0]
+    name = msg.method_args[0]
+    try:
+        encoded = os.fsencode(name)
+    except UnicodeError:
+        problem = "it holds a character file names cannot hold"
+    else:
+        problem = "it holds a NUL byte" if b"\0" in encoded else ""
+    if problem:
+        raise HandlerError(
+            f'field "methodArgs[0]": value {name!r} is not a valid path ({problem}); '
+            f"allowed: {_PATH_ALLOWED}"
+        )
+    return ctx.services.home / name
 
 
 @handler(
@@ -173,10 +247,15 @@ async def tail_file(ctx: HandlerContext, msg: Message) -> bytes | None:
     with trio.move_on_at(end):
         try:
             await follower.run()
-        except OSError as exc:
+        except NotARegularFile as exc:
+            name = msg.method_args[0]
+            where = "" if str(path) == name else f" ({str(path)!r})"
             raise HandlerError(
-                f"methodREQTailFile: cannot follow {str(path)!r}: {exc.strerror or exc}"
+                f'field "methodArgs[0]": value {name!r}{where} is {exc.kind}, not a regular '
+                f"file; allowed: {_PATH_ALLOWED}"
             ) from exc
+        except OSError as exc:
+            raise HandlerError(f"cannot follow {str(path)!r}: {exc.strerror or exc}") from exc
     ctx.report(
         "info",
         f"info: method timeout reached REQTailFile, canceling: [{' '.join(msg.method_args)}] "

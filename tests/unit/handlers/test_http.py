@@ -45,15 +45,13 @@ async def test_a_page_that_is_not_200_is_a_handler_error_naming_the_status(
         msg = request("REQHttpGet", server.url(path))
         with pytest.raises(HandlerError) as raised:
             await http_get(context(services, msg, seconds=5), msg)
-    assert str(raised.value) == (
-        f"methodREQHttpGet: not 200, were {status}, bailing out: {server.url(path)}"
-    )
+    assert str(raised.value) == (f"not 200, were {status}, bailing out: {server.url(path)}")
 
 
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
-        ((), 'methodREQHttpGet: field "methodArgs": value [] names no URL; allowed: an http'),
+        ((), 'field "methodArgs": value [] names no URL; allowed: an http'),
         (("ftp://127.0.0.1/file",), "value 'ftp://127.0.0.1/file' is not http or https"),
         (("http://[::1",), "value 'http://[::1' is not a URL ("),
     ],
@@ -74,7 +72,7 @@ async def test_a_refused_connection_is_a_handler_error_with_the_reason(tmp_path:
     msg = request("REQHttpGet", url)
     with pytest.raises(HandlerError) as raised:
         await http_get(context(services, msg, seconds=5), msg)
-    assert str(raised.value).startswith("methodREQHttpGet: get failed: ")
+    assert str(raised.value).startswith("get failed: ")
     assert str(raised.value).endswith(f", url: {url}")
 
 
@@ -89,7 +87,7 @@ async def test_a_server_that_never_answers_is_a_handler_error_within_the_method_
     with trio.fail_after(5), pytest.raises(HandlerError) as raised:
         await http_get(context(services, msg, seconds=0.3), msg)
     await listener.aclose()
-    assert str(raised.value) == f"methodREQHttpGet: get failed: ReadTimeout, url: {url}"
+    assert str(raised.value) == f"get failed: ReadTimeout, url: {url}"
 
 
 async def test_a_body_over_the_limit_is_a_handler_error(
@@ -101,32 +99,72 @@ async def test_a_body_over_the_limit_is_a_handler_error(
         msg = request("REQHttpGet", server.url("/hello"))
         with pytest.raises(HandlerError) as raised:
             await http_get(context(services, msg, seconds=5), msg)
-    assert str(raised.value) == (
-        f"methodREQHttpGet: body larger than 10 bytes, bailing out: {server.url('/hello')}"
-    )
+    assert str(raised.value) == (f"body larger than 10 bytes, bailing out: {server.url('/hello')}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG src/steward_otp/handlers/http.py:80 (http_get_body) only turns "
-    "httpx.HTTPError into HandlerError; a host that is no valid IDNA name (an empty or "
-    "64+ character label, a bad xn-- label) raises UnicodeError/idna.IDNAError, which "
-    "escapes: the handler crashes and takes its subscriber (and every REQHttpGet running "
-    "in it) down, instead of an error reply naming the URL. request_url (http.py:29) only "
-    "checks the scheme. Both fail while encoding the name, before any lookup.",
+LONG_LABEL = "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://a..b/", "it has an empty label (two dots in a row, or a leading dot)"),
+        ("http://.a/", "it has an empty label (two dots in a row, or a leading dot)"),
+        (
+            f"http://{LONG_LABEL}.example/",
+            f"the label {LONG_LABEL!r} is 64 characters long, more than 63",
+        ),
+        (f"http://{'a.' * 127}example/", "the name is 261 characters long, more than 253"),
+        ("http://xn--a.invalid/", "Codepoint U+0080 at position 1 of '\\x80' not allowed"),
+        ("http://xn--zz.example/", "Invalid A-label"),
+        ("http:///no-host", "the host is empty"),
+    ],
 )
-@pytest.mark.parametrize("url", ["http://a..b/", "http://xn--a.invalid/"])
-async def test_a_host_that_is_no_valid_name_is_a_handler_error(tmp_path: Path, url: str) -> None:
+async def test_a_host_that_is_no_valid_name_is_a_handler_error(
+    tmp_path: Path, url: str, problem: str
+) -> None:
+    """Refused before any request, so nothing is looked up or sent."""
     services = FakeServices(tmp_path)
     msg = request("REQHttpGet", url)
     outcome: BaseException | bytes | None
     try:
         outcome = await http_get(context(services, msg, seconds=5), msg)
-    except (HandlerError, ValueError) as exc:  # ValueError: what escapes today
+    except (HandlerError, ValueError) as exc:  # ValueError: what escaped before the fix
         outcome = exc
     assert isinstance(outcome, HandlerError), f"not a HandlerError: {outcome!r}"
-    assert str(outcome).startswith("methodREQHttpGet: ")
-    assert url in str(outcome)
+    assert str(outcome) == (
+        f'field "methodArgs[0]": value {url!r} has no valid host: {problem}; '
+        'allowed: an http or https URL, e.g. ["http://127.0.0.1:9100/metrics"]'
+    )
+
+
+@pytest.mark.parametrize("target", ["http://a..b/", "http://xn--a.invalid/"])
+async def test_a_redirect_to_a_host_that_is_no_valid_name_is_a_handler_error(
+    tmp_path: Path, target: str
+) -> None:
+    """The bad name fails while it is encoded, before any lookup: only 127.0.0.1 is asked."""
+    services = FakeServices(tmp_path)
+
+    async def redirect(stream: trio.SocketStream) -> None:
+        async with stream:
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := await stream.receive_some(4096)):
+                head += chunk
+            await stream.send_all(
+                f"HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+
+    [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    url = f"http://127.0.0.1:{listener.socket.getsockname()[1]}/moved"
+    msg = request("REQHttpGet", url)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, redirect, [listener])
+        with trio.fail_after(5), pytest.raises(HandlerError) as raised:
+            await http_get(context(services, msg, seconds=5), msg)
+        nursery.cancel_scope.cancel()
+    assert str(raised.value).startswith("get failed: ")
+    assert str(raised.value).endswith(f", url: {url}")
 
 
 # ----------------------------------------------------------------- two nodes, end to end
@@ -154,9 +192,9 @@ async def test_a_url_that_is_not_http_is_an_error_reply_and_gets_still_work(
     async with local_http_server(ROUTES) as server, central, ship1:
         await central.submit([message("REQHttpGet", ["ftp://127.0.0.1/file"])])
         error = await wait_for_text(out.with_name("out.txt.error"), "is not http or https")
-        assert error.startswith(
-            'error: REQHttpGet: methodREQHttpGet: field "methodArgs[0]": value \'ftp://'
-        )
+        assert error.startswith('error: REQHttpGet: field "methodArgs[0]": value \'ftp://')
+        await central.submit([message("REQHttpGet", ["http://a..b/"])])
+        await wait_for_text(out.with_name("out.txt.error"), "value 'http://a..b/' has no valid")
         await central.submit([message("REQHttpGet", [server.url("/broken")])])
         await wait_for_text(out.with_name("out.txt.error"), "not 200, were 500")
 

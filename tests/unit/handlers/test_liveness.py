@@ -78,7 +78,7 @@ async def test_pong_that_answers_no_ping_is_a_handler_error(tmp_path: Path) -> N
     msg = request("REQPong")
     with pytest.raises(HandlerError) as raised:
         await pong(context(services, msg), msg)
-    assert str(raised.value).startswith('REQPong: field "previousMessage" is missing')
+    assert str(raised.value).startswith('field "previousMessage" is missing')
     assert 'send REQPing with replyMethod "REQPong"' in str(raised.value)
     assert services.writes == []
 
@@ -151,7 +151,7 @@ async def test_a_pong_without_its_ping_is_an_error_reply_and_pings_still_work(
     async with central, ship1:
         await central.submit([message("REQPong")])
         text = await wait_for_text(error, 'field "previousMessage" is missing')
-        assert text.startswith('error: REQPong: REQPong: field "previousMessage" is missing')
+        assert text.startswith('error: REQPong: field "previousMessage" is missing')
 
         await central.submit([ping_message(reply_method="REQPong")])
         await wait_for_text(ponged, "pong received from ship1")

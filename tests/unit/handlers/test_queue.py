@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from steward_otp import control
 from steward_otp.handlers.base import HandlerError
 from steward_otp.handlers.queue import queue_cancel, queue_list, queue_purge, queue_retry
 from steward_otp.message import Message
@@ -95,13 +97,22 @@ async def test_purge_by_node_and_age(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("method", "args", "complaint"),
     [
-        ("REQOpQueueCancel", (), 'REQOpQueueCancel: field "methodArgs": value [] names no message'),
-        ("REQOpQueueRetry", (), 'REQOpQueueRetry: field "methodArgs": value [] names no message'),
+        ("REQOpQueueCancel", (), 'field "methodArgs": value [] names no message'),
+        ("REQOpQueueRetry", (), 'field "methodArgs": value [] names no message'),
         (
             "REQOpQueuePurge",
             ("ghost", "soon"),
-            "REQOpQueuePurge: field \"methodArgs[1]\": value 'soon' is not a number; "
-            "allowed: an age in seconds",
+            "field \"methodArgs[1]\": value 'soon' is not a number; "
+            'allowed: an age in seconds, a finite number >= 0, e.g. "3600"',
+        ),
+        *(
+            (
+                "REQOpQueuePurge",
+                ("ghost", age),
+                f'field "methodArgs[1]": value {age!r} is not an age; '
+                'allowed: an age in seconds, a finite number >= 0, e.g. "3600"',
+            )
+            for age in ("-5", "-0.5", "nan", "inf", "-inf", "1e400")
         ),
     ],
 )
@@ -131,7 +142,7 @@ async def test_a_refused_control_request_is_a_handler_error_with_its_reason(
     msg = request("REQOpQueueList", "ghost", "nonsense")
     with pytest.raises(HandlerError) as raised:
         await queue_list(context(services, msg), msg)
-    assert str(raised.value) == 'REQOpQueueList: field "states": bad'
+    assert str(raised.value) == 'field "states": bad'
 
 
 # ----------------------------------------------------------------- two nodes, end to end
@@ -191,8 +202,8 @@ async def test_a_purge_with_a_bad_age_is_an_error_reply_and_the_queue_still_answ
         await ship1.submit([queue_op("REQOpQueuePurge", "ghost", "soon", file_name="purge.txt")])
         error = await wait_for_text(answers / "purge.txt.error", "is not a number")
         assert error == (
-            "error: REQOpQueuePurge: REQOpQueuePurge: field \"methodArgs[1]\": value 'soon' "
-            "is not a number; allowed: an age in seconds\n"
+            "error: REQOpQueuePurge: field \"methodArgs[1]\": value 'soon' is not a number; "
+            'allowed: an age in seconds, a finite number >= 0, e.g. "3600"\n'
         )
         assert [r.msg_id for r in await central.store.list_outbox(to_node="ghost")] == [held]
 
@@ -201,15 +212,6 @@ async def test_a_purge_with_a_bad_age_is_an_error_reply_and_the_queue_still_answ
         assert subscriber_restarts(central, "REQOpQueuePurge") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG src/steward_otp/handlers/queue.py:80 (queue_purge) accepts any float() for "
-    "methodArgs[1] -- negative, nan, inf -- and src/steward_otp/control.py:136-146 "
-    "(_queue_purge) hands it to the store, whose Purge record refuses it with ValueError; "
-    "control.answer (control.py:180) catches only RequestError, so despite 'never raises' "
-    "the ValueError escapes: the reply is 'handler crashed: ValueError(...)' and the "
-    "REQOpQueuePurge subscriber restarts.",
-)
 @pytest.mark.parametrize("age", ["-5", "nan", "inf"])
 async def test_a_purge_with_an_age_that_is_no_age_is_a_clear_error_reply(
     net: LoopbackNet, pair: tuple[Node, Node], age: str
@@ -220,6 +222,47 @@ async def test_a_purge_with_an_age_that_is_no_age_is_a_clear_error_reply(
         await central.submit([held_for_ghost("x\n")])
         await ship1.submit([queue_op("REQOpQueuePurge", "ghost", age, file_name="purge.txt")])
         text = await wait_for_text(error, "REQOpQueuePurge")
-        assert "handler crashed" not in text
-        assert 'field "methodArgs[1]"' in text
+        assert text == (
+            f'error: REQOpQueuePurge: field "methodArgs[1]": value {age!r} is not an age; '
+            'allowed: an age in seconds, a finite number >= 0, e.g. "3600"\n'
+        )
+        assert len(await central.store.list_outbox(to_node="ghost")) == 1  # nothing purged
         assert subscriber_restarts(central, "REQOpQueuePurge") == 0
+
+
+# ----------------------------------------------------------------- the control answer
+
+
+@pytest.mark.parametrize("older", [-5, -0.5, math.nan, math.inf, -math.inf, 10**400, True, "60"])
+async def test_a_purge_request_with_an_age_that_is_no_age_is_refused_and_purges_nothing(
+    net: LoopbackNet, older: object
+) -> None:
+    """What ``steward-otp queue purge --older-than`` and REQOpQueuePurge send."""
+    central = net.node("central")
+    async with central:
+        await central.submit([held_for_ghost("x\n")])
+        answer = await central.control({"op": "queue.purge", "olderThan": older})
+        assert answer == {
+            "ok": False,
+            "error": f'field "olderThan": value {older!r}; allowed: seconds (a finite number >= 0)',
+        }
+        assert len(await central.store.list_outbox(to_node="ghost")) == 1
+        assert await central.control({"op": "queue.purge", "olderThan": 0}) == {
+            "ok": True,
+            "purged": 1,
+        }
+
+
+async def test_a_value_the_store_refuses_is_an_error_answer_not_an_exception() -> None:
+    """``control.answer`` never raises for a bad request, whatever layer refuses it."""
+
+    class RefusingStore:
+        async def purge(self, **filters: object) -> int:
+            raise ValueError(f"older_than_seconds must be a finite number >= 0, got {filters}")
+
+    class Node:
+        store = RefusingStore()
+
+    answer = await control.answer(cast(control.Inspectable, Node()), {"op": "queue.purge"})
+    assert answer["ok"] is False
+    assert answer["error"].startswith("older_than_seconds must be a finite number >= 0")

@@ -59,7 +59,7 @@ async def test_relay_of_a_compressed_message_is_refused_not_misread(tmp_path: Pa
     big = attrs.evolve(INNER, data=b"x" * 10_000)
     packed = codec.encode(big, compress_threshold=100).payload
     msg = envelope(packed)
-    with pytest.raises(HandlerError, match='REQRelay: field "data" does not hold a message: '):
+    with pytest.raises(HandlerError, match='field "data" does not hold a message: '):
         await relay(context(services, msg), msg)
     assert services.submitted == []
 
@@ -67,11 +67,11 @@ async def test_relay_of_a_compressed_message_is_refused_not_misread(tmp_path: Pa
 @pytest.mark.parametrize(
     ("data", "complaint"),
     [
-        (b"", 'REQRelay: field "data" does not hold a message: '),
-        (b"\xff garbage", 'REQRelay: field "data" does not hold a message: '),
+        (b"", 'field "data" does not hold a message: '),
+        (b"\xff garbage", 'field "data" does not hold a message: '),
         (
             codec.encode(attrs.evolve(INNER, to_node=""), compress_threshold=None).payload,
-            'REQRelay: the relayed message has no "toNode"',
+            'the relayed message has no "toNode"',
         ),
     ],
 )
@@ -94,7 +94,7 @@ async def test_relay_the_node_cannot_route_is_a_handler_error(tmp_path: Path) ->
     with pytest.raises(HandlerError) as raised:
         await relay(context(services, msg), msg)
     assert str(raised.value) == (
-        "REQRelay: cannot forward REQCliCommand to ship1: unknown method REQWhatever"
+        "cannot forward REQCliCommand to ship1: unknown method REQWhatever"
     )
 
 
@@ -153,7 +153,7 @@ async def test_a_relay_that_carries_no_message_is_an_error_reply_and_relaying_go
             ]
         )
         text = await wait_for_text(error, 'field "data" does not hold a message')
-        assert text.startswith('error: REQRelay: REQRelay: field "data" does not hold a message: ')
+        assert text.startswith('error: REQRelay: field "data" does not hold a message: ')
 
         await operator.submit([relayed_command()])
         await wait_for_exact(result, "hello via central\n")
@@ -172,5 +172,5 @@ async def test_an_error_reply_to_a_relayed_request_comes_back_through_the_relay(
             [message("REQCliCommand", [], directory="relayed", relay_via_node="central")]
         )
         text = await wait_for_text(error, "names no program")
-        assert text.startswith('error: REQCliCommand: REQCliCommand: field "methodArgs"')
+        assert text.startswith('error: REQCliCommand: field "methodArgs"')
     assert direct.hits == 0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
 
+from steward_otp.handlers import tail as tail_module
 from steward_otp.handlers.base import HandlerError
 from steward_otp.handlers.tail import tail_file
 from steward_otp.node import Node
@@ -84,10 +86,19 @@ async def test_tail_ends_normally_at_the_method_timeout_with_an_info_line(tmp_pa
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
-        ((), 'methodREQTailFile: field "methodArgs": value [] names no file; allowed: ["path"]'),
+        ((), 'field "methodArgs": value [] names no file; allowed: ["path"]'),
         (("",), "value [''] names no file"),
-        (("missing.log",), "methodREQTailFile: cannot follow '{home}/missing.log': No such file"),
-        ((".",), "methodREQTailFile: cannot follow '{home}': Is a directory"),
+        (("missing.log",), "cannot follow '{home}/missing.log': No such file"),
+        (
+            (".",),
+            "field \"methodArgs[0]\": value '.' ('{home}') is a directory, not a regular file; "
+            'allowed: a path to a regular file, e.g. "/var/log/syslog"',
+        ),
+        (
+            ("/dev/null",),
+            "field \"methodArgs[0]\": value '/dev/null' is a character device, not a regular "
+            "file; allowed: a path to a regular file",
+        ),
     ],
 )
 async def test_tail_without_a_readable_file_is_a_handler_error(
@@ -98,35 +109,78 @@ async def test_tail_without_a_readable_file_is_a_handler_error(
     with trio.fail_after(5), pytest.raises(HandlerError) as raised:
         await tail_file(context(services, msg, seconds=2), msg)
     assert complaint.format(home=tmp_path) in str(raised.value)
+    assert services.submitted == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG src/steward_otp/handlers/tail.py:176 (tail_file) turns only OSError into "
-    "HandlerError; a NUL byte in methodArgs[0] makes open() raise ValueError('embedded null "
-    "byte'), which escapes: the handler crashes and its subscriber restarts (cancelling every "
-    "tail it runs). REQCliCommand and the file writer handle the same case.",
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("app\0.log", "it holds a NUL byte"),
+        ("app\ud800.log", "it holds a character file names cannot hold"),
+    ],
 )
-async def test_a_path_with_a_nul_byte_is_a_handler_error(tmp_path: Path) -> None:
+async def test_a_path_that_cannot_be_a_path_is_a_handler_error(
+    tmp_path: Path, name: str, problem: str
+) -> None:
     services = FakeServices(tmp_path)
-    msg = request("REQTailFile", "app\0.log")
+    msg = request("REQTailFile", name)
     outcome: BaseException | bytes | None
     try:
         with trio.fail_after(5):
             outcome = await tail_file(context(services, msg, seconds=2), msg)
-    except (HandlerError, ValueError) as exc:  # ValueError: what escapes today
+    except (HandlerError, ValueError) as exc:  # ValueError: what escaped before the fix
         outcome = exc
     assert isinstance(outcome, HandlerError), f"not a HandlerError: {outcome!r}"
-    assert "methodREQTailFile: cannot follow" in str(outcome)
+    assert str(outcome) == (
+        f'field "methodArgs[0]": value {name!r} is not a valid path ({problem}); '
+        'allowed: a path to a regular file, e.g. "/var/log/syslog"'
+    )
+    assert services.submitted == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG src/steward_otp/handlers/tail.py:81 (_open) opens the file in a worker thread "
-    "that cannot be cancelled: on a FIFO (or anything whose open() blocks) the handler "
-    "ignores its methodTimeout and cancellation until a writer appears -- possibly never, "
-    "which also holds up stopping the subscriber and the node.",
-)
+async def test_a_fifo_is_refused_at_once_naming_it(tmp_path: Path) -> None:
+    services = FakeServices(tmp_path)
+    os.mkfifo(tmp_path / "app.fifo")
+    msg = request("REQTailFile", "app.fifo")
+    with trio.fail_after(5), pytest.raises(HandlerError) as raised:
+        await tail_file(context(services, msg), msg)  # no method timeout at all
+    assert str(raised.value) == (
+        f"field \"methodArgs[0]\": value 'app.fifo' ({str(tmp_path / 'app.fifo')!r}) is a FIFO, "
+        'not a regular file; allowed: a path to a regular file, e.g. "/var/log/syslog"'
+    )
+
+
+async def test_a_fifo_that_takes_the_files_place_ends_the_tail_with_a_handler_error(
+    tmp_path: Path,
+) -> None:
+    services = FakeServices(tmp_path)
+    log = tmp_path / "app.log"
+    log.write_text("")
+    msg = request("REQTailFile", str(log))
+
+    def sent() -> str:
+        return b"".join(services.submitted_data()).decode()
+
+    errors: list[HandlerError] = []
+
+    async def tail() -> None:
+        try:
+            await tail_file(context(services, msg), msg)  # no method timeout at all
+        except HandlerError as exc:
+            errors.append(exc)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tail)
+            await follow(log, sent)
+            append(log, "last line\n")
+            log.rename(tmp_path / "app.log.1")
+            os.mkfifo(log)
+    assert "last line\n" in sent()  # the rest of the old file first
+    [error] = errors
+    assert "is a FIFO, not a regular file" in str(error)
+
+
 async def test_a_tail_whose_open_blocks_still_ends_at_the_method_timeout(tmp_path: Path) -> None:
     services = FakeServices(tmp_path)
     fifo = tmp_path / "app.fifo"
@@ -149,6 +203,32 @@ async def test_a_tail_whose_open_blocks_still_ends_at_the_method_timeout(tmp_pat
         with contextlib.suppress(OSError):
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
     assert ended[0] < 1.0, f"the tail ended {ended[0]:.1f} s after it started (timeout 0.3 s)"
+
+
+async def test_an_open_that_hangs_does_not_hold_up_the_method_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open() stuck in the kernel (a dead network mount, say) is left behind."""
+    services = FakeServices(tmp_path)
+    release = threading.Event()
+    real_open = tail_module._open_regular
+
+    def hanging_open(path: Path) -> object:
+        release.wait(10)
+        return real_open(path)
+
+    monkeypatch.setattr(tail_module, "_open_regular", hanging_open)
+    log = tmp_path / "app.log"
+    log.write_text("")
+    msg = request("REQTailFile", str(log))
+    try:
+        with trio.fail_after(2):
+            assert await tail_file(context(services, msg, seconds=0.3), msg) is None
+    finally:
+        release.set()
+    assert services.reported("info") == [
+        f"info: method timeout reached REQTailFile, canceling: [{log}] after 0 lines"
+    ]
 
 
 # ----------------------------------------------------------------- two nodes, end to end
@@ -187,9 +267,10 @@ async def test_tailing_a_missing_file_is_an_error_reply_and_tails_still_work(
         await central.submit([message("REQTailFile", [str(missing)])])
         error = await wait_for_text(out.with_name("out.txt.error"), "cannot follow")
         assert error == (
-            f"error: REQTailFile: methodREQTailFile: cannot follow {str(missing)!r}: "
-            "No such file or directory\n"
+            f"error: REQTailFile: cannot follow {str(missing)!r}: No such file or directory\n"
         )
+        await central.submit([message("REQTailFile", ["app\0.log"])])
+        await wait_for_text(out.with_name("out.txt.error"), "(it holds a NUL byte)")
         await central.submit([message("REQTailFile", [str(log)])])
         await follow(log, lambda: file_text(out))
         assert subscriber_restarts(ship1, "REQTailFile") == 0
