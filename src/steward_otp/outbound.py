@@ -43,6 +43,7 @@ from steward_otp.delivery.sender import (
 from steward_otp.errors import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Level
 from steward_otp.message import (
+    FIELD_NAMES,
     LOCAL_NODE,
     Message,
     MessageDefaults,
@@ -84,6 +85,10 @@ RouterMail = Dispatch | Finished
 
 
 RELAY_METHOD = "REQRelay"
+
+_ID, _FROM_NODE, _RETRIES, _METHOD_TIMEOUT = (
+    FIELD_NAMES.index(name) for name in ("id", "from_node", "retries", "method_timeout")
+)
 
 
 def relay_hop(message: Message, own_node: str) -> str | None:
@@ -185,13 +190,13 @@ class Outbox:
         from_node = message.from_node or self.node_name
         defaulted = apply_defaults(message, self.defaults)
         if from_node != message.from_node or not message.id or defaulted is not message:
-            message = attrs.evolve(
-                message,
-                from_node=from_node,
-                id=message.id or new_message_id(from_node),
-                retries=defaulted.retries,
-                method_timeout=defaulted.method_timeout,
-            )
+            values = list(message.field_values())
+            values[_FROM_NODE] = from_node
+            values[_ID] = message.id or new_message_id(from_node)
+            values[_RETRIES] = defaulted.retries
+            values[_METHOD_TIMEOUT] = defaulted.method_timeout
+            # The values are the message's own or checked ones: the decoder's fast path.
+            message = Message.from_field_values(values)
         via = relay_hop(message, self.node_name)
         return message if via is None else relay_envelope(message, via, self.node_name)
 
