@@ -56,7 +56,7 @@ from steward_otp.methods import MethodTable
 from steward_otp.store import Store
 from steward_otp.store_schema import OutboxEntry, OutboxRow
 from steward_otp.supervisors import DynamicSupervisor, current_child
-from steward_otp.transport import BridgeBusy, InboundMessage, Transport
+from steward_otp.transport import NO_RESPONDERS_STATUS, BridgeBusy, InboundMessage, Transport
 
 log = logging.getLogger(__name__)
 
@@ -452,6 +452,8 @@ class Publisher:
                     dest.flights[message.id] = _Flight(message, subject)
             actions: list[Action] = []
             for inbound in acks.take():
+                if _no_responders(inbound):
+                    continue  # nobody listens at the destination: its ACK deadline decides
                 try:
                     actions += machine.acked(Ack.decode(inbound.payload))
                 except AckDecodeError as exc:
@@ -564,6 +566,12 @@ class Publisher:
 
 ACK_INBOX_CAPACITY = 65536
 """ACKs a Publisher's inbox holds before dropping (each ACK settles a whole batch)."""
+
+
+def _no_responders(inbound: InboundMessage) -> bool:
+    """The broker's "nobody subscribes to that subject" notice, sent to a publish's reply."""
+    headers = inbound.headers or {}
+    return not inbound.payload and headers.get("Status") == NO_RESPONDERS_STATUS
 
 
 def _outgoing(message: Message) -> Outgoing:

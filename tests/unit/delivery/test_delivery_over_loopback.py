@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 from steward_otp import codec
@@ -187,3 +188,14 @@ async def test_steward_request_reply_without_version_gets_an_empty_ack_and_runs(
         reply = await steward.request(SUBJECT, encoded.payload, encoded.headers, timeout=10)
         await wait_for(lambda: out_lines(tmp_path) == [7])
     assert reply.payload == b""
+
+
+async def test_no_responders_notices_are_not_mistaken_for_acks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = LoopbackBroker()
+    central = loopback_node(tmp_path, broker, "central")  # ship1 never starts
+    async with central:
+        await central.submit([line(i, retries=0) for i in range(5)])
+        await wait_for(lambda: central.outbox.stats.failed == 5, timeout=10)
+    assert not [r for r in caplog.records if "ACK on" in r.getMessage()]
