@@ -15,7 +15,7 @@ from steward_otp.logs import configure_logging
 from steward_otp.message import Message
 
 
-@handler("REQBenchEcho", description="reply with the request's data")
+@handler("REQBenchEcho", quick=True, description="reply with the request's data")
 async def bench_echo(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Echo the data back as the reply."""
     return msg.data
