@@ -607,6 +607,24 @@ def _all_non_empty(
         _check_non_empty(instance, attribute.name, item)
 
 
+def _update_active(
+    db: sqlite3.Connection, assignment: str, msg_ids: tuple[str, ...], now: float
+) -> list[str]:
+    """Apply ``assignment`` to the active ones of ``msg_ids``; returns those, in order."""
+    active: set[str] = set()
+    for chunk in _chunks(msg_ids):
+        active.update(
+            row[0]
+            for row in db.execute(
+                f"UPDATE outbox SET {assignment}, updated_at = ?"
+                f" WHERE msg_id IN ({_placeholders(len(chunk))})"
+                " AND +state IN ('queued', 'in_flight') RETURNING msg_id",
+                (now, *chunk),
+            )
+        )
+    return [i for i in msg_ids if i in active]
+
+
 @attrs.frozen
 class MarkInFlightMany:
     """:class:`MarkInFlight` for several ids; returns those that are active (in order)."""
@@ -614,18 +632,7 @@ class MarkInFlightMany:
     msg_ids: tuple[str, ...] = attrs.field(converter=_ids, validator=_all_non_empty)
 
     def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
-        active: set[str] = set()
-        for chunk in _chunks(self.msg_ids):
-            active.update(
-                row[0]
-                for row in db.execute(
-                    "UPDATE outbox SET state = 'in_flight', updated_at = ?"
-                    f" WHERE msg_id IN ({_placeholders(len(chunk))})"
-                    " AND +state IN ('queued', 'in_flight') RETURNING msg_id",
-                    (now, *chunk),
-                )
-            )
-        return [i for i in self.msg_ids if i in active]
+        return _update_active(db, "state = 'in_flight'", self.msg_ids, now)
 
 
 @attrs.frozen
@@ -635,18 +642,7 @@ class RecordAttempts:
     msg_ids: tuple[str, ...] = attrs.field(converter=_ids, validator=_all_non_empty)
 
     def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
-        active: set[str] = set()
-        for chunk in _chunks(self.msg_ids):
-            active.update(
-                row[0]
-                for row in db.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, updated_at = ?"
-                    f" WHERE msg_id IN ({_placeholders(len(chunk))})"
-                    " AND +state IN ('queued', 'in_flight') RETURNING msg_id",
-                    (now, *chunk),
-                )
-            )
-        return [i for i in self.msg_ids if i in active]
+        return _update_active(db, "attempts = attempts + 1", self.msg_ids, now)
 
 
 @attrs.frozen
