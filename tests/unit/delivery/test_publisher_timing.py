@@ -1,0 +1,143 @@
+"""The Publisher driver under trio's MockClock: retries, retryWait and give-up at exact times.
+
+The store is an in-memory stand-in (the real one commits in worker threads, which a mock clock
+cannot wait for); the transport is the loopback broker. Nothing touches a socket or the disk.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from steward_otp.delivery.protocol import Ack
+from steward_otp.loopback import LoopbackBroker, LoopbackTransport
+from steward_otp.message import Message, MessageDefaults
+from steward_otp.methods import builtin_table
+from steward_otp.outbound import Outbox, Publisher
+from steward_otp.store_schema import OutboxEntry
+from steward_otp.supervisors import ChildSpec, Supervisor
+from tests.unit.supervisors.probes import running
+
+SUBJECT = "ship1.REQToFileAppend.EventACK"
+
+
+@attrs.define
+class MemoryStore:
+    """The outbox operations a Publisher uses, in memory; records every call with its time."""
+
+    active: set[str] = attrs.field(factory=set)
+    delivered: list[str] = attrs.field(factory=list)
+    failed: dict[str, str] = attrs.field(factory=dict)
+    attempts: dict[str, int] = attrs.field(factory=dict)
+
+    async def enqueue(self, entries: Sequence[OutboxEntry]) -> list[str]:
+        new = [e.msg_id for e in entries if e.msg_id not in self.active]
+        self.active.update(new)
+        return new
+
+    async def mark_in_flight_many(self, ids: Sequence[str]) -> list[str]:
+        return [i for i in ids if i in self.active]
+
+    async def record_attempts(self, ids: Sequence[str]) -> list[str]:
+        for i in ids:
+            self.attempts[i] = self.attempts.get(i, 0) + 1
+        return [i for i in ids if i in self.active]
+
+    async def mark_delivered_many(self, ids: Sequence[str]) -> list[str]:
+        done = [i for i in ids if i in self.active]
+        self.active.difference_update(done)
+        self.delivered += done
+        return done
+
+    async def mark_failed(self, msg_id: str, reason: str) -> bool:
+        self.active.discard(msg_id)
+        self.failed[msg_id] = reason
+        return True
+
+
+def message(msg_id: str, *, retries: int, retry_wait: int, ack_timeout: int = 5) -> Message:
+    return Message(
+        id=msg_id,
+        to_node="ship1",
+        from_node="central",
+        method="REQToFileAppend",
+        data=b"x\n",
+        ack_timeout=ack_timeout,
+        retries=retries,
+        retry_wait=retry_wait,
+    )
+
+
+async def run_publisher(
+    broker: LoopbackBroker, store: MemoryStore, messages: list[Message], reports: list[str]
+) -> tuple[Outbox, Supervisor]:
+    outbox = Outbox(
+        store,  # type: ignore[arg-type]
+        "central",
+        table=builtin_table(),
+        defaults=MessageDefaults(),
+        compress_threshold=None,
+    )
+    await store.enqueue(
+        [OutboxEntry(m.id, m.to_node, m.method, b"-", created_at=0.0) for m in messages]
+    )
+    publisher = Publisher(
+        outbox, LoopbackTransport(broker, name="central"), lambda _l, t: reports.append(t)
+    )
+    start = functools.partial(publisher.run, "ship1", "REQToFileAppend")
+    return outbox, Supervisor("outbound", [ChildSpec("ship1.REQToFileAppend", start)])
+
+
+async def test_each_attempt_waits_ack_timeout_then_retry_wait(autojump_clock: object) -> None:
+    broker = LoopbackBroker()
+    receiver = LoopbackTransport(broker, name="ship1")
+    subscription = receiver.subscribe(SUBJECT, queue=SUBJECT)
+    store, reports = MemoryStore(), []
+    outbox, supervisor = await run_publisher(
+        broker, store, [message("m1", retries=2, retry_wait=3)], reports
+    )
+    arrivals: list[float] = []
+    async with running(supervisor) as registry:
+        inbox = registry.whereis("outbound/ship1.REQToFileAppend")
+        start = trio.current_time()
+        inbox.send_nowait(message("m1", retries=2, retry_wait=3))
+        for _ in range(3):
+            inbound = await subscription.receive.receive()
+            arrivals.append(trio.current_time() - start)
+        with trio.fail_after(60):
+            while "m1" not in store.failed:
+                await trio.sleep(0.01)
+        gave_up_at = trio.current_time() - start
+        assert outbox.stats.missed_acks == 3
+    # Sent at 0, again after 5 s (ACK timeout) + 3 s (retryWait), and again 8 s later.
+    assert arrivals == [0, 8, 16]
+    assert 21 <= gave_up_at < 21.05  # the third ACK timeout ran out
+    assert "max retries reached" in store.failed["m1"]
+    assert reports == [store.failed["m1"]]
+    assert store.attempts == {"m1": 2}
+    assert inbound.reply  # every attempt carries the Publisher's ACK inbox
+
+
+async def test_one_ack_settles_a_whole_window_at_once(autojump_clock: object) -> None:
+    broker = LoopbackBroker()
+    receiver = LoopbackTransport(broker, name="ship1")
+    subscription = receiver.subscribe(SUBJECT, queue=SUBJECT)
+    msgs = [message(f"m{i}", retries=5, retry_wait=1) for i in range(50)]
+    store, reports = MemoryStore(), []
+    outbox, supervisor = await run_publisher(broker, store, msgs, reports)
+    async with running(supervisor) as registry:
+        inbox = registry.whereis("outbound/ship1.REQToFileAppend")
+        for m in msgs:
+            inbox.send_nowait(m)
+        batch = [await subscription.receive.receive() for _ in msgs]
+        receiver.publish_nowait(batch[0].reply, Ack(tuple(m.id for m in msgs)).encode())
+        with trio.fail_after(1):
+            while len(store.delivered) < len(msgs):
+                await trio.sleep(0.01)
+        await trio.sleep(30)  # no ACK deadline fires for settled messages
+    assert sorted(store.delivered) == sorted(m.id for m in msgs)
+    assert outbox.stats.missed_acks == 0 and outbox.stats.delivered == 50
+    assert store.attempts == {} and reports == []
