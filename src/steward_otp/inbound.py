@@ -37,6 +37,7 @@ from steward_otp import codec
 from steward_otp.delivery import receiver
 from steward_otp.errors import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, Level, NodeServices
+from steward_otp.jetstream import TERMINATE
 from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply
 from steward_otp.outbound import Outbox
 from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
@@ -75,6 +76,83 @@ def _level(name: str) -> Level:
 
 QUICK_BATCHES_AT_ONCE = 4
 """Batches of quick handlers one Subscriber runs at the same time."""
+
+
+async def next_batch(
+    receive: trio.MemoryReceiveChannel[InboundMessage], max_batch: int
+) -> list[InboundMessage]:
+    """Wait for a message, then take whatever else has arrived, up to ``max_batch``.
+
+    Empty when the channel ended (the transport dropped the subscription).
+    """
+    try:
+        batch = [await receive.receive()]
+    except (trio.EndOfChannel, trio.ClosedResourceError):
+        return []
+    while len(batch) < max_batch:
+        try:
+            batch.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            break
+    return batch
+
+
+async def settle_batch(
+    subject: str,
+    triaged: receiver.Triage,
+    *,
+    bridge: Transport,
+    store: Store,
+    services: NodeServices,
+    verify_hooks: Sequence[VerifyHook] = (),
+) -> receiver.Settlement:
+    """Report, verify, persist and acknowledge one triaged batch; returns what to run.
+
+    The ids are durable (one store operation) before any ACK goes out; refused messages are
+    rejected by id; deliveries that can never run are terminated at the broker.
+    """
+    for problem in triaged.problems:
+        services.report(_level(problem.level), problem.text)
+    for reply in triaged.terminate:
+        with contextlib.suppress(BridgeBusy):
+            bridge.publish_nowait(reply, TERMINATE)
+    candidates = list(triaged.candidates)
+    rejections = list(triaged.rejections)
+    if verify_hooks:
+        candidates = await _verify(subject, candidates, rejections, verify_hooks, services)
+    new_ids: list[str] = []
+    if candidates:
+        new_ids = await store.accept_inbound_many(receiver.stored_rows(candidates))
+    settlement = receiver.settle(candidates, new_ids, rejections)
+    for ack in settlement.acks:
+        # Outbound queue full: no ACK this time; the sender retries, dedupe stops a rerun.
+        with contextlib.suppress(BridgeBusy):
+            bridge.publish_nowait(ack.subject, ack.payload)
+    return settlement
+
+
+async def _verify(
+    subject: str,
+    candidates: list[receiver.Candidate],
+    rejections: list[receiver.Rejection],
+    verify_hooks: Sequence[VerifyHook],
+    services: NodeServices,
+) -> list[receiver.Candidate]:
+    allowed: list[receiver.Candidate] = []
+    for candidate in candidates:
+        refusal: str | None = None
+        for hook in verify_hooks:
+            refusal = await hook(candidate.message)
+            if refusal is not None:
+                break
+        if refusal is None:
+            allowed.append(candidate)
+            continue
+        services.report("warning", f"error: {subject}: {refusal}")
+        rejection = receiver.refuse(candidate, refusal)
+        if rejection is not None:
+            rejections.append(rejection)
+    return allowed
 
 
 class HandlerCrashed(Exception):
@@ -135,7 +213,7 @@ class Subscriber:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._recover, nursery)
                 while True:
-                    batch = await self._next_batch(subscription.receive)
+                    batch = await next_batch(subscription.receive, self.max_batch)
                     if not batch:
                         raise ConnectionError(
                             f"subscription {self.subject} ended: the bridge stopped"
@@ -144,21 +222,6 @@ class Subscriber:
                     await self._handle_batch(batch, nursery)
         finally:
             self.bridge.unsubscribe(subscription)
-
-    async def _next_batch(
-        self, receive: trio.MemoryReceiveChannel[InboundMessage]
-    ) -> list[InboundMessage]:
-        """Wait for a message, then take whatever else has arrived (empty: channel ended)."""
-        try:
-            batch = [await receive.receive()]
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            return []
-        while len(batch) < self.max_batch:
-            try:
-                batch.append(receive.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-        return batch
 
     async def _recover(self, nursery: trio.Nursery) -> None:
         """Run the messages of this method that were accepted but never finished.
@@ -180,25 +243,26 @@ class Subscriber:
             nursery.start_soon(self.execute, message)
 
     async def _handle_batch(self, batch: list[InboundMessage], nursery: trio.Nursery) -> None:
-        triaged = receiver.triage(self.subject, batch)
-        for problem in triaged.problems:
-            self.services.report(_level(problem.level), problem.text)
-        candidates = list(triaged.candidates)
-        rejections = list(triaged.rejections)
-        if self.verify_hooks:
-            candidates = await self._verify(candidates, rejections)
-        new_ids: list[str] = []
-        if candidates:
-            new_ids = await self.store.accept_inbound_many(receiver.stored_rows(candidates))
-        settlement = receiver.settle(candidates, new_ids, rejections)
-        for ack in settlement.acks:
-            # Outbound queue full: no ACK this time; the sender retries, dedupe stops a rerun.
-            with contextlib.suppress(BridgeBusy):
-                self.bridge.publish_nowait(ack.subject, ack.payload)
+        settlement = await settle_batch(
+            self.subject,
+            receiver.triage(self.subject, batch),
+            bridge=self.bridge,
+            store=self.store,
+            services=self.services,
+            verify_hooks=self.verify_hooks,
+        )
         self.duplicates += settlement.duplicates
-        self.executed += len(settlement.run)
+        await self.start_runs(settlement.run, nursery)
+
+    async def start_runs(self, messages: Sequence[Message], nursery: trio.Nursery) -> None:
+        """Run accepted new ``messages`` of this method in ``nursery``; returns once started.
+
+        Quick handlers run together as one batch (a few batches at most at a time: this
+        waits for room); every other message gets its own task.
+        """
+        self.executed += len(messages)
         quick: list[Message] = []
-        for message in settlement.run:
+        for message in messages:
             if self.handler.method.quick and not _has_schedule(message):
                 quick.append(message)
             else:
@@ -207,25 +271,6 @@ class Subscriber:
             # The next batch is taken while this one runs; a few batches at most at a time.
             await self._quick_batches.acquire()
             nursery.start_soon(self._run_quick, quick)
-
-    async def _verify(
-        self, candidates: list[receiver.Candidate], rejections: list[receiver.Rejection]
-    ) -> list[receiver.Candidate]:
-        allowed: list[receiver.Candidate] = []
-        for candidate in candidates:
-            refusal: str | None = None
-            for hook in self.verify_hooks:
-                refusal = await hook(candidate.message)
-                if refusal is not None:
-                    break
-            if refusal is None:
-                allowed.append(candidate)
-                continue
-            self.services.report("warning", f"error: {self.subject}: {refusal}")
-            rejection = receiver.refuse(candidate, refusal)
-            if rejection is not None:
-                rejections.append(rejection)
-        return allowed
 
     async def _run_quick(self, messages: list[Message]) -> None:
         """Run quick handlers together; store their completions and replies in one operation.

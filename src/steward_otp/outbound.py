@@ -21,10 +21,11 @@ message, and the Router re-reads it on start and every ``sweep_interval`` second
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -42,6 +43,7 @@ from steward_otp.delivery.sender import (
 )
 from steward_otp.errors import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Level
+from steward_otp.jetstream import parse_pub_ack, stream_subject
 from steward_otp.message import (
     FIELD_NAMES,
     LOCAL_NODE,
@@ -354,6 +356,9 @@ class _Destination:
     flights: dict[str, _Flight] = attrs.field(factory=dict)
     busy: int = 0
     """Actions being carried out (store operations, publishes) right now."""
+    publishes: dict[str, str] = attrs.field(factory=dict)
+    """JetStream: reply token of each publish awaiting the broker's acknowledgement -> id."""
+    tokens: Iterator[int] = attrs.field(factory=itertools.count)
 
 
 class Publisher:
@@ -380,12 +385,15 @@ class Publisher:
         *,
         idle_tick: float = 1.0,
         window: int = 128,
+        jetstream: bool = False,
     ) -> None:
         self.outbox = outbox
         self.bridge = bridge
         self.report = report
         self.idle_tick = idle_tick
         self.window = window
+        self.jetstream = jetstream
+        self._jetstream_missing_reported = False
 
     async def run(
         self,
@@ -403,7 +411,9 @@ class Publisher:
         dest = _Destination(SenderMachine(self.window), ack_inbox=self.bridge.new_inbox())
         new_messages = _Mailbox[Message]()
         acks = _Mailbox[InboundMessage]()
-        ack_subscription = self.bridge.subscribe(dest.ack_inbox, capacity=ACK_INBOX_CAPACITY)
+        # JetStream: one reply subject per publish (the broker's acknowledgement names no id).
+        ack_subject = f"{dest.ack_inbox}.*" if self.jetstream else dest.ack_inbox
+        ack_subscription = self.bridge.subscribe(ack_subject, capacity=ACK_INBOX_CAPACITY)
         handle.info_provider = lambda: {
             "to_node": to_node,
             "method": method,
@@ -447,11 +457,16 @@ class Publisher:
         while True:
             new_messages.wake = acks.wake = wake = trio.Event()
             for message in new_messages.take():
-                if machine.offer(_outgoing(message)):
+                if machine.offer(_outgoing(message, jetstream=self.jetstream)):
                     subject = subject_for(message, self.outbox.table)
+                    if self.jetstream:
+                        subject = stream_subject(subject)
                     dest.flights[message.id] = _Flight(message, subject)
             actions: list[Action] = []
             for inbound in acks.take():
+                if self.jetstream:
+                    actions += self._stream_acknowledged(dest, inbound)
+                    continue
                 if _no_responders(inbound):
                     continue  # nobody listens at the destination: its ACK deadline decides
                 try:
@@ -468,6 +483,27 @@ class Publisher:
             deadline = machine.next_deadline()
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 await wake.wait()
+
+    def _stream_acknowledged(self, dest: _Destination, inbound: InboundMessage) -> list[Action]:
+        """The broker's answer to a publish into the stream: stored means delivered."""
+        msg_id = dest.publishes.pop(inbound.subject.rpartition(".")[2], None)
+        if msg_id is None:
+            return []  # an earlier attempt's late answer, or not ours
+        if _no_responders(inbound):
+            if not self._jetstream_missing_reported:
+                self._jetstream_missing_reported = True
+                self.report(
+                    "error",
+                    f"error: JetStream delivery: the broker has no stream for {inbound.subject}"
+                    "; start it with JetStream (nats-server --jetstream) or use --delivery core",
+                )
+            return []  # the ACK deadline retries it
+        answer = parse_pub_ack(inbound.payload)
+        if not answer.stored:
+            log.warning("JetStream refused %s: %s; it is sent again", msg_id, answer.error)
+            return []
+        self._jetstream_missing_reported = False
+        return dest.machine.acked(Ack(accepted=(msg_id,)))
 
     async def _carry_out(self, action: Action, dest: _Destination) -> None:
         dest.busy += 1
@@ -490,7 +526,7 @@ class Publisher:
                     flights.pop(msg_id, None)
                     self._give_back(msg_id, delivered=False)
             sending = [flights[i] for i in active if i in flights]
-            fire_and_forget = await self._publish(sending, dest.ack_inbox)
+            fire_and_forget = await self._publish(sending, dest)
             if fire_and_forget:
                 await self._flush_fire_and_forget(fire_and_forget, dest)
         elif isinstance(action, Delivered):
@@ -510,7 +546,7 @@ class Publisher:
             )
             await self._fail(flight, text)
 
-    async def _publish(self, batch: Sequence[_Flight], ack_inbox: str) -> list[str]:
+    async def _publish(self, batch: Sequence[_Flight], dest: _Destination) -> list[str]:
         """Publish ``batch``; returns the ids of the fire-and-forget messages in it."""
         compress = self.outbox.compress_threshold
         fire_and_forget: list[str] = []
@@ -519,10 +555,17 @@ class Publisher:
             if flight.payload is None or flight.headers is None:
                 encoded = codec.encode(message, compress_threshold=compress)
                 flight.payload, flight.headers = encoded.payload, with_version(encoded.headers)
-            acked = uses_ack(message)
-            if not acked:
+                if self.jetstream:
+                    flight.headers[MSG_ID_HEADER] = message.id  # the broker stores it once
+            if self.jetstream:
+                token = str(next(dest.tokens))
+                dest.publishes[token] = message.id
+                reply = f"{dest.ack_inbox}.{token}"
+            elif uses_ack(message):
+                reply = dest.ack_inbox
+            else:
                 fire_and_forget.append(message.id)
-            reply = ack_inbox if acked else ""
+                reply = ""
             try:
                 self.bridge.publish_nowait(flight.subject, flight.payload, flight.headers, reply)
             except BridgeBusy:
@@ -564,6 +607,12 @@ class Publisher:
             self.outbox.mail_send.send_nowait(Finished(msg_id, delivered))
 
 
+STREAM_ACK_TIMEOUT = 5
+"""Seconds at least that a publish into the stream waits for the broker's acknowledgement."""
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+"""The header by which JetStream recognises a resend of the same message."""
+
 ACK_INBOX_CAPACITY = 65536
 """ACKs a Publisher's inbox holds before dropping (each ACK settles a whole batch)."""
 
@@ -574,10 +623,14 @@ def _no_responders(inbound: InboundMessage) -> bool:
     return not inbound.payload and headers.get("Status") == NO_RESPONDERS_STATUS
 
 
-def _outgoing(message: Message) -> Outgoing:
+def _outgoing(message: Message, *, jetstream: bool = False) -> Outgoing:
+    # Into the stream every message waits for the broker's acknowledgement.
+    ack_timeout = message.ack_timeout
+    if jetstream:
+        ack_timeout = max(ack_timeout, STREAM_ACK_TIMEOUT)
     return Outgoing(
         msg_id=message.id,
-        ack_timeout=message.ack_timeout,
+        ack_timeout=ack_timeout,
         attempts=max(message.retries, 0) + 1,
         retry_wait=max(message.retry_wait, 0),
     )

@@ -31,6 +31,7 @@ from steward_otp.delivery.protocol import (
     sender_version,
     unsupported_version_reason,
 )
+from steward_otp.jetstream import ACK, TERMINATE
 from steward_otp.message import Message, uses_ack
 from steward_otp.transport import InboundMessage
 
@@ -46,11 +47,13 @@ class Candidate:
     """Where its ACK goes ("" when the sender asked for none)."""
     versioned: bool
     """True for a protocol-2 sender (batched ACK), False for Steward's request/reply."""
+    jetstream: bool = False
+    """Delivered by a JetStream consumer: acknowledged to the broker, each on its own."""
 
     @property
     def wants_ack(self) -> bool:
-        """Whether an ACK is sent for this message."""
-        return bool(self.reply) and uses_ack(self.message)
+        """Whether an ACK is sent for this message (the broker wants one for every delivery)."""
+        return bool(self.reply) and (self.jetstream or uses_ack(self.message))
 
 
 @attrs.frozen
@@ -68,6 +71,7 @@ class Rejection:
     reply: str
     msg_id: str
     reason: str
+    jetstream: bool = False
 
 
 @attrs.frozen
@@ -77,6 +81,8 @@ class Triage:
     candidates: tuple[Candidate, ...] = ()
     problems: tuple[Problem, ...] = ()
     rejections: tuple[Rejection, ...] = ()
+    terminate: tuple[str, ...] = ()
+    """Reply subjects of broker deliveries that can never be run (no id to reject by)."""
 
 
 @attrs.frozen
@@ -96,16 +102,23 @@ class Settlement:
     duplicates: int
 
 
-def triage(subject: str, batch: Iterable[InboundMessage]) -> Triage:
-    """Decode and check ``batch`` (received on ``subject``). See the module docstring."""
+def triage(subject: str, batch: Iterable[InboundMessage], *, jetstream: bool = False) -> Triage:
+    """Decode and check ``batch`` (received on ``subject``). See the module docstring.
+
+    With ``jetstream`` the batch came from a JetStream consumer: every delivery is answered
+    to the broker (acknowledged, or terminated when it can never run).
+    """
     candidates: list[Candidate] = []
     problems: list[Problem] = []
     rejections: list[Rejection] = []
+    terminate: list[str] = []
     for inbound in batch:
         try:
             message, raw = codec.decode_with_cbor(inbound.payload, inbound.headers)
         except codec.DecodeError as exc:
             problems.append(Problem("error", f"error: decoding failed, subject: {subject}: {exc}"))
+            if jetstream and inbound.reply:
+                terminate.append(inbound.reply)
             continue
         if not message.id or not message.from_node:
             missing = "id" if not message.id else "fromNode"
@@ -116,6 +129,8 @@ def triage(subject: str, batch: Iterable[InboundMessage]) -> Triage:
                     f'field "{missing}" is empty; allowed: a steward-otp message with both set',
                 )
             )
+            if jetstream and inbound.reply:
+                terminate.append(inbound.reply)
             continue
         version = sender_version(inbound.headers)
         if version is not None and not is_supported(version):
@@ -124,14 +139,16 @@ def triage(subject: str, batch: Iterable[InboundMessage]) -> Triage:
                 Problem("error", f"error: {subject}: message {message.id} refused: {reason}")
             )
             if inbound.reply:
-                rejections.append(Rejection(inbound.reply, message.id, reason))
+                rejections.append(Rejection(inbound.reply, message.id, reason, jetstream))
             continue
-        candidates.append(Candidate(message, raw, inbound.reply, version is not None))
-    return Triage(tuple(candidates), tuple(problems), tuple(rejections))
+        candidates.append(Candidate(message, raw, inbound.reply, version is not None, jetstream))
+    return Triage(tuple(candidates), tuple(problems), tuple(rejections), tuple(terminate))
 
 
 def refuse(candidate: Candidate, reason: str) -> Rejection | None:
     """The rejection sent for a candidate refused before storing (e.g. by a verify hook)."""
+    if candidate.jetstream and candidate.reply:
+        return Rejection(candidate.reply, candidate.message.id, reason, jetstream=True)
     if not candidate.wants_ack or not candidate.versioned:
         return None  # Steward's request/reply has no way to say no: it times out
     return Rejection(candidate.reply, candidate.message.id, reason)
@@ -152,7 +169,9 @@ def settle(
     for candidate in candidates:
         msg_id = candidate.message.id
         if candidate.wants_ack:
-            if candidate.versioned:
+            if candidate.jetstream:
+                legacy.append(AckOut(candidate.reply, ACK))
+            elif candidate.versioned:
                 accepted.setdefault(candidate.reply, []).append(msg_id)
             else:
                 legacy.append(AckOut(candidate.reply, b""))
@@ -162,6 +181,9 @@ def settle(
         else:
             duplicates += 1
     for rejection in rejections:
+        if rejection.jetstream:
+            legacy.append(AckOut(rejection.reply, TERMINATE))
+            continue
         refused.setdefault(rejection.reply, []).append((rejection.msg_id, rejection.reason))
     acks = [
         AckOut(reply, Ack(tuple(accepted.get(reply, ())), tuple(refused.get(reply, ()))).encode())

@@ -143,3 +143,26 @@ def test_each_new_id_runs_once_and_every_stored_message_is_acked(
             assert candidate.message.id in versioned_acks[candidate.reply].accepted
     for rejection in triaged.rejections:
         assert (rejection.msg_id, rejection.reason) in versioned_acks[rejection.reply].rejected
+
+
+def test_jetstream_deliveries_are_acked_each_and_garbage_terminated() -> None:
+    batch = [
+        wire(message("a"), reply="$JS.ACK.1"),
+        wire(message("a"), reply="$JS.ACK.2"),  # redelivered: acked again, not run again
+        wire(message("n", ack=False), reply="$JS.ACK.3"),  # the broker wants an ACK anyway
+        InboundMessage(SUBJECT, b"\xff", {"serial": "cbor"}, "$JS.ACK.4"),
+        wire(message("v"), reply="$JS.ACK.5", version="9"),
+    ]
+    triaged = triage(SUBJECT, batch, jetstream=True)
+    assert triaged.terminate == ("$JS.ACK.4",)
+    settlement = settle(triaged.candidates, ["a", "n"], triaged.rejections)
+    assert [(a.subject, a.payload) for a in settlement.acks] == [
+        ("$JS.ACK.1", b"+ACK"),
+        ("$JS.ACK.2", b"+ACK"),
+        ("$JS.ACK.3", b"+ACK"),
+        ("$JS.ACK.5", b"+TERM"),
+    ]
+    assert [m.id for m in settlement.run] == ["a", "n"]
+    (candidate, *_) = triaged.candidates
+    rejection = refuse(candidate, "not signed")
+    assert rejection is not None and rejection.jetstream
