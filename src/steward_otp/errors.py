@@ -8,6 +8,13 @@ error logger) appends it to ``<data>/errorLog/errorCentral/error.log``.
 Loops are impossible by construction: the kernel never reports the failure of a
 ``REQErrorLog`` delivery. When events arrive faster than they can be queued, the surplus is
 counted and logged locally (``dropped``), never allowed to block the reporter.
+
+Hygiene (:mod:`steward_otp.loglines`): every text becomes one printable line (control
+characters escaped, cut at :data:`~steward_otp.loglines.MAX_LINE_CHARS` characters with a
+marker), and a flood is summarised: at most ``burst`` similar lines (same text up to numbers
+and ids) and ``total_burst`` lines in all per ``window`` seconds go out, locally and to the
+central log; the rest are counted (``suppressed``) and, once the window has passed, one line
+per kind says ``N similar lines suppressed in the last 10 s, like: ...``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import attrs
 import trio
 
 from steward_otp.handlers.base import Level
+from steward_otp.loglines import RepeatLimiter, clean_line, similarity_key
 from steward_otp.message import Message, ensure_id
 from steward_otp.timestamps import steward_timestamp
 
@@ -69,7 +77,9 @@ class ErrorKernel:
     """Supervised process forwarding reported events to the central error log.
 
     ``submit`` is the node's outbox entry point; ``forward=False`` keeps events local (for
-    nodes configured without a central log).
+    nodes configured without a central log). ``limiter`` bounds repeated lines (see the
+    module docstring); its defaults are 20 similar and 200 lines in all per 10 s, timed by
+    ``clock`` (seconds).
     """
 
     def __init__(
@@ -81,6 +91,8 @@ class ErrorKernel:
         retries: int = 10,
         capacity: int = 10_000,
         forward: bool = True,
+        limiter: RepeatLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_name = node_name
         self._submit = submit
@@ -92,21 +104,47 @@ class ErrorKernel:
         self.reported = 0
         self.reported_by_level: Counter[str] = Counter()
         self.dropped = 0
-        self.info: dict[str, object] = {"reported": 0, "dropped": 0}
+        self.limiter = limiter or RepeatLimiter()
+        self._clock = clock
+        self._next_summary = 0.0
+        self.info: dict[str, object] = {"reported": 0, "dropped": 0, "suppressed": 0}
+
+    @property
+    def suppressed(self) -> int:
+        """Reports held back by the rate limit so far (counted in summary lines)."""
+        return self.limiter.suppressed
 
     def report(self, level: Level, text: str) -> None:
-        """Log ``text`` at ``level`` here and queue it for the central error log."""
-        log.log(_LOG_LEVELS.get(level, logging.INFO), "%s", text)
+        """Log ``text`` at ``level`` here and queue it for the central error log, as one
+        clean line, unless the rate limit holds it back (then it is counted and summarised).
+        Never blocks."""
         self.reported += 1
         self.reported_by_level[level] += 1
         self.info["reported"] = self.reported
+        line = clean_line(text)
+        now = self._clock()
+        if self.limiter.allow(similarity_key(line), line, now):
+            self._emit(level, line)
+        else:
+            self.info["suppressed"] = self.limiter.suppressed
+        if now >= self._next_summary:
+            self._summarise(now)
+
+    def _emit(self, level: Level, line: str) -> None:
+        log.log(_LOG_LEVELS.get(level, logging.INFO), "%s", line)
         if not self.forward:
             return
         try:
-            self._send.send_nowait(ErrorEvent(level, text, time.time()))
+            self._send.send_nowait(ErrorEvent(level, line, time.time()))
         except trio.WouldBlock:
             self.dropped += 1
             self.info["dropped"] = self.dropped
+
+    def _summarise(self, now: float) -> None:
+        """Emit one line per kind of report held back in a window that has passed."""
+        self._next_summary = now + 1.0
+        for item in self.limiter.summaries(now):
+            self._emit("warning", self.limiter.summary_text(item, "warning: error kernel: "))
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Forward queued events in batches until cancelled.
@@ -118,7 +156,13 @@ class ErrorKernel:
         task_status.started()
         while True:
             if not self._unsent:
-                events = [await self._receive.receive()]
+                # Woken at least once a window, so held-back lines are summarised in time.
+                with trio.move_on_after(self.limiter.window) as idle:
+                    first = await self._receive.receive()
+                if idle.cancelled_caught:
+                    self._summarise(self._clock())
+                    continue
+                events = [first]
                 while len(events) < 500:
                     try:
                         events.append(self._receive.receive_nowait())

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import json
 import operator
 import os
@@ -46,6 +47,16 @@ from typing import Any, Final
 import attrs
 import yaml
 
+from steward_otp.limits import (
+    MAX_DOCUMENT_EXPANSION,
+    MAX_MESSAGES_PER_DOCUMENT,
+    NODE_NAME_RULE,
+    PATH_TEXT_RULE,
+    SIZE_RULE,
+    node_name_problem,
+    path_text_problem,
+    size_problem,
+)
 from steward_otp.methods import (
     BUILTIN_METHODS,
     DEFAULT_REPLY_METHOD,
@@ -72,6 +83,7 @@ __all__ = [
     "ParseResult",
     "apply_defaults",
     "build_reply",
+    "check_wire",
     "dump_json",
     "dump_yaml",
     "ensure_id",
@@ -83,6 +95,7 @@ __all__ = [
     "subject_for_node",
     "uses_ack",
     "validate_message",
+    "wire_errors",
 ]
 
 INT64_MIN: Final = -(2**63)
@@ -847,9 +860,14 @@ class _Reader:
 
 # --- Validation of meaning.
 
-_NODE_NAME: Final = re.compile(r"[^\s.*>]+(?:\.[^\s.*>]+)*")
-_NODE_RULE: Final = 'a node name (or "local"): no spaces, "*" or ">", no empty dot-separated part'
-_SUFFIX_TOKEN: Final = re.compile(r"[^\s.*>]+")
+_NODE_RULE: Final = NODE_NAME_RULE
+_SUFFIX_TOKEN: Final = re.compile(r"[^\s.*>\x00-\x1f\x7f-\x9f]{1,128}")
+_NODE_FIELDS: Final = (
+    ("fromNode", "from_node"),
+    ("relayViaNode", "relay_via_node"),
+    ("relayFromNode", "relay_from_node"),
+)
+_PATH_FIELDS: Final = (("directory", "directory"), ("fileName", "file_name"))
 
 
 def _check_message(
@@ -861,6 +879,11 @@ def _check_message(
     def error(field: str, value: object, reason: str, allowed: str | None) -> None:
         shown = None if value is _BAD else show_value(value)
         errors.append(MessageError(index, field, shown, reason, allowed))
+
+    def node_name(field: str, value: str) -> None:
+        problem = node_name_problem(value)
+        if problem is not None:
+            error(field, value, f"is not a valid node name: it {problem}", _NODE_RULE)
 
     if "method" not in skip:
         routable = ", ".join(table.routable_names())
@@ -879,7 +902,7 @@ def _check_message(
                     "method",
                     message.method,
                     "has an invalid sub-process suffix",
-                    f"{spec.name}.<id> with one subject token as <id>",
+                    f"{spec.name}.<id> with one subject token of at most 128 characters as <id>",
                 )
 
     if "toNode" not in skip and "toNodes" not in skip:
@@ -900,14 +923,20 @@ def _check_message(
                     None,
                 )
             )
-    if message.to_node and "toNode" not in skip and not _NODE_NAME.fullmatch(message.to_node):
-        error("toNode", message.to_node, "is not a valid node name", _NODE_RULE)
+    if message.to_node and "toNode" not in skip:
+        node_name("toNode", message.to_node)
     if not message.to_node and "toNodes" not in skip:
         for i, node in enumerate(message.to_nodes):
-            if not _NODE_NAME.fullmatch(node):
-                error(f"toNodes[{i}]", node, "is not a valid node name", _NODE_RULE)
-    if message.from_node and "fromNode" not in skip and not _NODE_NAME.fullmatch(message.from_node):
-        error("fromNode", message.from_node, "is not a valid node name", _NODE_RULE)
+            node_name(f"toNodes[{i}]", node)
+    for key, name in _NODE_FIELDS:
+        value = getattr(message, name)
+        if value and key not in skip:
+            node_name(key, value)
+    for key, name in _PATH_FIELDS:
+        value = getattr(message, name)
+        problem = path_text_problem(value) if key not in skip else None
+        if problem is not None:
+            error(key, value, problem, PATH_TEXT_RULE)
 
     if message.reply_method and "replyMethod" not in skip:
         reply_spec = table.lookup(message.reply_method)
@@ -925,6 +954,11 @@ def _check_message(
             for i, seconds in enumerate(message.schedule):
                 if seconds < 1:
                     error(f"schedule[{i}]", seconds, "is not a positive number of seconds", allowed)
+
+    if not errors:  # the size is only worth computing for an otherwise valid message
+        too_large = size_problem(message)
+        if too_large is not None:
+            error(too_large[0], _BAD, too_large[1], SIZE_RULE)
     return errors, warnings
 
 
@@ -935,10 +969,45 @@ def validate_message(
 
     Reports (each as a :class:`MessageError` naming field, value and what is allowed): a
     missing, unknown or reply-only ``method``; neither ``toNode`` nor ``toNodes``; invalid node
-    names; a ``replyMethod`` that is unknown or not reply-capable; a ``schedule`` that is not
-    empty or two positive integers. An empty list means valid.
+    names (``toNode``, ``toNodes``, ``fromNode``, ``relayViaNode``, ``relayFromNode``: see
+    :data:`~steward_otp.limits.NODE_NAME_RULE`); control characters in ``directory`` or
+    ``fileName``; a ``replyMethod`` that is unknown or not reply-capable; a ``schedule``
+    that is not empty or two positive integers; a message too large for the broker (see
+    :data:`~steward_otp.limits.MAX_ENCODED_MESSAGE_BYTES`). An empty list means valid.
     """
     return _check_message(message, table, index, frozenset())[0]
+
+
+def wire_errors(message: Message, *, index: int | None = None) -> list[MessageError]:
+    """What stops ``message`` from being published, whatever its method: an invalid
+    ``toNode``, ``fromNode``, ``relayViaNode`` or ``relayFromNode`` (empty ones are not
+    checked) or an encoding too large for the broker. An empty list means it can be sent.
+
+    For messages that did not come through an input (replies to a node named by the bus,
+    relayed messages): the outbox can refuse them before they are stored.
+    """
+    errors: list[MessageError] = []
+    for key, value in (("toNode", message.to_node), *_wire_node_values(message)):
+        problem = node_name_problem(value) if value else None
+        if problem is not None:
+            reason = f"is not a valid node name: it {problem}"
+            errors.append(MessageError(index, key, show_value(value), reason, _NODE_RULE))
+    too_large = size_problem(message) if not errors else None
+    if too_large is not None:
+        errors.append(MessageError(index, too_large[0], None, too_large[1], SIZE_RULE))
+    return errors
+
+
+def _wire_node_values(message: Message) -> list[tuple[str, str]]:
+    return [(key, getattr(message, name)) for key, name in _NODE_FIELDS]
+
+
+def check_wire(message: Message) -> None:
+    """Raise :class:`MessageFieldsError` (a ``ValueError``) naming every problem
+    :func:`wire_errors` finds; return quietly when ``message`` can be sent."""
+    errors = wire_errors(message)
+    if errors:
+        raise MessageFieldsError(errors)
 
 
 # --- Documents.
@@ -949,7 +1018,91 @@ class _DocumentLoader(yaml.SafeLoader):
 
     Booleans are only true/false (not yes/no/on/off), dates and ``=`` stay strings, and
     numbers remember their spelling so that string fields get the text as written.
+
+    Limits: reading stops with a _DocumentError as soon as the stream holds more than
+    ``max_messages`` top-level messages (so a huge document is refused after reading the
+    first ``max_messages``, not all of it). A document that uses aliases is measured before
+    it is constructed: expanded (every use of an alias counted in full) it may be at most
+    :data:`MAX_DOCUMENT_EXPANSION` large, and it may not refer to itself. So an "alias bomb"
+    is refused in time proportional to its written size.
     """
+
+    def __init__(self, stream: str, max_messages: int = MAX_MESSAGES_PER_DOCUMENT) -> None:
+        super().__init__(stream)
+        self.max_messages = max_messages
+        self.aliases_used = 0
+        self.messages_seen = 0
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases_used += 1
+        if self.depth == 1 and isinstance(index, int):  # an item of a top-level list
+            self._count_message()
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        self.aliases_used = 0
+        node = super().compose_document()
+        if isinstance(node, yaml.MappingNode):  # a document holding one message
+            self._count_message()
+        if self.aliases_used and node is not None:
+            _check_expansion(node, MAX_DOCUMENT_EXPANSION)
+        return node
+
+    def _count_message(self) -> None:
+        self.messages_seen += 1
+        if self.messages_seen > self.max_messages:
+            raise _DocumentError(
+                f"holds more than {self.max_messages} messages; nothing was accepted: split "
+                f"it into documents of at most {self.max_messages} messages",
+                f"at most {self.max_messages} messages per document",
+            )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node, limit: int) -> None:
+    """Raise _DocumentError when ``root`` expanded is larger than ``limit`` (one per node
+    plus each scalar's length, shared nodes counted at every use) or refers to itself."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            active.discard(key)
+            if isinstance(node, yaml.ScalarNode):
+                size = 1 + len(node.value)
+            else:
+                size = 1 + sum(sizes[id(child)] for child in _children(node))
+            if size > limit:
+                raise _DocumentError(
+                    f"YAML aliases expand the document to more than {limit} characters "
+                    "(every use of an alias counts in full); nothing was accepted",
+                    f"aliases expanding the document to at most {limit} characters",
+                )
+            sizes[key] = size
+        elif key not in sizes:
+            if key in active:
+                raise _DocumentError(
+                    "a YAML alias refers to the collection that contains it; nothing was accepted",
+                    "aliases to nodes outside themselves",
+                )
+            active.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
 
 
 _DROPPED_TAGS: Final = frozenset(
@@ -1000,10 +1153,14 @@ def _json_loads(text: str) -> Any:
 
 
 class _DocumentError(Exception):
-    pass
+    """The document cannot be read; ``str()`` says why, ``allowed`` what would be."""
+
+    def __init__(self, text: str, allowed: str | None = None) -> None:
+        super().__init__(text)
+        self.allowed = allowed
 
 
-def _load_document(text: str) -> list[Any]:
+def _load_document(text: str, max_messages: int = MAX_MESSAGES_PER_DOCUMENT) -> list[Any]:
     """The top-level values of ``text`` (one per YAML document); raises _DocumentError."""
     stripped = text.strip()
     if not stripped:
@@ -1020,7 +1177,10 @@ def _load_document(text: str) -> list[Any]:
             except Exception:
                 pass
     try:
-        return list(yaml.load_all(text, Loader=_DocumentLoader))
+        loader = functools.partial(_DocumentLoader, max_messages=max_messages)
+        return list(yaml.load_all(text, Loader=loader))  # type: ignore[arg-type]
+    except _DocumentError:
+        raise
     except Exception as exc:
         if stripped[0] in "[{":
             raise _DocumentError(f"malformed JSON: {json_error}") from exc
@@ -1053,7 +1213,10 @@ def _decode_document(document: str | bytes | bytearray) -> str:
 
 
 def parse_messages(
-    document: str | bytes | bytearray, *, table: MethodTable = BUILTIN_METHODS
+    document: str | bytes | bytearray,
+    *,
+    table: MethodTable = BUILTIN_METHODS,
+    max_messages: int = MAX_MESSAGES_PER_DOCUMENT,
 ) -> ParseResult:
     """Read and validate a batch of messages from JSON or YAML text; never raises.
 
@@ -1064,12 +1227,23 @@ def parse_messages(
     all gives one error with ``index`` and ``field`` None and the parser's message, which
     names the line and column. Messages are returned as written: no fan-out, no id, no
     defaults (see :func:`fan_out`, :func:`ensure_id`, :func:`apply_defaults`).
+
+    Limits, each refusing the whole document with one error naming the count and the
+    limit: at most ``max_messages`` messages, counting every distinct ``toNodes`` entry as
+    one; YAML aliases expanding the document to at most :data:`MAX_DOCUMENT_EXPANSION`,
+    and none inside itself. So the work done is bounded however the document is built; a
+    large document still takes time, so inputs parse it off the event loop
+    (:func:`steward_otp.inputs.parsing.parse_document`).
     """
     result = ParseResult()
     try:
-        items = _document_items(_load_document(_decode_document(document)))
+        items = _document_items(_load_document(_decode_document(document), max_messages))
     except _DocumentError as exc:
-        result.errors.append(MessageError(None, None, None, _printable(str(exc)), None))
+        text = _printable(str(exc))
+        result.errors.append(MessageError(None, None, None, text, exc.allowed))
+        return result
+    if len(items) > max_messages:
+        result.errors.append(_too_many(f"holds {len(items)} messages", max_messages))
         return result
     for index, item in enumerate(items):
         try:
@@ -1077,7 +1251,21 @@ def parse_messages(
         except Exception as exc:  # a reader bug must not take the batch down
             reason = f"could not be read (internal error: {type(exc).__name__}: {exc})"
             result.errors.append(MessageError(index, None, None, _printable(reason), None))
+    destinations = sum(1 if m.to_node else len(dict.fromkeys(m.to_nodes)) for m in result.messages)
+    if destinations > max_messages:
+        reason = f"fans out to {destinations} messages (each toNodes entry is one)"
+        return ParseResult(errors=[_too_many(reason, max_messages)], warnings=result.warnings)
     return result
+
+
+def _too_many(what: str, limit: int) -> MessageError:
+    return MessageError(
+        None,
+        None,
+        None,
+        f"{what}; nothing was accepted: split it into documents of at most {limit} messages",
+        f"at most {limit} messages per document",
+    )
 
 
 def _document_items(tops: list[Any]) -> list[Any]:

@@ -30,6 +30,9 @@ node_names = st.one_of(
 texts = st.text(max_size=30)
 """Any Unicode text (hypothesis leaves out lone surrogates, which have no UTF-8 form)."""
 
+path_texts = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)
+"""Text valid in ``directory`` and ``fileName`` at input: no control characters."""
+
 integers = st.one_of(
     st.integers(-3, 130),
     st.integers(INT64_MIN, INT64_MAX),
@@ -120,5 +123,5 @@ def messages(max_depth: int = 2) -> st.SearchStrategy[Message]:
         schedule=st.one_of(
             st.just(()), st.tuples(st.integers(1, INT64_MAX), st.integers(1, INT64_MAX))
         ),
-        **_common_fields(previous),
+        **{**_common_fields(previous), "directory": path_texts, "file_name": path_texts},
     )

@@ -329,7 +329,7 @@ BASE = {"toNode": "ship1", "method": "REQCliCommand"}
             "toNode",
             '"a b"',
             "not a valid node name",
-            "no spaces",
+            "without whitespace",
         ),
         ({"method": "REQPing", "toNode": "ship.*"}, "toNode", None, "not a valid node name", None),
         (

@@ -8,19 +8,34 @@ children included, so ``bash -c "sleep 300 & sleep 300"`` leaves nothing behind.
 occurrence becomes ``$STEWARD_DATA`` and the program's environment is only
 ``STEWARD_DATA=<the message's data>``; it takes effect through a shell, e.g.
 ``["bash", "-c", "echo \\"{{STEWARD_DATA}}\\" > f"]``.
+
+A node killed during a command (kill -9, OOM) does not leave it to run twice: the process
+group is recorded durably before the program starts, and when the restarted node runs the
+message again it kills the leftover group first (see
+:mod:`steward_otp.handlers.command_groups`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import trio
 
 from steward_otp.handlers.base import HandlerContext, HandlerError, handler
+from steward_otp.handlers.command_groups import (
+    GATE_OPEN,
+    gated_argv,
+    kill_leftover,
+    remove_record,
+    write_record,
+)
 from steward_otp.handlers.tail import MAX_LINE, LineSplitter
 from steward_otp.message import Message
 
@@ -52,6 +67,90 @@ def kill_process_group(process: trio.Process) -> None:
     """SIGKILL ``process`` and everything in its process group."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def _start_problem(argv: Sequence[str], env: dict[str, str] | None, cwd: Path) -> OSError | None:
+    """Why ``argv[0]`` cannot be executed, as the exec would say it (None: it looks fine).
+
+    The program starts behind a shell gate, so its exec errors are found here first.
+    """
+    program = argv[0]
+    if "\0" in program:
+        return None  # the spawn itself refuses it
+    if "/" in program:
+        candidate: str | None = str(cwd / program)
+    else:
+        search = (env if env is not None else os.environ).get("PATH", os.defpath)
+        candidate = shutil.which(program, path=search)
+    if candidate is None or not os.path.exists(candidate):
+        return OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+    if os.path.isdir(candidate) or not os.access(candidate, os.X_OK):
+        return OSError(errno.EACCES, os.strerror(errno.EACCES))
+    return None
+
+
+@contextlib.asynccontextmanager
+async def started_command(
+    ctx: HandlerContext, argv: list[str], env: dict[str, str] | None, failure: str
+) -> AsyncIterator[trio.Process]:
+    """The command ``argv`` running in its own process group, recorded while it runs.
+
+    Before it starts, a group left running for the same message by a previous incarnation
+    of the node is killed (and reported). The program starts only once its record is on
+    disk; on the way out (end, error, timeout, cancellation) the whole group is killed if
+    still running, and the record removed. A program that cannot start raises HandlerError
+    ``"<failure> : <reason>, methodArgs: [...]"``.
+    """
+    msg = ctx.message
+    home = ctx.services.home
+    recorded = bool(msg.id)
+    if recorded:
+        for killed in await trio.to_thread.run_sync(kill_leftover, home, msg.id):
+            ctx.report(
+                "warning",
+                f"warning: method{msg.method}: killed process group {killed}, left running by "
+                f"the previous node process for message {msg.id}; running the command again",
+            )
+    problem = _start_problem(argv, env, home)
+    try:
+        if problem is not None:
+            raise problem
+        process = await trio.lowlevel.open_process(
+            gated_argv(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=str(home),
+            start_new_session=True,
+        )
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
+        raise HandlerError(
+            f"{failure} : {getattr(exc, 'strerror', None) or exc}, "
+            f"methodArgs: {_args_text(msg.method_args)}"
+        ) from exc
+    record: Path | None = None
+    try:
+        assert process.stdin is not None
+        if recorded:
+            try:
+                record = await trio.to_thread.run_sync(write_record, home, msg.id, process.pid)
+            except OSError as exc:
+                raise HandlerError(
+                    f"{failure} : cannot record the command under {home}: "
+                    f"{exc.strerror or exc}, methodArgs: {_args_text(msg.method_args)}"
+                ) from exc
+        await process.stdin.send_all(GATE_OPEN)
+        await process.stdin.aclose()
+        yield process
+    finally:
+        # Timeout, cancellation, an error: the whole group goes, children included.
+        if process.returncode is None:
+            kill_process_group(process)
+        with trio.CancelScope(shield=True):
+            await process.wait()
+            if record is not None:
+                await trio.to_thread.run_sync(remove_record, record)
 
 
 async def _collect(
@@ -92,24 +191,9 @@ async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
     subscriber sends the "method timed out" error reply.
     """
     argv, env = command_line(msg)
-    try:
-        process = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=str(ctx.services.home),
-            start_new_session=True,
-        )
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
-        raise HandlerError(
-            f"cmd.Run failed : {getattr(exc, 'strerror', None) or exc}, "
-            f"methodArgs: {_args_text(msg.method_args)}"
-        ) from exc
     outputs: dict[str, bytes] = {}
     too_large: list[str] = []
-    try:
+    async with started_command(ctx, argv, env, "cmd.Run failed") as process:
         assert process.stdout is not None and process.stderr is not None
         async with trio.open_nursery() as nursery:
             scope = nursery.cancel_scope
@@ -121,12 +205,6 @@ async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
                 f"methodArgs: {_args_text(msg.method_args)}"
             )
         returncode = await process.wait()
-    finally:
-        # Timeout, cancellation or too much output: the whole group goes, children included.
-        if process.returncode is None:
-            kill_process_group(process)
-        with trio.CancelScope(shield=True):
-            await process.wait()
     result = subprocess.CompletedProcess(argv, returncode, outputs["stdout"], outputs["stderr"])
     stdout: bytes = result.stdout or b""
     if result.returncode != 0:
@@ -157,30 +235,13 @@ async def cli_command_cont(ctx: HandlerContext, msg: Message) -> bytes | None:
     process group is killed.
     """
     argv = list(program_args(msg))
-    try:
-        process = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=str(ctx.services.home),
-            start_new_session=True,
-        )
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
-        raise HandlerError(
-            f"cmd.Start failed : {getattr(exc, 'strerror', None) or exc}, "
-            f"methodArgs: {_args_text(msg.method_args)}"
-        ) from exc
-    try:
+    async with started_command(ctx, argv, None, "cmd.Start failed") as process:
         async with trio.open_nursery() as nursery:
             assert process.stdout is not None and process.stderr is not None
             nursery.start_soon(_stream_lines, ctx, process.stdout)
             nursery.start_soon(_stream_lines, ctx, process.stderr)
         status = await process.wait()
-    finally:
-        kill_process_group(process)
-        with trio.CancelScope(shield=True):
-            await process.wait()
+        kill_process_group(process)  # children it left behind go with it
     if status != 0:
         raise HandlerError(f"exit status {status}, methodArgs: {_args_text(msg.method_args)}")
     return None

@@ -1,23 +1,35 @@
 """Output methods: write a message's data to a file, the console or the central error log.
 
 Writes go through the node's group-committing file writer (:mod:`steward_otp.files`): each is
-on disk before the handler returns. When the target path already exists as a Unix socket,
-the data is written to that socket instead (Steward's way of feeding another program).
+on disk before the handler returns. Every path is checked on disk first
+(:func:`steward_otp.handlers.paths.safe_output_path`): no write leaves its base folder through
+a symbolic link or lands in the node's own ``etc/``, ``var/`` or ``tmp/``. When the target
+path already exists as a Unix socket, the data is written to that socket instead (Steward's
+way of feeding another program).
 """
 
 from __future__ import annotations
 
 import sys
+import time
+import weakref
 from pathlib import Path
+from typing import Final
 
 from steward_otp.handlers.base import HandlerContext, HandlerError, handler
-from steward_otp.handlers.paths import output_path
+from steward_otp.handlers.paths import safe_output_path
+from steward_otp.loglines import RepeatLimiter, clean_line, similarity_key
 from steward_otp.message import Message
+from steward_otp.timestamps import steward_timestamp
 
 
 async def write_for(ctx: HandlerContext, msg: Message, data: bytes, *, append: bool) -> Path:
-    """Write ``data`` where ``msg`` says (spec 5.0) and return the path written."""
-    path = output_path(msg, data_dir=ctx.data_dir, home=ctx.services.home)
+    """Write ``data`` where ``msg`` says (spec 5.0) and return the path written.
+
+    Raises :class:`~steward_otp.handlers.paths.UnsafePath` (a HandlerError) for a path the
+    rules of :mod:`steward_otp.handlers.paths` refuse.
+    """
+    path = safe_output_path(msg, data_dir=ctx.data_dir, home=ctx.services.home)
     try:
         await ctx.services.write_file(path, data, append=append)
     except OSError as exc:
@@ -77,9 +89,55 @@ async def to_console(ctx: HandlerContext, msg: Message) -> bytes | None:
     description="append an error/info line to the central error log",
 )
 async def error_log(ctx: HandlerContext, msg: Message) -> bytes | None:
-    """Append the line to ``<data>/errorLog/<toNode>/error.log`` (or wherever it points)."""
-    await write_for(ctx, msg, msg.data, append=True)
+    """Append the line to ``<data>/errorLog/<toNode>/error.log`` (or wherever it points),
+    made safe by :func:`central_log_lines` (nothing is written when all is held back)."""
+    data = central_log_lines(ctx.services, msg)
+    if data:
+        await write_for(ctx, msg, data, append=True)
     return None
+
+
+MAX_LINES_PER_REPORT: Final = 10
+"""Lines one REQErrorLog message may add to the central log; more are cut with a marker."""
+
+_SENDERS: weakref.WeakKeyDictionary[object, dict[str, RepeatLimiter]] = weakref.WeakKeyDictionary()
+_MAX_SENDERS: Final = 10_000
+
+
+def _limiter_for(services: object, sender: str) -> RepeatLimiter:
+    limiters = _SENDERS.setdefault(services, {})
+    if sender not in limiters and len(limiters) >= _MAX_SENDERS:
+        sender = ""  # beyond that many senders, the rest share one budget
+    return limiters.setdefault(sender, RepeatLimiter())
+
+
+def central_log_lines(services: object, msg: Message, now: float | None = None) -> bytes:
+    """What one ``REQErrorLog`` message may add to the central log, per its sender.
+
+    Guarantees: every line is printable (control characters escaped, see
+    :func:`steward_otp.loglines.clean_line`) and at most
+    :data:`~steward_otp.loglines.MAX_LINE_CHARS` characters plus a marker; at most
+    :data:`MAX_LINES_PER_REPORT` lines per message; per sending node (``fromNode``) the
+    limits of :class:`~steward_otp.loglines.RepeatLimiter` (20 similar and 200 lines in
+    all per 10 s). Lines held back are counted, and the count is written, as one line per
+    kind, with that sender's next line after the window.
+    """
+    now = time.monotonic() if now is None else now
+    sender = msg.from_node
+    limiter = _limiter_for(services, sender)
+    lines = msg.data.decode("utf-8", errors="replace").split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    if len(lines) > MAX_LINES_PER_REPORT:
+        cut = len(lines) - MAX_LINES_PER_REPORT
+        lines = [*lines[:MAX_LINES_PER_REPORT], f"… [cut: {cut} more lines in this report]"]
+    prefix = f"{steward_timestamp()}, node: {clean_line(sender, 200)}, warning: errorCentral: "
+    out = [limiter.summary_text(item, prefix) for item in limiter.summaries(now)]
+    for raw in lines:
+        line = clean_line(raw)
+        if limiter.allow(similarity_key(line), line, now):
+            out.append(line)
+    return "".join(f"{line}\n" for line in out).encode()
 
 
 OUTPUT_HANDLERS = (to_file_append, to_file, to_file_nack, to_console, error_log)

@@ -8,7 +8,12 @@ that writes ``msg.json.tmp`` and renames it to ``msg.json`` is never read half-w
 Its messages go through the node's input path; once every message is durable in the outbox
 the file is deleted. A file with any rejected message (or that cannot be read, is empty or
 is too large) is moved to ``rejected/`` with ``<name>.error`` beside it: one JSON answer
-line per message, accepted ones included — those were accepted and will be delivered.
+line per message, accepted ones included — those were accepted and will be delivered
+(rejected ones beyond :data:`~steward_otp.inputs.answers.MAX_REJECTED_ANSWERS` are counted in
+one last line). One file causes at most
+:data:`~steward_otp.inputs.answers.MAX_REPORTS_PER_DOCUMENT` error-log lines. When the node
+runs out of file descriptors (EMFILE/ENFILE) the folder is read again at the next poll: no
+file is rejected for it and the input does not crash.
 
 Startup folder (``<home>/startup``): at every start of the node, each file's messages are
 submitted through the node's own outbox, in file-name order. ``fromNode`` is kept as
@@ -18,6 +23,7 @@ files stay where they are. A bad file or message is reported and does not stop t
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -28,14 +34,16 @@ from typing import Any
 import trio
 
 from steward_otp.handlers.base import Level
+from steward_otp.inputs.answers import bounded_answers, bounded_reports, empty_document
+from steward_otp.inputs.document_stream import DEFAULT_MAX_DOCUMENT_BYTES, AcceptDocument
 from steward_otp.inputs.intake import Answer, document_rejection, rejection_texts
-from steward_otp.inputs.unix_socket import DEFAULT_MAX_DOCUMENT_BYTES, AcceptDocument
 
 log = logging.getLogger(__name__)
 
 Report = Callable[[Level, str], None]
 
 IGNORED_SUFFIXES = (".tmp", ".part")
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 REJECTED_FOLDER = "rejected"
 FOLDER_MODE = 0o770
 
@@ -158,6 +166,9 @@ class ReadFolderInput:
         try:
             scan = await trio.to_thread.run_sync(_regular_files, self.folder)
         except OSError as error:
+            if error.errno in OUT_OF_DESCRIPTORS:
+                self._out_of_descriptors(error)
+                return []
             raise FolderError(
                 f"cannot read read folder {self.folder}: {error.strerror or error}"
             ) from None
@@ -178,6 +189,10 @@ class ReadFolderInput:
         except FileNotFoundError:
             return  # taken away between the poll and now
         except OSError as error:
+            if error.errno in OUT_OF_DESCRIPTORS:
+                self._out_of_descriptors(error)
+                self._last_scan.pop(name, None)  # read it again once it is settled again
+                return
             problem = document_rejection(f"file: cannot be read: {error.strerror or error}")
             await self._reject_whole(name, problem, source)
             return
@@ -191,18 +206,23 @@ class ReadFolderInput:
             return
         answers = await self.accept(document)
         if not answers:
-            problem = document_rejection(
-                "document: holds no messages", "a list of messages or one message"
-            )
-            await self._reject_whole(name, problem, source)
+            await self._reject_whole(name, empty_document(), source)
         elif all(a.accepted for a in answers):
             await self._remove(name)
             self.sent += 1
             log.info("%s: %d message(s) accepted", source, len(answers))
         else:
-            for text in rejection_texts(answers, source):
+            for text in bounded_reports(rejection_texts(answers, source), source):
                 self.report("warning", text)
-            await self._reject(name, [a.to_json_line() for a in answers], source)
+            lines = [json.dumps(a, ensure_ascii=False) + "\n" for a in bounded_answers(answers)]
+            await self._reject(name, lines, source)
+
+    def _out_of_descriptors(self, error: OSError) -> None:
+        self.report(
+            "error",
+            f"error: {self.SOURCE}: out of file descriptors ({error.strerror or error}); "
+            "the folder is read again at the next poll",
+        )
 
     async def _remove(self, name: str) -> None:
         try:
@@ -292,7 +312,8 @@ class StartupFolderInput:
             accepted = sum(a.accepted for a in answers)
             self.files += 1
             self.messages += accepted
-            for text in rejection_texts(answers, f"{self.SOURCE} file {name}"):
+            source = f"{self.SOURCE} file {name}"
+            for text in bounded_reports(rejection_texts(answers, source), source):
                 self.report("error", text)
             log.info("%s file %s: %d message(s) submitted", self.SOURCE, name, accepted)
 

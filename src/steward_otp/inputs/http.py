@@ -9,6 +9,8 @@ JSON:
 * ``400 Bad Request`` — ``{"errors": [answer, ...], "accepted": [answer, ...]}``: some
   messages (or the whole document) were rejected. The ones listed under ``accepted`` *were*
   accepted and will be delivered; resend only the rejected ones. An empty body is a 400 too.
+  At most :data:`~steward_otp.inputs.answers.MAX_REJECTED_ANSWERS` rejected messages are
+  listed; one more entry (``index`` null) counts the others.
 * ``413 Content Too Large`` — ``{"errors": [...], "accepted": []}``: the body is larger
   than the limit (by its ``Content-Length``, before reading it, or while reading it);
   nothing was accepted.
@@ -16,7 +18,11 @@ JSON:
 
 An answer is the same object the socket inputs send as a line (see
 :class:`steward_otp.inputs.intake.Answer`). The server is hypercorn's trio worker; the
-ASGI application is :class:`HttpInputApp`.
+ASGI application is :class:`HttpInputApp`. A client that sends nothing for
+:data:`~steward_otp.inputs.connections.DEFAULT_READ_TIMEOUT` seconds is disconnected (also
+while it waits for its answer, so none takes that long), and
+one document causes at most :data:`~steward_otp.inputs.answers.MAX_REPORTS_PER_DOCUMENT`
+error-log lines.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
+from steward_otp.inputs.answers import bounded_answers, empty_document
+from steward_otp.inputs.connections import DEFAULT_READ_TIMEOUT
+from steward_otp.inputs.document_stream import DEFAULT_MAX_DOCUMENT_BYTES, AcceptDocument
 from steward_otp.inputs.intake import document_rejection
 from steward_otp.inputs.tcp import ListenError, Report, bind_error, parse_listen_address, reporting
-from steward_otp.inputs.unix_socket import DEFAULT_MAX_DOCUMENT_BYTES, AcceptDocument
 
 # hypercorn is imported when the input starts, so a node without http_listener never loads it.
 if TYPE_CHECKING:
@@ -115,14 +123,11 @@ class HttpInputApp:
             return
         answers = await self.accept(body)
         if not answers:
-            error = document_rejection(
-                "document: holds no messages", "a list of messages or one message"
-            )
-            answers_error = {"errors": [error], "accepted": []}
-            await _respond(send, 400, answers_error)
+            await _respond(send, 400, {"errors": [empty_document()], "accepted": []})
             return
-        accepted = [a.to_dict() for a in answers if a.accepted]
-        errors = [a.to_dict() for a in answers if not a.accepted]
+        shown = bounded_answers(answers)
+        accepted = [a for a in shown if a["status"] == "accepted"]
+        errors = [a for a in shown if a["status"] != "accepted"]
         if errors:
             await _respond(send, 400, {"errors": errors, "accepted": accepted})
         else:
@@ -215,6 +220,7 @@ class HttpInput:
         config.errorlog = _server_log
         config.include_server_header = False
         config.graceful_timeout = 1.0
+        config.read_timeout = int(DEFAULT_READ_TIMEOUT)  # half-sent requests end
         return config
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:

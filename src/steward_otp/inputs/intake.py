@@ -15,7 +15,8 @@ from typing import Any
 
 import attrs
 
-from steward_otp.message import Message, MessageError, fan_out, parse_messages
+from steward_otp.inputs.parsing import parse_document
+from steward_otp.message import Message, MessageError, fan_out
 from steward_otp.methods import MethodTable
 from steward_otp.store_schema import StoreError
 
@@ -32,10 +33,14 @@ class Answer:
     to_node: str | None = None
     method: str | None = None
     error: MessageError | None = None
+    warnings: tuple[MessageError, ...] = ()
+    """What was ignored or reinterpreted in this message (it was accepted or rejected anyway)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: ``{"index", "status": "accepted", "id", "toNode", "method"}`` or
-        ``{"index", "status": "rejected", "error", "field", "value", "allowed"}``."""
+        """JSON form: ``{"index", "status": "accepted", "id", "toNode", "method",
+        "warnings"}`` or ``{"index", "status": "rejected", "error", "field", "value",
+        "allowed", "warnings"}``; ``warnings`` is a list of one-line texts (often empty)."""
+        warnings = [str(w) for w in self.warnings]
         if self.accepted:
             return {
                 "index": self.index,
@@ -43,6 +48,7 @@ class Answer:
                 "id": self.id,
                 "toNode": self.to_node,
                 "method": self.method,
+                "warnings": warnings,
             }
         assert self.error is not None
         return {
@@ -52,6 +58,7 @@ class Answer:
             "field": self.error.field,
             "value": self.error.value,
             "allowed": self.error.allowed,
+            "warnings": warnings,
         }
 
     def to_json_line(self) -> str:
@@ -68,6 +75,7 @@ def document_rejection(error: str, allowed: str | None = None) -> dict[str, Any]
         "field": None,
         "value": None,
         "allowed": allowed,
+        "warnings": [],
     }
 
 
@@ -88,12 +96,27 @@ async def accept_document(
     ``local`` in ``toNode``/``toNodes`` means this node. Invalid messages are answered with
     their error and change nothing; the valid ones in the same batch still go through.
     """
-    result = parse_messages(document, table=table)
-    answers = [Answer(index=e.index, accepted=False, error=e) for e in result.errors]
+    result = await parse_document(document, table=table)
+    noted = _warnings_by_index(result.warnings)
+
+    def warnings_of(index: int | None) -> tuple[MessageError, ...]:
+        return noted.get(index, ()) + (noted.get(None, ()) if index is not None else ())
+
+    answers = [
+        Answer(index=e.index, accepted=False, error=e, warnings=warnings_of(e.index))
+        for e in result.errors
+    ]
     outgoing: list[tuple[int | None, Message]] = []
     for index, parsed in zip(result.indexes, result.messages, strict=True):
         if require_from_node and not force_from_node and not parsed.from_node:
-            answers.append(Answer(index=index, accepted=False, error=_missing_from_node(index)))
+            answers.append(
+                Answer(
+                    index=index,
+                    accepted=False,
+                    error=_missing_from_node(index),
+                    warnings=warnings_of(index),
+                )
+            )
             continue
         message = attrs.evolve(parsed, from_node=node_name) if force_from_node else parsed
         outgoing.extend((index, m) for m in fan_out(message, node_name))
@@ -112,16 +135,34 @@ async def accept_document(
                     error=MessageError(
                         i, None, None, f"was not accepted: {exc}; send it again", None
                     ),
+                    warnings=warnings_of(i),
                 )
                 for i, m in outgoing
             )
         else:
             answers.extend(
-                Answer(index=i, accepted=True, id=msg_id, to_node=m.to_node, method=m.method)
+                Answer(
+                    index=i,
+                    accepted=True,
+                    id=msg_id,
+                    to_node=m.to_node,
+                    method=m.method,
+                    warnings=warnings_of(i),
+                )
                 for (i, m), msg_id in zip(outgoing, ids, strict=True)
             )
     answers.sort(key=lambda a: (a.index is not None, a.index or 0))
     return answers
+
+
+def _warnings_by_index(
+    warnings: Sequence[MessageError],
+) -> dict[int | None, tuple[MessageError, ...]]:
+    """The parser's warnings grouped by message index (None: about the whole document)."""
+    grouped: dict[int | None, tuple[MessageError, ...]] = {}
+    for warning in warnings:
+        grouped[warning.index] = (*grouped.get(warning.index, ()), warning)
+    return grouped
 
 
 def _missing_from_node(index: int | None) -> MessageError:
@@ -150,3 +191,18 @@ def rejection_texts(answers: Sequence[Answer], source: str) -> list[str]:
         else:
             texts.append(f"error: {source}: message rejected: {answer.error}")
     return texts
+
+
+def warning_texts(answers: Sequence[Answer], source: str) -> list[str]:
+    """Log lines for the warnings of one document read by ``source``, once per warning
+    (a message fanned out to several nodes has the same warnings in each of its answers):
+    ``warning: <source>: message 0: field "AckTimeout" is not a known field ...``.
+
+    For inputs whose client never sees the answers (read folder, startup folder), so a typo
+    that makes a message behave differently is at least in the node's log.
+    """
+    seen: dict[str, None] = {}
+    for answer in answers:
+        for warning in answer.warnings:
+            seen.setdefault(f"warning: {source}: {warning}")
+    return list(seen)

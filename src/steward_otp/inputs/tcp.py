@@ -5,7 +5,10 @@ Protocol, exactly as on ``tmp/steward.sock``: the client writes one JSON or YAML
 (``nc -N 127.0.0.1 8091 < msg.json``); the node answers one JSON line per message (see
 :class:`steward_otp.inputs.intake.Answer`) and closes. Nothing is answered as accepted
 before it is durable in the outbox. A document larger than ``max_document_bytes`` is
-refused whole with one error line.
+refused whole with one error line. The same limits as the socket's apply (at most
+``limits.max_connections`` clients, read timeouts, bounded answers; see
+:mod:`steward_otp.inputs.document_stream`), and one document causes at most
+:data:`~steward_otp.inputs.answers.MAX_REPORTS_PER_DOCUMENT` error-log lines.
 
 There is no authentication on this door: anyone who can reach the address can hand the
 node messages. Bind it to loopback or a trusted network.
@@ -22,12 +25,14 @@ import attrs
 import trio
 
 from steward_otp.handlers.base import Level
-from steward_otp.inputs.intake import Answer, rejection_texts
-from steward_otp.inputs.unix_socket import (
+from steward_otp.inputs.answers import bounded_reports
+from steward_otp.inputs.connections import ConnectionGate, Limits
+from steward_otp.inputs.document_stream import (
     DEFAULT_MAX_DOCUMENT_BYTES,
     AcceptDocument,
     answer_client,
 )
+from steward_otp.inputs.intake import Answer, rejection_texts
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +72,13 @@ def bind_error(address: str, error: OSError) -> ListenError:
 
 
 def reporting(accept: AcceptDocument, report: Report, source: str) -> AcceptDocument:
-    """``accept`` that also reports every rejected message to the error kernel (warning)."""
+    """``accept`` that also reports rejected messages to the error kernel (warning): the
+    first :data:`~steward_otp.inputs.answers.MAX_REPORTS_PER_DOCUMENT` of a document one by
+    one, the others counted in one more line."""
 
     async def accept_and_report(document: bytes) -> list[Answer]:
         answers = await accept(document)
-        for text in rejection_texts(answers, source):
+        for text in bounded_reports(rejection_texts(answers, source), source):
             report("warning", text)
         return answers
 
@@ -96,12 +103,25 @@ class TcpInput:
         report: Report,
         *,
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+        limits: Limits | None = None,
     ) -> None:
         self.address = parse_listen_address(address)
         self.accept = reporting(accept, report, self.SOURCE)
         self.max_document_bytes = max_document_bytes
+        self.gate = ConnectionGate(limits)
         self.connections = 0
-        self.info: dict[str, object] = {"address": address, "connections": 0}
+
+    @property
+    def info(self) -> dict[str, object]:
+        """What the tree snapshot shows: the address, connections so far, clients served
+        now, refused and dropped."""
+        return {
+            "address": self.address.text,
+            "connections": self.connections,
+            "clients": self.gate.active,
+            "refused": self.gate.refused,
+            "dropped": self.gate.evicted,
+        }
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled."""
@@ -121,5 +141,4 @@ class TcpInput:
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         self.connections += 1
-        self.info["connections"] = self.connections
-        await answer_client(stream, self.accept, self.max_document_bytes, self.SOURCE)
+        await answer_client(stream, self.accept, self.max_document_bytes, self.SOURCE, self.gate)

@@ -1,0 +1,181 @@
+"""What the wire and the inputs can carry: every input limit, in one place.
+
+Each check here is pure and returns the *reason* a value is refused (``None``: fine), so
+that callers can word the error with the field's name; :mod:`steward_otp.message` uses
+them to validate every message that enters through an input.
+
+Guarantees, for a message that passed them:
+
+* every node name (``toNode``, ``toNodes``, ``fromNode``, ``relayViaNode``,
+  ``relayFromNode``) is at most :data:`MAX_NODE_NAME_LENGTH` characters of NATS subject
+  tokens, so its subject always fits the broker's control line (4096 bytes by default);
+* ``directory`` and ``fileName`` hold no NUL or other control character;
+* the message's CBOR encoding, the form stored in the outbox and sent on the wire, leaves
+  :data:`WIRE_HEADROOM` bytes for headers and ids below the broker's default
+  ``max_payload`` (:data:`MAX_MESSAGE_BYTES`), so the broker never refuses it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from steward_otp.message import Message
+
+__all__ = [
+    "MAX_DOCUMENT_EXPANSION",
+    "MAX_ENCODED_MESSAGE_BYTES",
+    "MAX_MESSAGES_PER_DOCUMENT",
+    "MAX_MESSAGE_BYTES",
+    "MAX_NODE_NAME_LENGTH",
+    "NODE_NAME_RULE",
+    "PATH_TEXT_RULE",
+    "SIZE_RULE",
+    "WIRE_HEADROOM",
+    "encoded_size",
+    "node_name_problem",
+    "path_text_problem",
+    "size_problem",
+]
+
+MAX_NODE_NAME_LENGTH: Final = 128
+"""Longest node name, in characters, a message may name."""
+
+MAX_MESSAGE_BYTES: Final = 1024 * 1024
+"""The broker's ``max_payload``: nats-server's default (1 MiB)."""
+
+WIRE_HEADROOM: Final = 4096
+"""Bytes kept free below :data:`MAX_MESSAGE_BYTES` for the NATS headers, the id the outbox
+assigns, the fan-out suffix and a relay envelope."""
+
+MAX_ENCODED_MESSAGE_BYTES: Final = MAX_MESSAGE_BYTES - WIRE_HEADROOM
+"""Largest CBOR encoding (uncompressed) of a message accepted at input."""
+
+MAX_MESSAGES_PER_DOCUMENT: Final = 1000
+"""Most messages one input document may hold, counting every ``toNodes`` destination."""
+
+MAX_DOCUMENT_EXPANSION: Final = 16 * 1024 * 1024
+"""Largest size a YAML document may reach once its aliases are expanded (one per node plus
+the characters of every scalar, each alias counted in full)."""
+
+NODE_NAME_RULE: Final = (
+    f'a node name (or "local") of at most {MAX_NODE_NAME_LENGTH} characters: NATS subject '
+    'tokens separated by single ".", without whitespace, control characters, "*", ">", '
+    '"/" or "\\"'
+)
+PATH_TEXT_RULE: Final = "text without NUL or other control characters"
+
+# Whitespace, C0 and C1 control characters, DEL, the NATS wildcards and path separators.
+_NODE_TOKEN: Final = re.compile(r"[^\s*>/\\\x00-\x1f\x7f-\x9f]+")
+_FORBIDDEN_IN_NODE: Final = re.compile(r"[\s*>/\\\x00-\x1f\x7f-\x9f]")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _char_text(char: str) -> str:
+    return repr(char) if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}"
+
+
+def node_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a node name on the wire, or None when it can.
+
+    ``name`` must be 1 to :data:`MAX_NODE_NAME_LENGTH` characters of dot-separated NATS
+    subject tokens (see :data:`NODE_NAME_RULE`).
+    """
+    if len(name) > MAX_NODE_NAME_LENGTH:
+        return f"is {len(name)} characters long"
+    if not name:
+        return "is empty"
+    bad = _FORBIDDEN_IN_NODE.search(name)
+    if bad is not None:
+        return f"contains {_char_text(bad.group())} at position {bad.start()}"
+    if not all(_NODE_TOKEN.fullmatch(token) for token in name.split(".")):
+        return "has an empty dot-separated part"
+    return None
+
+
+def path_text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be part of a file path (a control character), or None."""
+    bad = _CONTROL.search(text)
+    if bad is None:
+        return None
+    return f"contains the control character {_char_text(bad.group())} at position {bad.start()}"
+
+
+def _rough_size(message: Message) -> int:
+    """An upper bound of the CBOR size of ``message``, without encoding it."""
+    size = 64 + len(message.data) + len(message.arg_signature)
+    for text in (
+        message.to_node,
+        message.id,
+        message.method,
+        message.reply_method,
+        message.from_node,
+        message.directory,
+        message.file_name,
+        message.relay_via_node,
+        message.relay_reply_method,
+        message.relay_from_node,
+        message.relay_original_method,
+    ):
+        size += 9 + 4 * len(text)
+    for texts in (message.to_nodes, message.method_args, message.reply_method_args):
+        size += 9 + sum(9 + 4 * len(text) for text in texts)
+    size += 9 * (8 + len(message.schedule))
+    if message.previous_message is not None:
+        size += _rough_size(message.previous_message)
+    return size
+
+
+def encoded_size(message: Message) -> int:
+    """The size in bytes of the CBOR encoding of ``message`` (as the outbox stores it)."""
+    from steward_otp import codec  # noqa: PLC0415  # codec imports message, which imports us
+
+    return len(codec.encode(message, compress_threshold=None).payload)
+
+
+def size_problem(message: Message) -> tuple[str, str] | None:
+    """``(field, reason)`` when ``message`` encodes to more than
+    :data:`MAX_ENCODED_MESSAGE_BYTES`, else None. ``field`` names the largest field.
+
+    Small messages are passed on an upper bound of their size without being encoded.
+    """
+    if _rough_size(message) <= MAX_ENCODED_MESSAGE_BYTES:
+        return None
+    try:
+        size = encoded_size(message)
+    except ValueError:  # a lone surrogate: reported by the reader as a field error
+        return None
+    if size <= MAX_ENCODED_MESSAGE_BYTES:
+        return None
+    field, field_size = _largest_field(message)
+    return field, (
+        f"is {field_size} bytes; the whole message would be {size} bytes encoded, more than "
+        "the broker can carry"
+    )
+
+
+def _largest_field(message: Message) -> tuple[str, int]:
+    sizes = {
+        "data": len(message.data),
+        "argSignature": len(message.arg_signature),
+        "methodArgs": sum(len(a.encode("utf-8", "replace")) for a in message.method_args),
+        "replyMethodArgs": sum(
+            len(a.encode("utf-8", "replace")) for a in message.reply_method_args
+        ),
+        "toNodes": sum(len(n.encode("utf-8", "replace")) for n in message.to_nodes),
+        "previousMessage": (
+            0 if message.previous_message is None else encoded_size(message.previous_message)
+        ),
+    }
+    # "data" wins ties: it is where large content usually is.
+    field = max(sizes, key=lambda name: (sizes[name], name == "data"))
+    return field, sizes[field]
+
+
+SIZE_RULE: Final = (
+    f"a message of at most {MAX_ENCODED_MESSAGE_BYTES} bytes encoded (the broker's max_payload "
+    f"of {MAX_MESSAGE_BYTES} bytes less {WIRE_HEADROOM} for headers and ids); "
+    "send large files with REQCopySrc"
+)
+"""What :func:`size_problem` allows, for error texts."""
