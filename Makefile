@@ -13,12 +13,19 @@ ARGS   ?=
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# `make run` needs the runtime dependencies only; `make test` and the linters add the test
+# tools (which include them). Each stamp is redone when pyproject.toml changes.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@
+	touch $@ $(VENV)/.installed-run
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed-run
 	$(BIN)/steward-otp run --node-name $(NODE) --home $(HOME_DIR) $(ARGS)
 
 test: $(VENV)/.installed

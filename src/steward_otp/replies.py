@@ -1,0 +1,308 @@
+"""Following the replies to messages a node sent: the engine of the control socket's
+``replies`` operation (behind ``steward-otp cmd`` and ``steward-otp send --wait``).
+
+A reply comes back to the sending node as an ordinary message whose ``previousMessage.id``
+is the id of the request it answers. Once that reply's handler (``REQToFileAppend``, ...)
+has run, the node's audit log holds it, payload included; so does the final word on each
+sent message (``delivered``, ``failed``, ``cancelled``, ``purged``). :func:`follow` reads the
+audit log from a known position onwards, every ``poll`` seconds, and turns what concerns the
+watched ids into events:
+
+* ``{"event": "reply", "id", "node", "replyId", "method", "error", "output", "size", "time"}``
+  -- one per reply; ``error`` is true for an error reply (its ``fileName`` ends in
+  ``.error``, as every error reply's does), ``output`` the data as text (invalid UTF-8
+  replaced);
+* ``{"event": "state", "id", "node", "state", "attempts", "reason"}`` -- a watched message
+  left the outbox: ``delivered``, ``failed`` (its retries ran out, or the receiver refused
+  it), ``cancelled`` or ``purged``;
+* ``{"event": "waiting", "pending": n}`` -- every ``heartbeat`` seconds without other news,
+  with the number of ids not settled yet (a client that went away is noticed by it);
+* ``{"event": "end", "timedOut", "messages": [...]}`` -- last: one entry per watched id with
+  its node, final ``state`` (``replied``, ``delivered``, ``queued``, ``in_flight``,
+  ``failed``, ``cancelled``, ``purged`` or ``unknown``), reply and error-reply counts,
+  attempts and reason.
+
+The watch ends once every id is *settled* -- it has a reply, or (for ids whose message asks
+no reply) was delivered, or it failed, was cancelled or purged -- and nothing new came for
+``quiet`` seconds (a command that failed sends its error reply and then its output: both are
+shown), or when ``timeout`` runs out.
+
+Known limit: the audit log keeps payloads up to ``AUDIT_PAYLOAD_LIMIT`` (64 KiB); a larger
+reply is audited without its payload and cannot be matched here (its output is still in the
+file its reply method wrote).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Collection, Iterable
+from typing import Any, Final, Protocol
+
+import attrs
+import trio
+
+from steward_otp import codec
+from steward_otp.message import ERROR_FILE_SUFFIX
+from steward_otp.store import AuditRecord, Direction, OutboxRow
+
+POLL_INTERVAL: Final = 0.2
+"""Seconds between two reads of the audit log while following."""
+PAGE: Final = 500
+"""Audit records read per store operation."""
+HEARTBEAT: Final = 5.0
+"""Seconds between two ``waiting`` events while nothing else happens."""
+DEFAULT_QUIET: Final = 1.0
+"""Seconds without news, once every id is settled, before the watch ends."""
+
+SETTLED_STATES: Final = frozenset({"failed", "cancelled", "purged"})
+"""Final outcomes after which no reply can come."""
+
+
+class AuditSource(Protocol):
+    """What :func:`follow` needs from the store."""
+
+    async def audit_log(
+        self, *, msg_id: str | None = None, limit: int | None = 1000, after_seq: int = 0
+    ) -> list[AuditRecord]: ...
+
+    async def list_outbox(
+        self, *, to_node: str | None = None, states: Any = None, limit: int | None = 1000,
+        after_seq: int = 0,
+    ) -> list[OutboxRow]: ...  # fmt: skip
+
+
+async def audit_end(store: AuditSource, known: int = 0) -> int:
+    """The ``seq`` of the newest audit record (0 for an empty log), found in O(log n) reads.
+
+    ``known`` is a seq the caller knows not to be past the end (a previous answer). The
+    store reads "the first record after seq k"; seqs only grow (old ones are pruned, none
+    reused), so an exponential then a binary search finds the last one.
+    """
+
+    async def first_after(seq: int) -> int | None:
+        records = await store.audit_log(after_seq=seq, limit=1)
+        return records[0].seq if records else None
+
+    low = await first_after(known)
+    if low is None:
+        return known
+    # Invariant: a record with seq `low` exists, none has a seq above `high`.
+    step = 1024
+    while True:
+        found = await first_after(low + step)
+        if found is None:
+            high = low + step
+            break
+        low, step = found, step * 2
+    while low < high:
+        middle = (low + high) // 2
+        found = await first_after(middle)
+        if found is None:
+            high = middle
+        else:
+            low = found
+    return low
+
+
+@attrs.define
+class _Watched:
+    node: str = ""
+    state: str = "unknown"
+    replies: int = 0
+    errors: int = 0
+    attempts: int | None = None
+    reason: str | None = None
+    delivery_only: bool = False
+
+    @property
+    def settled(self) -> bool:
+        if self.replies or self.state in SETTLED_STATES:
+            return True
+        return self.delivery_only and self.state == "delivered"
+
+
+class Watch:
+    """The state of one watch: which ids, what is known about each. Fed audit records."""
+
+    def __init__(self, reply_ids: Iterable[str], delivery_ids: Iterable[str] = ()) -> None:
+        self.ids: dict[str, _Watched] = {i: _Watched() for i in reply_ids}
+        for msg_id in delivery_ids:
+            self.ids.setdefault(msg_id, _Watched()).delivery_only = True
+
+    @property
+    def settled(self) -> bool:
+        """Whether every watched id is settled (see the module docstring)."""
+        return all(w.settled for w in self.ids.values())
+
+    def feed(self, record: AuditRecord) -> dict[str, Any] | None:
+        """The event ``record`` means for this watch, or None when it concerns no watched id."""
+        if record.direction == Direction.OUTBOUND:
+            return self._outcome(record)
+        if record.payload is None:
+            return None  # larger than the audit keeps; see the module docstring
+        try:
+            reply = codec.decode(record.payload, codec.RAW_CBOR_HEADERS)
+        except codec.DecodeError:
+            return None
+        request = reply.previous_message
+        if request is None or request.id not in self.ids:
+            return None
+        watched = self.ids[request.id]
+        error = reply.file_name.endswith(ERROR_FILE_SUFFIX)
+        watched.node = watched.node or request.to_node
+        watched.replies += 1
+        watched.errors += error
+        if watched.state in ("unknown", "queued", "in_flight"):
+            watched.state = "delivered"  # a reply came, so the request got there
+        return {
+            "event": "reply",
+            "id": request.id,
+            "node": request.to_node,
+            "replyId": reply.id,
+            "method": reply.method,
+            "error": error,
+            "output": reply.data.decode("utf-8", errors="replace"),
+            "size": len(reply.data),
+            "time": record.recorded_at,
+        }
+
+    def _outcome(self, record: AuditRecord) -> dict[str, Any] | None:
+        watched = self.ids.get(record.msg_id)
+        if watched is None:
+            return None
+        watched.node = record.peer_node
+        watched.attempts = record.attempts
+        watched.reason = record.reason
+        watched.state = record.outcome
+        return {
+            "event": "state",
+            "id": record.msg_id,
+            "node": record.peer_node,
+            "state": record.outcome,
+            "attempts": record.attempts,
+            "reason": record.reason,
+        }
+
+    def note_held(self, row: OutboxRow) -> None:
+        """What the outbox says about a watched message still held there."""
+        watched = self.ids.get(row.msg_id)
+        if watched is None:
+            return
+        watched.node = row.to_node
+        watched.attempts = row.attempts
+        watched.reason = row.reason
+        if not watched.replies:
+            watched.state = str(row.state)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One entry per watched id, in the order given: its node, final state and counts."""
+        return [
+            {
+                "id": msg_id,
+                "node": w.node,
+                "state": "replied" if w.replies else w.state,
+                "replies": w.replies,
+                "errors": w.errors,
+                "attempts": w.attempts,
+                "reason": w.reason,
+                "expectsReply": not w.delivery_only,
+            }
+            for msg_id, w in self.ids.items()
+        ]
+
+
+LOOKUPS: Final = 1000
+"""Most ids looked up one by one in the audit log (an indexed read each)."""
+OUTBOX_PAGES: Final = 100
+"""Most outbox pages (of 1000) read to find the ids still held there."""
+
+
+async def _earlier_outcomes(store: AuditSource, watch: Watch) -> None:
+    """What the audit log already says about ids not settled yet (delivered, failed, ...
+    before the watch began)."""
+    open_ids = [i for i, w in watch.ids.items() if not w.settled]
+    for msg_id in open_ids[:LOOKUPS]:
+        for record in await store.audit_log(msg_id=msg_id, limit=10):
+            if record.direction == Direction.OUTBOUND:
+                watch.feed(record)
+
+
+async def _held(store: AuditSource, watch: Watch) -> None:
+    """What the outbox says about ids not settled yet: queued, in flight, failed, ..."""
+    open_ids = {i for i, w in watch.ids.items() if not w.settled}
+    after = 0
+    for _ in range(OUTBOX_PAGES):
+        if not open_ids:
+            return
+        rows = await store.list_outbox(limit=1000, after_seq=after)
+        for row in rows:
+            if row.msg_id in open_ids:
+                watch.note_held(row)
+                open_ids.discard(row.msg_id)
+        if len(rows) < 1000:
+            return
+        after = rows[-1].seq
+
+
+async def follow(
+    store: AuditSource,
+    reply_ids: Collection[str],
+    *,
+    delivery_ids: Collection[str] = (),
+    after_seq: int | None = None,
+    timeout: float = 60.0,
+    quiet: float = DEFAULT_QUIET,
+    poll: float = POLL_INTERVAL,
+    heartbeat: float = HEARTBEAT,
+) -> AsyncIterator[dict[str, Any]]:
+    """Yield the events about ``reply_ids`` (replies wanted) and ``delivery_ids`` (delivery
+    is enough) from the audit log after ``after_seq`` (None: from now on), then ``end``.
+
+    See the module docstring for the events and when the watch ends.
+    """
+    watch = Watch(reply_ids, delivery_ids)
+    position = await audit_end(store) if after_seq is None else after_seq
+    deadline = trio.current_time() + timeout
+    last_news = last_line = trio.current_time()
+    timed_out = False
+    await _earlier_outcomes(store, watch)
+    while True:
+        records = await store.audit_log(after_seq=position, limit=PAGE)
+        for record in records:
+            position = record.seq
+            event = watch.feed(record)
+            if event is not None:
+                last_news = last_line = trio.current_time()
+                yield event
+        if len(records) == PAGE:
+            continue  # more to read right away
+        now = trio.current_time()
+        if watch.settled and now - last_news >= quiet:
+            break
+        if now >= deadline:
+            timed_out = not watch.settled
+            break
+        if now - last_line >= heartbeat:
+            last_line = now
+            yield {"event": "waiting", "pending": sum(not w.settled for w in watch.ids.values())}
+        wake = min(deadline, now + poll)
+        if watch.settled:
+            wake = min(wake, last_news + quiet)
+        await trio.sleep_until(max(wake, now))
+    if timed_out:
+        await _held(store, watch)
+        await _earlier_outcomes(store, watch)
+    yield {"event": "end", "timedOut": timed_out, "messages": watch.summary()}
+
+
+def checked_seconds(value: object, name: str, *, default: float, maximum: float) -> float:
+    """``value`` as seconds in ``[0, maximum]`` (``default`` when None); ValueError naming
+    ``name`` otherwise."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f'field "{name}": value {value!r}; allowed: seconds, 0 to {maximum:g}')
+    seconds = float(value)
+    if not (math.isfinite(seconds) and 0 <= seconds <= maximum):
+        raise ValueError(f'field "{name}": value {value!r}; allowed: seconds, 0 to {maximum:g}')
+    return seconds
