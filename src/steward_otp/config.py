@@ -5,6 +5,8 @@ Precedence (Steward's, see docs/configuration.md): built-in defaults, then
 written back to the file with :func:`save_config`, so flags persist to the next start.
 """
 
+import base64
+import binascii
 import contextlib
 import difflib
 import math
@@ -24,6 +26,8 @@ import tomli_w
 from steward_otp.logs import LOG_LEVELS, LogLevel
 
 Compression = Literal["lz4", "none"]
+Delivery = Literal["core", "jetstream"]
+DELIVERIES: Final[tuple[Delivery, ...]] = ("core", "jetstream")
 """How message payloads are compressed on the wire."""
 
 COMPRESSIONS: Final[tuple[Compression, ...]] = ("lz4", "none")
@@ -186,6 +190,38 @@ def _optional_file(_instance: object, attribute: "attrs.Attribute[Any]", value: 
 def _auto_flag(_instance: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
     if value is not None and not isinstance(value, bool):
         raise _Invalid(attribute.name, value, "must be true, false or 'auto'")
+
+
+def _public_key(_instance: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    allowed = "must be empty or a base64 ed25519 public key (32 bytes)"
+    if not isinstance(value, str):
+        raise _Invalid(attribute.name, value, allowed)
+    if value and decode_public_key(value) is None:
+        raise _Invalid(attribute.name, value, allowed)
+
+
+def decode_public_key(text: str) -> bytes | None:
+    """The 32 bytes of a base64 public key (padding optional), or None when it is not one."""
+    cleaned = "".join(text.split())
+    try:
+        raw = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == 32 else None
+
+
+def _not_yet(reason: str) -> _Validator:
+    """A switch whose feature is not built yet: only false is accepted."""
+
+    def check(_instance: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+        if value is not False:
+            raise _Invalid(attribute.name, value, reason)
+
+    return check
+
+
+SIGNATURE_CLOCK_SKEW: Final = 300.0
+"""Seconds a signing time may lie in the future (clocks of nodes differ a little)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,6 +509,36 @@ class Config:
             "must end within this time.",
         ),
     )
+    delivery: Delivery = attrs.field(
+        default="core",
+        validator=_one_of(*DELIVERIES),
+        metadata=_doc(
+            "Delivery",
+            "How this node sends and receives: 'core' (the sender keeps a message in its "
+            "outbox until the destination ACKs it) or 'jetstream' (the broker keeps it in the "
+            "NODES stream until the destination takes it, so the sender may be gone by then; "
+            "needs a broker with JetStream, which the embedded broker then runs). "
+            "toNode 'all' (broadcast) needs 'jetstream'. See docs/protocol.md.",
+        ),
+    )
+    jetstream_max_age_seconds: float = attrs.field(
+        default=7 * 24 * 3600.0,
+        validator=_seconds_positive,
+        metadata=_doc(
+            "Delivery",
+            "With delivery 'jetstream': how long a message may wait in the broker's stream "
+            "for its node before the broker drops it (default 7 days).",
+        ),
+    )
+    jetstream_max_msgs_per_subject: int = attrs.field(
+        default=0,
+        validator=_count_or_zero,
+        metadata=_doc(
+            "Delivery",
+            "With delivery 'jetstream': messages kept per node and method in the stream, the "
+            "oldest dropped first; 0: no limit.",
+        ),
+    )
     compression: Compression = attrs.field(
         default="lz4",
         validator=_one_of(*COMPRESSIONS),
@@ -550,17 +616,44 @@ class Config:
         validator=_flag,
         metadata=_doc(
             "Security",
-            "Run only messages whose signature verifies with an allowed node's public key.",
+            "Run only messages signed by an allowed key, for this node, in time (every method; "
+            "see docs/security.md). Refused messages are reported to the central error log "
+            "and rejected back to their sender. Off: anyone who can publish to the broker can "
+            "make this node run commands (a warning says so at start).",
             "EnableSignatureCheck",
+        ),
+    )
+    signature_max_age: float = attrs.field(
+        default=6 * 24 * 3600.0,
+        validator=_seconds_positive,
+        metadata=_doc(
+            "Security",
+            "Oldest signature accepted, in seconds (default 6 days): a message that waited "
+            "longer in an outbox, or a captured message replayed later, is refused. With "
+            "enable_signature_check on it must be at most dedupe_retention_seconds minus 300, "
+            "so that a replay is caught by one or the other.",
+        ),
+    )
+    central_public_key: str = attrs.field(
+        default="",
+        validator=_public_key,
+        metadata=_doc(
+            "Security",
+            "Public signing key of central_node_name (base64: the content of central's "
+            "etc/signing/public.key): trusted for messages signed by central, in addition to "
+            "the keys in etc/signing/keys.json. Empty: only keys.json.",
         ),
     )
     enable_acl_check: bool = attrs.field(
         default=False,
-        validator=_flag,
+        validator=_not_yet(
+            "ACL checks are not available yet in steward-otp; with this on, every command "
+            "would still run. Leave it false, and set enable_signature_check = true to run "
+            "only messages signed by an allowed key"
+        ),
         metadata=_doc(
             "Security",
-            "Run REQCliCommand only when the ACL received from central allows the sender and "
-            "command.",
+            "Not available yet: must be false (ACLs are a later part of the security work).",
             "EnableAclCheck",
         ),
     )
@@ -569,45 +662,11 @@ class Config:
         validator=_flag,
         metadata=_doc(
             "Security",
-            "Act as the key and ACL authority: collect public keys, keep the ACL database and "
-            "answer update requests.",
+            "Act as the key authority: record the public key each node sends in its hello as "
+            "pending, and serve REQKeysAllow and REQKeysDelete (allow or delete keys in "
+            "etc/signing/keys.json). Key distribution to the nodes and ACLs are not "
+            "available yet.",
             "IsCentralAuth",
-        ),
-    )
-    enable_key_updates: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(
-            "Security",
-            "Ask central for the allowed public keys every keys_update_interval seconds.",
-            "EnableKeyUpdates",
-        ),
-    )
-    keys_update_interval: float = attrs.field(
-        default=60.0,
-        validator=_seconds_positive,
-        metadata=_doc(
-            "Security",
-            "Seconds between requests for public key updates.",
-            "REQKeysRequestUpdateInterval",
-        ),
-    )
-    enable_acl_updates: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(
-            "Security",
-            "Ask central for this node's ACL every acl_update_interval seconds.",
-            "EnableAclUpdates",
-        ),
-    )
-    acl_update_interval: float = attrs.field(
-        default=60.0,
-        validator=_seconds_positive,
-        metadata=_doc(
-            "Security",
-            "Seconds between requests for ACL updates.",
-            "REQAclRequestUpdateInterval",
         ),
     )
 
@@ -696,6 +755,20 @@ class Config:
             _START_SUB, "Run the REQCliCommandCont subscriber.", "StartSubREQCliCommandCont"
         ),
     )
+
+    def __attrs_post_init__(self) -> None:
+        if (
+            self.enable_signature_check
+            and self.signature_max_age + SIGNATURE_CLOCK_SKEW > self.dedupe_retention_seconds
+        ):
+            raise _Invalid(
+                "signature_max_age",
+                self.signature_max_age,
+                f"with enable_signature_check on it must be at most dedupe_retention_seconds "
+                f"({self.dedupe_retention_seconds:g}) minus {SIGNATURE_CLOCK_SKEW:g} seconds of "
+                "clock allowance; otherwise a message replayed after its id was forgotten "
+                "would run again. Lower it or raise dedupe_retention_seconds",
+            )
 
     # -- Resolved locations --------------------------------------------------------------------
     def resolve_path(self, path: Path) -> Path:
@@ -832,6 +905,28 @@ DROPPED_GO_KEYS: Final[Mapping[str, str]] = types.MappingProxyType(
 """Steward TOML keys that steward-otp ignores (with a warning), and why."""
 
 
+_NOT_YET_KEY_UPDATES: Final = (
+    "key distribution from central is not available yet; nodes trust the keys in "
+    "etc/signing/keys.json and central_public_key (see docs/security.md)"
+)
+_NOT_YET_ACL_UPDATES: Final = "ACLs are not available yet (see docs/security.md)"
+
+NOT_YET_AVAILABLE_KEYS: Final[Mapping[str, str]] = types.MappingProxyType(
+    {
+        "enable_key_updates": _NOT_YET_KEY_UPDATES,
+        "EnableKeyUpdates": _NOT_YET_KEY_UPDATES,
+        "keys_update_interval": _NOT_YET_KEY_UPDATES,
+        "REQKeysRequestUpdateInterval": _NOT_YET_KEY_UPDATES,
+        "enable_acl_updates": _NOT_YET_ACL_UPDATES,
+        "EnableAclUpdates": _NOT_YET_ACL_UPDATES,
+        "acl_update_interval": _NOT_YET_ACL_UPDATES,
+        "REQAclRequestUpdateInterval": _NOT_YET_ACL_UPDATES,
+    }
+)
+"""Keys (ours as written by earlier versions, and Steward's) of features not built yet: they
+are ignored with a warning saying so, and the next write removes them."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading
 
@@ -958,6 +1053,13 @@ def load_config(home: Path, overrides: Mapping[str, object] = _NO_OVERRIDES) -> 
             setting, value = _BY_GO_KEY[key], _from_go(key, raw, label)
             if value is _SKIP:
                 continue
+        elif key in NOT_YET_AVAILABLE_KEYS:
+            warnings.warn(
+                f"{label}: ignored, not available yet: {NOT_YET_AVAILABLE_KEYS[key]}",
+                ConfigWarning,
+                stacklevel=2,
+            )
+            continue
         elif key in DROPPED_GO_KEYS:
             warnings.warn(
                 f"{label}: Steward key ignored: {DROPPED_GO_KEYS[key]}",

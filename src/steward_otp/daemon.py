@@ -133,7 +133,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         print(f"steward-otp: error: {error}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     configure_logging(config.log_level, config.log_console_timestamps)
-    raise SystemExit(run_daemon(config))
+    try:
+        status = run_daemon(config)
+    except ConfigError as error:  # e.g. a damaged signing key found while building the node
+        print(f"steward-otp: error: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    raise SystemExit(status)
 
 
 if __name__ == "__main__":

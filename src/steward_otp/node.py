@@ -37,28 +37,37 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import attrs
 import trio
 
 from steward_otp.bridge import BridgeSettings, NatsBridge
 from steward_otp.broker import BrokerSpec, EmbeddedBroker
-from steward_otp.config import Config, prepare_folders
+from steward_otp.config import Config, ConfigError, prepare_folders
 from steward_otp.control import ControlServer
 from steward_otp.control import answer as control_answer
 from steward_otp.errors import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD, ErrorKernel
 from steward_otp.files import FileWriter
-from steward_otp.handlers import builtin_handlers
+from steward_otp.handlers import builtin_handlers, command_groups
 from steward_otp.handlers.base import Handler, HandlerError, HandlerTable, Level
+from steward_otp.handlers.keys import key_handlers
+from steward_otp.handlers.liveness import hello_handler
 from steward_otp.inbound import Subscriber
 from steward_otp.inputs.folders import ReadFolderInput, StartupFolderInput
 from steward_otp.inputs.http import HttpInput
 from steward_otp.inputs.intake import Answer, accept_document
 from steward_otp.inputs.tcp import TcpInput
 from steward_otp.inputs.unix_socket import UnixSocketInput
+from steward_otp.jetstream import StreamLimits
 from steward_otp.message import Message, MessageDefaults, subject_for_node
 from steward_otp.methods import MethodSpec, MethodTable, builtin_table
 from steward_otp.metrics import MetricsServer, NodeMetrics
-from steward_otp.outbound import Outbox, Publisher, Router
+from steward_otp.outbound import Publisher, Router
+from steward_otp.security.nkey import NkeyError, nkey_from_ssh_key, write_nkey_files
+from steward_otp.security.outbox import SigningOutbox
+from steward_otp.security.service import NodeSecurity, SecuritySetupError
+from steward_otp.security.verify import HELLO_METHOD, VerifyHook
 from steward_otp.store import Store, store_path
+from steward_otp.stream_intake import StreamIntake
 from steward_otp.supervisors import (
     ChildSpec,
     ChildStartError,
@@ -129,6 +138,10 @@ class Node:
     ``methods`` adds methods this node can send but does not serve (e.g. a custom method
     served by other nodes).
 
+    Every message the node sends is signed with its key (``<home>/etc/signing/``, made on
+    first start); with ``enable_signature_check`` its subscribers run only messages signed by
+    an allowed key (``security``; see docs/security.md).
+
     ``transport`` replaces the NATS connection (and the embedded broker) with another
     :class:`~steward_otp.transport.Transport`, e.g. a
     :class:`~steward_otp.loopback.LoopbackTransport` shared by several nodes in one process.
@@ -148,7 +161,15 @@ class Node:
         self.table: MethodTable = builtin_table()
         for spec in [*methods, *(h.method for h in extra)]:
             self.table.register(spec, replace=True)
-        self.handlers = HandlerTable([*builtin_handlers(), *extra])
+        self.security = NodeSecurity(config)
+        self.handlers = HandlerTable(
+            [
+                *builtin_handlers(),
+                hello_handler(self.security.register_hello),
+                *key_handlers(self.security),
+                *extra,
+            ]
+        )
         self.registry = registry or Registry()
         self.store = Store(store_path(config.db_dir), dedupe_window=config.dedupe_retention_seconds)
         self.url = broker_url(config) if transport is None else "loopback://"
@@ -164,11 +185,14 @@ class Node:
                     port=config.embedded_broker_port,
                     log_file=config.var_dir / "nats-server.log",
                     server_name=config.node_name.replace(".", "_"),
+                    jetstream=config.delivery == "jetstream",
+                    store_dir=config.var_dir / "jetstream",
                 )
             )
-        self.outbox = Outbox(
+        self.outbox = SigningOutbox(
             self.store,
             config.node_name,
+            sign=self.security.sign,
             table=self.table,
             defaults=MessageDefaults(
                 retries=config.default_message_retries,
@@ -200,8 +224,10 @@ class Node:
                 name=config.node_name,
                 connect_timeout=config.nats_conn_opt_timeout,
                 connect_retry_interval=config.nats_connect_retry_interval,
-                nkeys_seed_file=str(config.nkey_seed_file) if config.nkey_seed_file else None,
-                tls_ca_file=str(config.root_ca_path) if config.root_ca_path else None,
+                nkeys_seed_file=_nkey_seed_file(config),
+                tls_ca_file=str(config.resolve_path(config.root_ca_path))
+                if config.root_ca_path
+                else None,
             )
         )
 
@@ -374,6 +400,7 @@ class Node:
             self.bridge,
             self.report,
             idle_tick=min(1.0, self.config.keep_publishers_alive_for / 3),
+            jetstream=self.config.delivery == "jetstream",
         )
         publishers = DynamicSupervisor(
             "publishers",
@@ -394,6 +421,9 @@ class Node:
         )
 
     def _subscriber(self, handler: Handler, node: str) -> Subscriber:
+        hooks: list[VerifyHook] = []
+        if self.config.enable_signature_check:
+            hooks.append(self.security.verify_hook(node=node, method=handler.name))
         return Subscriber(
             handler,
             subject_for_node(node, handler.method),
@@ -402,7 +432,23 @@ class Node:
             outbox=self.outbox,
             services=self,
             default_method_timeout=self.config.default_method_timeout,
+            verify_hooks=hooks,
         )
+
+    def served_methods(self) -> list[str]:
+        """The methods whose subscribers the configuration starts on this node."""
+        served = [
+            h.name
+            for h in self.handlers
+            if h.name != ERROR_LOG_METHOD and getattr(self.config, start_flag_name(h.name), True)
+        ]
+        if ERROR_LOG_METHOD in self.handlers and self.config.acts_as_central_error_logger:
+            served.append(ERROR_LOG_METHOD)
+        return served
+
+    def _log_security_posture(self) -> None:
+        for level, text in self.security.startup_messages(self.served_methods()):
+            log.log(level, "node %s: %s", self.node_name, text)
 
     def _inbound(self) -> Supervisor:
         children: list[ChildSpec] = []
@@ -416,8 +462,55 @@ class Node:
         if error_log is not None and self.config.acts_as_central_error_logger:
             subscriber = self._subscriber(error_log, ERROR_CENTRAL_NODE)
             children.append(ChildSpec(f"{ERROR_CENTRAL_NODE}.{ERROR_LOG_METHOD}", subscriber.run))
+        if self.config.delivery == "jetstream":
+            children.append(ChildSpec("stream", self._stream_intake().run))
         self.inbound_supervisor = Supervisor("inbound", children, intensity=10, period=10.0)
         return self.inbound_supervisor
+
+    def _stream_intake(self) -> StreamIntake:
+        """The JetStream consumer; its messages run on the Subscribers of their methods."""
+        subscribers: dict[str, Subscriber] = {}
+
+        def serving() -> dict[str, Subscriber]:
+            # A Subscriber object per method, with the tree's handlers, built on first use.
+            for name in self.served_methods():
+                found = self.handlers.get(name)
+                if name not in subscribers and found is not None and name != ERROR_LOG_METHOD:
+                    subscribers[name] = self._subscriber(found, self.node_name)
+            return subscribers
+
+        hooks: list[VerifyHook] = []
+        if self.config.enable_signature_check:
+
+            async def verify(message: Message) -> str | None:
+                hook = self.security.verify_hook(node=self.node_name, method=message.method)
+                return await hook(message)
+
+            hooks.append(verify)
+        limits = StreamLimits(
+            max_age_seconds=self.config.jetstream_max_age_seconds,
+            max_msgs_per_subject=self.config.jetstream_max_msgs_per_subject,
+        )
+        return StreamIntake(
+            self.node_name,
+            bridge=self.bridge,
+            store=self.store,
+            services=self,
+            subscribers=serving,
+            limits=limits,
+            verify_hooks=hooks,
+        )
+
+    async def _kill_leftover_commands(self) -> None:
+        """Stop commands a previous run of this node left running (it was killed)."""
+        killed = await trio.to_thread.run_sync(command_groups.kill_all_leftovers, self.config.home)
+        for pgid in killed:
+            log.warning(
+                "node %s: killed process group %d, left running by the previous run of this "
+                "node; its command runs again if its message is still unfinished",
+                self.node_name,
+                pgid,
+            )
 
     def _control(self) -> ControlServer:
         return ControlServer(self.config.control_socket_path, self)
@@ -459,7 +552,7 @@ class Node:
         if interval > 0:
             hello = functools.partial(
                 hello_loop,
-                self,
+                _HelloWithKey(self),
                 central=self.config.central_node_name,
                 interval=interval,
                 ack_timeout=max(1, int(self.config.default_message_timeout)),
@@ -483,6 +576,8 @@ class Node:
         ``ready`` is set once every process of the tree has started.
         """
         prepare_folders(self.config)
+        self._log_security_posture()
+        await self._kill_leftover_commands()
         return await run_root(
             self.root, registry=self.registry, stop=self._stop, task_status=_Ready(self.ready)
         )
@@ -490,6 +585,8 @@ class Node:
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[Node]:
         prepare_folders(self.config)
+        self._log_security_posture()
+        await self._kill_leftover_commands()
         async with trio.open_nursery() as nursery:
             await nursery.start(functools.partial(self.root.run, registry=self.registry))
             try:
@@ -510,4 +607,47 @@ class Node:
         return await self._context.__aexit__(exc_type, exc, tb)
 
 
-__all__ = ["Node", "broker_url", "start_flag_name"]
+class _HelloWithKey:
+    """The node as the hello timer sees it: its hellos carry the node's public signing key
+    in ``data`` (Steward's hello), which the key authority records."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    @property
+    def node_name(self) -> str:
+        return self._node.node_name
+
+    async def submit(self, messages: Sequence[Message]) -> list[str]:
+        key = self._node.security.public_key
+        return await self._node.submit(
+            [attrs.evolve(m, data=key) if m.method == HELLO_METHOD else m for m in messages]
+        )
+
+
+def _nkey_seed_file(config: Config) -> str | None:
+    """The nkey seed file to authenticate with (relative paths resolve against home).
+
+    ``nkey_from_ed25519_ssh_key_file`` takes precedence: the nkey is derived from the SSH key
+    and written to the socket folder (Steward's way, spec 8.1). Raises ConfigError when the
+    SSH key cannot give one.
+    """
+    if config.nkey_from_ed25519_ssh_key_file is not None:
+        path = config.resolve_path(config.nkey_from_ed25519_ssh_key_file)
+        try:
+            nkey = nkey_from_ssh_key(path)
+            return str(write_nkey_files(nkey, config.tmp_dir))
+        except NkeyError as exc:
+            raise ConfigError(str(exc), field="nkey_from_ed25519_ssh_key_file") from None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the nkey derived from {path} to {config.tmp_dir}: "
+                f"{exc.strerror or exc}",
+                field="nkey_from_ed25519_ssh_key_file",
+            ) from None
+    if config.nkey_seed_file is not None:
+        return str(config.resolve_path(config.nkey_seed_file))
+    return None
+
+
+__all__ = ["Node", "SecuritySetupError", "broker_url", "start_flag_name"]

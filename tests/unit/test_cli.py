@@ -160,6 +160,7 @@ def test_options_persist_and_later_options_override_the_file(tmp_path: Path) -> 
 
 # A value different from the default for every setting, as given on the command line.
 NON_DEFAULT_OPTIONS = {
+    "delivery": "jetstream",
     "node_name": "ship.7",
     "central_node_name": "hq",
     "broker_address": "nats://10.0.0.5:4222",
@@ -174,12 +175,18 @@ NON_DEFAULT_OPTIONS = {
     "root_ca_path": "certs/ca.pem",
     "nkey_seed_file": "/etc/nkey.seed",
     "nkey_from_ed25519_ssh_key_file": "ssh/id_ed25519",
+    "central_public_key": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
 }
+
+NOT_AVAILABLE_YET = {"enable_acl_check"}
+"""Settings refused when switched on (their feature is not built): left at their default."""
 
 
 def _non_default_arguments() -> list[str]:
     arguments: list[str] = []
     for setting in SETTINGS:
+        if setting.name in NOT_AVAILABLE_YET:
+            continue
         if setting.annotation is bool:
             arguments.append(setting.flag if not setting.default else f"--no-{setting.flag[2:]}")
             continue
@@ -204,7 +211,8 @@ def test_every_option_reaches_the_written_config(tmp_path: Path) -> None:
     assert result.stderr.startswith(NOT_AVAILABLE)
     config = load_config(tmp_path, {})
     for setting in SETTINGS:
-        assert getattr(config, setting.name) != setting.default, setting.name
+        if setting.name not in NOT_AVAILABLE_YET:
+            assert getattr(config, setting.name) != setting.default, setting.name
 
 
 def test_run_without_a_node_name_names_the_option(tmp_path: Path) -> None:

@@ -1,23 +1,47 @@
-"""Liveness methods: hello, ping/pong, and the in-process test hook."""
+"""Liveness methods: hello, ping/pong, and the in-process test hook.
+
+REQPublicKey, Steward's other liveness method, lives with the key methods in
+:mod:`steward_otp.handlers.keys` (it needs the node's key).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import attrs
 
-from steward_otp.handlers.base import HandlerContext, HandlerError, handler
+from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, handler
 from steward_otp.handlers.output import write_for
 from steward_otp.message import Message
 from steward_otp.timestamps import steward_timestamp
 
+HelloListener = Callable[[HandlerContext, Message], Awaitable[None]]
+"""Called with every hello after it is written (e.g. to record the key it carries)."""
 
-@handler("REQHello", kind="NACK", quick=True, description="a node says it is alive")
-async def hello(ctx: HandlerContext, msg: Message) -> bytes | None:
-    """Write ``<data>/<directory>/<fromNode>/<fileName>``: ``TS, Received hello from "<node>"``."""
-    line = f'{steward_timestamp()}, Received hello from "{msg.from_node}"\n'
-    target = attrs.evolve(msg, to_node=msg.from_node, previous_message=None)
-    await write_for(ctx, target, line.encode(), append=False)
-    ctx.services.note_hello(msg.from_node)
-    return None
+
+def hello_handler(listener: HelloListener | None = None) -> Handler:
+    """The REQHello handler; ``listener`` (optional) sees every hello after it is written.
+
+    A hello's ``data`` is the sender's 32-byte public signing key (Steward's hello); the
+    node's security registers it through ``listener`` (see ``NodeSecurity.register_hello``).
+    """
+
+    @handler("REQHello", kind="NACK", quick=True, description="a node says it is alive")
+    async def hello(ctx: HandlerContext, msg: Message) -> bytes | None:
+        """Write ``<data>/<directory>/<fromNode>/<fileName>``: ``TS, Received hello from
+        "<node>"``."""
+        line = f'{steward_timestamp()}, Received hello from "{msg.from_node}"\n'
+        target = attrs.evolve(msg, to_node=msg.from_node, previous_message=None)
+        await write_for(ctx, target, line.encode(), append=False)
+        ctx.services.note_hello(msg.from_node)
+        if listener is not None:
+            await listener(ctx, msg)
+        return None
+
+    return hello
+
+
+hello = hello_handler()
 
 
 @handler("REQPing", quick=True, description="answer with an empty reply; writes who pinged")

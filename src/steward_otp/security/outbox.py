@@ -1,0 +1,39 @@
+"""The outbox of a node that signs what it sends.
+
+:class:`SigningOutbox` is :class:`steward_otp.outbound.Outbox` whose ``prepare`` -- the one
+step every outgoing message passes, after its id, ``fromNode`` and defaults are filled in
+and before it is stored -- also signs it. A message that already carries a signature is
+left as it is: a relay node forwards the original signer's message untouched, so the
+destination verifies the original signature end to end. A message leaving through a relay
+is signed before it is wrapped (the destination checks it) and the envelope is signed too
+(the relay node checks that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from steward_otp import codec
+from steward_otp.message import Message
+from steward_otp.outbound import Outbox, relay_envelope, relay_hop
+
+__all__ = ["SigningOutbox"]
+
+
+class SigningOutbox(Outbox):
+    """An :class:`~steward_otp.outbound.Outbox` that signs each message it prepares."""
+
+    def __init__(self, *args: Any, sign: Callable[[Message], Message], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sign = sign
+
+    def prepare(self, message: Message) -> Message:
+        """``Outbox.prepare``, then signed (see the module docstring)."""
+        via = relay_hop(message, self.node_name)
+        prepared = super().prepare(message)
+        if via is not None:  # prepared is the REQRelay envelope around the message
+            inner = codec.decode(prepared.data, codec.RAW_CBOR_HEADERS)
+            if not inner.arg_signature:
+                prepared = relay_envelope(self.sign(inner), via, self.node_name)
+        return prepared if prepared.arg_signature else self.sign(prepared)

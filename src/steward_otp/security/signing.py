@@ -1,0 +1,365 @@
+"""Message signatures: the canonical bytes of a message, signing, and the verification verdict.
+
+Pure functions: no files, no clock (the caller passes the time), no global state.
+
+**What is signed.** Every field of the message except the signature itself, with ``data``
+replaced by its SHA-256, plus the signer's node name and the signing time:
+
+``CBOR ["steward-otp message signature v1", signer, signed_at_ms, [fields]]``
+
+where ``[fields]`` are the values of every field in wire order (``toNode``, ``toNodes``,
+``id``, ``data`` as its SHA-256, ``method``, ``methodArgs``, then the rest, the relay fields
+last), ``argSignature`` left out; a nested ``previousMessage`` is the same array (with its own
+``argSignature`` and the SHA-256 of its ``data``). Changing any field after signing -- the
+destination, the method, an argument, a byte of data, a timeout, a relay field -- makes the
+signature fail. Steward signed only ``methodArgs``, so a captured message could be
+re-targeted or given new data.
+
+**Where it travels.** In the message's ``argSignature`` field (Steward's field, no wire
+change), as ``CBOR [1, signer, signed_at_ms, sha256(data), ed25519 signature]``. The SHA-256
+of ``data`` is carried so that a nested request (``previousMessage`` of a reply, whose data is
+cleared) could still be checked later; for the message itself it must equal the SHA-256 of
+the data received.
+
+**Verification** (:func:`check`) answers None (allowed) or a :class:`Refusal` with a reason
+an operator can act on: not signed, not a steward-otp signature, unknown signer, bad
+signature, data altered, re-targeted (valid signature, but for another node or method), too
+old, or signed in the future.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+from collections.abc import Callable
+from typing import Any, Final
+
+import attrs
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from steward_otp.message import FIELD_NAMES, Message
+from steward_otp.methods import method_base_name
+
+__all__ = [
+    "CLOCK_SKEW_SECONDS",
+    "DOMAIN",
+    "SIGNATURE_VERSION",
+    "Expected",
+    "KeyLookup",
+    "Refusal",
+    "RefusalKind",
+    "Signature",
+    "SignatureFormatError",
+    "canonical_bytes",
+    "check",
+    "data_digest",
+    "describe_age",
+    "public_key_object",
+    "sign",
+    "verifies_with",
+]
+
+SIGNATURE_VERSION: Final = 1
+"""The version of the signature record and of the canonical encoding."""
+DOMAIN: Final = "steward-otp message signature v1"
+"""First element of the signed bytes: these bytes are a message signature and nothing else."""
+CLOCK_SKEW_SECONDS: Final = 300.0
+"""How far in the future a signing time may be (clocks of nodes differ a little)."""
+
+_SIGNATURE_BYTES: Final = 64
+_DIGEST_BYTES: Final = 32
+_KEY_BYTES: Final = 32
+
+KeyLookup = Callable[[str], bytes | None]
+"""The allowed raw 32-byte public key of a node name, or None when it has none here."""
+
+
+class SignatureFormatError(ValueError):
+    """``argSignature`` does not hold a steward-otp signature record; the text says why."""
+
+
+@attrs.frozen
+class Signature:
+    """The record carried in ``argSignature``."""
+
+    signer: str
+    """Node name whose key made the signature."""
+    signed_at_ms: int
+    """Wall-clock time of signing, milliseconds since the epoch."""
+    data_sha256: bytes
+    """SHA-256 of the message's ``data`` when it was signed."""
+    value: bytes
+    """The 64-byte Ed25519 signature over :func:`canonical_bytes`."""
+
+    def encode(self) -> bytes:
+        """The bytes to put in ``argSignature``."""
+        return bytes(
+            cbor2.dumps(
+                [SIGNATURE_VERSION, self.signer, self.signed_at_ms, self.data_sha256, self.value]
+            )
+        )
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Signature:
+        """Read a record from ``argSignature``; raises :class:`SignatureFormatError`."""
+        if len(raw) == _SIGNATURE_BYTES:
+            # Exactly an Ed25519 signature: what a Go Steward node puts there.
+            raise SignatureFormatError(
+                "argSignature holds a bare 64-byte signature (a Go Steward signature over "
+                "methodArgs only?); steward-otp signs the whole message"
+            )
+        try:
+            value = cbor2.loads(raw)
+        except Exception as exc:
+            raise SignatureFormatError(
+                f"argSignature is not a steward-otp signature record: {exc}"
+            ) from exc
+        if type(value) is not list or len(value) != 5:
+            raise SignatureFormatError(
+                "argSignature is not a steward-otp signature record: expected "
+                "[version, signer, signedAt, dataSha256, signature]"
+            )
+        version, signer, signed_at, digest, signature = value
+        if version != SIGNATURE_VERSION or type(version) is not int:
+            raise SignatureFormatError(
+                f"argSignature: signature version {version!r} is not supported; "
+                f"allowed: {SIGNATURE_VERSION}"
+            )
+        if type(signer) is not str or not signer:
+            raise SignatureFormatError("argSignature: the signer's node name is missing")
+        if type(signed_at) is not int:
+            raise SignatureFormatError("argSignature: the signing time is not an integer")
+        if type(digest) is not bytes or len(digest) != _DIGEST_BYTES:
+            raise SignatureFormatError("argSignature: the data digest is not 32 bytes")
+        if type(signature) is not bytes or len(signature) != _SIGNATURE_BYTES:
+            raise SignatureFormatError("argSignature: the signature is not 64 bytes")
+        return cls(signer, signed_at, digest, signature)
+
+
+def data_digest(data: bytes) -> bytes:
+    """SHA-256 of ``data``."""
+    return hashlib.sha256(data).digest()
+
+
+_SIGNATURE_INDEX: Final = FIELD_NAMES.index("arg_signature")
+_DATA_INDEX: Final = FIELD_NAMES.index("data")
+_PREVIOUS_INDEX: Final = FIELD_NAMES.index("previous_message")
+
+
+def _fields(message: Message, digest: bytes, *, nested: bool) -> list[Any]:
+    """The field values in wire order: ``data`` as ``digest``; ``argSignature`` left out at
+    the top (it is the signature) and kept in a nested ``previousMessage``."""
+    values = list(message.field_values())
+    values[_DATA_INDEX] = digest
+    previous = values[_PREVIOUS_INDEX]
+    if previous is not None:
+        values[_PREVIOUS_INDEX] = _fields(previous, data_digest(previous.data), nested=True)
+    if not nested:
+        del values[_SIGNATURE_INDEX]
+    return values
+
+
+def canonical_bytes(
+    message: Message, *, signer: str, signed_at_ms: int, data_sha256: bytes | None = None
+) -> bytes:
+    """The bytes a signature covers (see the module docstring).
+
+    ``data_sha256`` defaults to the SHA-256 of ``message.data``. Equal messages give equal
+    bytes; messages that differ in any field other than ``argSignature`` give different
+    bytes. Raises ``ValueError`` for text that has no UTF-8 form (a lone surrogate).
+    """
+    digest = data_digest(message.data) if data_sha256 is None else data_sha256
+    try:
+        # Arrays, integers, text, bytes, booleans and null only: CBOR's encoding of these
+        # is unique, so no canonical mode (map key sorting) is needed.
+        encoded = cbor2.dumps(
+            [DOMAIN, signer, signed_at_ms, _fields(message, digest, nested=False)]
+        )
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"message text is not valid Unicode: {exc}") from exc
+    return bytes(encoded)
+
+
+def sign(message: Message, key: Ed25519PrivateKey, *, signer: str, now: float) -> Message:
+    """``message`` with ``argSignature`` set: signed by ``key`` as node ``signer`` at ``now``.
+
+    ``now`` is wall-clock seconds since the epoch. Any signature already there is replaced.
+    """
+    signed_at_ms = math.floor(now * 1000)
+    digest = data_digest(message.data)
+    value = key.sign(
+        canonical_bytes(message, signer=signer, signed_at_ms=signed_at_ms, data_sha256=digest)
+    )
+    values = list(message.field_values())
+    values[_SIGNATURE_INDEX] = Signature(signer, signed_at_ms, digest, value).encode()
+    return Message.from_field_values(values)
+
+
+class RefusalKind(enum.Enum):
+    """Why a message was refused."""
+
+    NOT_SIGNED = "not signed"
+    MALFORMED = "malformed signature"
+    UNKNOWN_SIGNER = "unknown signer"
+    BAD_SIGNATURE = "bad signature"
+    DATA_ALTERED = "data altered"
+    RETARGETED = "re-targeted"
+    TOO_OLD = "too old"
+    FUTURE = "signed in the future"
+
+
+@attrs.frozen
+class Refusal:
+    """A message that must not run, and the reason in words (without the message's id:
+    :func:`steward_otp.security.verify.decide` says which message)."""
+
+    kind: RefusalKind
+    reason: str
+    signature: Signature | None = None
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@attrs.frozen
+class Expected:
+    """Where a message arrived and when: what its signature must agree with."""
+
+    node: str
+    """The node name of the subject it arrived on."""
+    method: str
+    """The method whose subject it arrived on."""
+    now: float
+    """Wall-clock seconds since the epoch."""
+    max_age: float
+    """Oldest signing time accepted, in seconds before ``now``."""
+    clock_skew: float = CLOCK_SKEW_SECONDS
+
+
+def describe_age(seconds: float) -> str:
+    """``seconds`` in the largest fitting unit: ``45 s``, ``12 min``, ``5.5 h``, ``8.0 days``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+_PUBLIC_KEYS: dict[bytes, Ed25519PublicKey] = {}
+
+
+def public_key_object(raw: bytes) -> Ed25519PublicKey:
+    """The key object for a raw 32-byte public key (cached: building one costs more than a
+    verification). Raises ``ValueError`` for a value that is not a public key."""
+    key = _PUBLIC_KEYS.get(raw)
+    if key is None:
+        if len(raw) != _KEY_BYTES:
+            raise ValueError(f"a public key has 32 bytes, not {len(raw)}")
+        key = Ed25519PublicKey.from_public_bytes(raw)
+        if len(_PUBLIC_KEYS) > 4096:
+            _PUBLIC_KEYS.clear()
+        _PUBLIC_KEYS[raw] = key
+    return key
+
+
+def check(message: Message, keys: KeyLookup, expected: Expected) -> Refusal | None:
+    """None when ``message`` may run where it arrived; otherwise why not.
+
+    The order: a signature must be there and readable; its signer must have an allowed key
+    (``keys``); the signature must verify over the message as received; the data must be
+    the data signed; the signed ``toNode`` and ``method`` must be where it arrived (a valid
+    signature for another node or method is a re-targeted message); the signing time must
+    be at most ``expected.max_age`` seconds old and not ahead of ``expected.now`` by more
+    than ``expected.clock_skew``.
+    """
+    if not message.arg_signature:
+        return Refusal(
+            RefusalKind.NOT_SIGNED,
+            'message is not signed (field "argSignature" is empty); this node '
+            "runs only messages signed by an allowed key",
+        )
+    try:
+        signature = Signature.parse(message.arg_signature)
+    except SignatureFormatError as exc:
+        return Refusal(RefusalKind.MALFORMED, str(exc))
+    signer = signature.signer
+    raw_key = keys(signer)
+    if raw_key is None:
+        return Refusal(
+            RefusalKind.UNKNOWN_SIGNER,
+            f"unknown signer {signer!r}: no allowed public key for it on {expected.node}",
+            signature,
+        )
+    signed = canonical_bytes(
+        message,
+        signer=signer,
+        signed_at_ms=signature.signed_at_ms,
+        data_sha256=signature.data_sha256,
+    )
+    try:
+        public_key_object(raw_key).verify(signature.value, signed)
+    except (InvalidSignature, ValueError):
+        return Refusal(
+            RefusalKind.BAD_SIGNATURE,
+            f"bad signature: the message does not verify with the allowed "
+            f"key of {signer!r} (changed after signing, or signed with another key)",
+            signature,
+        )
+    if data_digest(message.data) != signature.data_sha256:
+        return Refusal(
+            RefusalKind.DATA_ALTERED,
+            'field "data" was changed after signing (its SHA-256 differs from the signed one)',
+            signature,
+        )
+    if message.to_node != expected.node:
+        return Refusal(
+            RefusalKind.RETARGETED,
+            f"re-targeted: signed for toNode {message.to_node!r}, arrived at {expected.node!r}",
+            signature,
+        )
+    if method_base_name(message.method) != method_base_name(expected.method):
+        return Refusal(
+            RefusalKind.RETARGETED,
+            f"re-targeted: signed for method {message.method!r}, arrived on "
+            f"the subject of {expected.method!r}",
+            signature,
+        )
+    age = expected.now - signature.signed_at_ms / 1000
+    if age > expected.max_age:
+        return Refusal(
+            RefusalKind.TOO_OLD,
+            f"too old: signed {describe_age(age)} ago by {signer!r}; "
+            f"signature_max_age here is {describe_age(expected.max_age)}",
+            signature,
+        )
+    if -age > expected.clock_skew:
+        return Refusal(
+            RefusalKind.FUTURE,
+            f"signed {describe_age(-age)} in the future by {signer!r} (its "
+            f"clock is ahead; at most {describe_age(expected.clock_skew)} is allowed)",
+            signature,
+        )
+    return None
+
+
+def verifies_with(message: Message, raw_key: bytes) -> bool:
+    """Whether ``message`` carries a steward-otp signature that ``raw_key`` verifies, over
+    the message as it is (data included). Nothing else is checked (not signer, time or
+    target): for proofs that a sender holds a key, such as a hello carrying its key."""
+    try:
+        signature = Signature.parse(message.arg_signature)
+        signed = canonical_bytes(
+            message,
+            signer=signature.signer,
+            signed_at_ms=signature.signed_at_ms,
+            data_sha256=signature.data_sha256,
+        )
+        public_key_object(raw_key).verify(signature.value, signed)
+    except (SignatureFormatError, InvalidSignature, ValueError):
+        return False
+    return data_digest(message.data) == signature.data_sha256

@@ -1,0 +1,182 @@
+"""Security settings: each one is wired, or refused as not available yet. No silent switches."""
+
+from __future__ import annotations
+
+import base64
+import warnings
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from steward_otp.config import (
+    SETTINGS,
+    Config,
+    ConfigError,
+    ConfigWarning,
+    load_config,
+    render_config,
+)
+from steward_otp.node import Node
+from steward_otp.security.nkey import nkey_from_ssh_key
+from steward_otp.security.service import SecuritySetupError
+
+DAY = 86400
+
+
+def write(home: Path, text: str) -> None:
+    (home / "etc").mkdir(parents=True, exist_ok=True)
+    (home / "etc" / "config.toml").write_text(text)
+
+
+def test_acl_checks_are_refused_as_not_available_yet(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, {"node_name": "ship1", "enable_acl_check": True})
+
+    assert str(caught.value).startswith(
+        "enable_acl_check = True is not allowed: ACL checks are not available yet in "
+        "steward-otp; with this on, every command would still run."
+    )
+    assert caught.value.field == "enable_acl_check"
+
+
+def test_a_stewards_acl_check_is_refused_too(tmp_path: Path) -> None:
+    write(tmp_path, 'NodeName = "ship1"\nEnableAclCheck = true\n')
+
+    with pytest.raises(ConfigError, match=r"config.toml: EnableAclCheck = True is not allowed"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "enable_key_updates = true",
+        "keys_update_interval = 60",
+        "enable_acl_updates = true",
+        "acl_update_interval = 60",
+        "EnableKeyUpdates = true",
+        "REQKeysRequestUpdateInterval = 60",
+        "EnableAclUpdates = true",
+        "REQAclRequestUpdateInterval = 60",
+    ],
+)
+def test_update_switches_of_features_not_built_are_ignored_with_a_warning(
+    tmp_path: Path, key: str
+) -> None:
+    write(tmp_path, f'node_name = "ship1"\n{key}\n')
+
+    with pytest.warns(ConfigWarning, match="ignored, not available yet: ") as caught:
+        config = load_config(tmp_path)
+
+    name = key.partition(" ")[0]
+    assert str(caught[0].message).startswith(f"{tmp_path / 'etc' / 'config.toml'}: {name}: ")
+    assert name not in render_config(config)
+
+
+def test_no_security_setting_is_accepted_without_effect() -> None:
+    security = {s.name for s in SETTINGS if s.section == "Security"}
+    assert security == {
+        "enable_signature_check",
+        "signature_max_age",
+        "central_public_key",
+        "enable_acl_check",
+        "is_central_auth",
+    }
+
+
+def test_signature_max_age_must_leave_replays_to_the_dedupe_memory(tmp_path: Path) -> None:
+    settings = {"node_name": "ship1", "enable_signature_check": True}
+    ok = load_config(tmp_path, {**settings, "signature_max_age": 7 * DAY - 300})
+    assert ok.signature_max_age == 7 * DAY - 300
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, {**settings, "signature_max_age": 7 * DAY})
+
+    assert str(caught.value).startswith(
+        "signature_max_age = 604800 is not allowed: with enable_signature_check on it must be "
+        "at most dedupe_retention_seconds (604800) minus 300 seconds of clock allowance"
+    )
+    # Without signature checks the age is not used, and not checked.
+    load_config(tmp_path, {"node_name": "ship1", "signature_max_age": 30 * DAY})
+
+
+def test_central_public_key_must_be_a_key(tmp_path: Path) -> None:
+    good = base64.b64encode(bytes(32)).decode()
+    assert load_config(tmp_path, {"node_name": "a", "central_public_key": good})
+    assert load_config(tmp_path, {"node_name": "a", "central_public_key": good.rstrip("=")})
+
+    with pytest.raises(ConfigError, match="must be empty or a base64 ed25519 public key"):
+        load_config(tmp_path, {"node_name": "a", "central_public_key": "c2hvcnQ="})
+
+
+def test_a_node_refuses_to_start_with_a_damaged_signing_key(tmp_path: Path) -> None:
+    config = Config(home=tmp_path, node_name="ship1")
+    (tmp_path / "etc" / "signing").mkdir(parents=True)
+    (tmp_path / "etc" / "signing" / "public.key").write_text("AAAA")
+
+    with pytest.raises(SecuritySetupError, match="this node's signing key is missing"):
+        Node(config)
+
+
+def test_the_nkey_derived_from_an_ssh_key_is_what_the_node_connects_with(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "ssh" / "id_ed25519"
+    key_file.parent.mkdir()
+    key_file.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    config = load_config(
+        tmp_path,
+        {
+            "node_name": "ship1",
+            "broker_address": "nats://127.0.0.1:4222",
+            "nkey_from_ed25519_ssh_key_file": "ssh/id_ed25519",  # relative: to home
+            "nkey_seed_file": "ignored.seed",
+        },
+    )
+
+    node = Node(config)
+
+    seed_file = tmp_path / "tmp" / "seed_from_ssh_key.txt"
+    assert node.bridge.settings.nkeys_seed_file == str(seed_file)  # type: ignore[attr-defined]
+    assert seed_file.read_text().strip() == nkey_from_ssh_key(key_file).seed
+
+
+def test_a_bad_ssh_key_stops_the_start_naming_the_setting(tmp_path: Path) -> None:
+    config = load_config(
+        tmp_path,
+        {
+            "node_name": "ship1",
+            "broker_address": "nats://127.0.0.1:4222",
+            "nkey_from_ed25519_ssh_key_file": "missing",
+        },
+    )
+
+    with pytest.raises(ConfigError, match="cannot read the SSH key") as caught:
+        Node(config)
+    assert caught.value.field == "nkey_from_ed25519_ssh_key_file"
+
+
+def test_relative_nkey_seed_and_root_ca_files_are_relative_to_home(tmp_path: Path) -> None:
+    config = load_config(
+        tmp_path,
+        {
+            "node_name": "ship1",
+            "broker_address": "tls://127.0.0.1:4222",
+            "nkey_seed_file": "etc/user.seed",
+            "root_ca_path": "etc/ca.pem",
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        node = Node(config)
+
+    settings = node.bridge.settings  # type: ignore[attr-defined]
+    assert settings.nkeys_seed_file == str(tmp_path / "etc" / "user.seed")
+    assert settings.tls_ca_file == str(tmp_path / "etc" / "ca.pem")
