@@ -50,6 +50,7 @@ from steward_otp.message import (
     Message,
     MessageDefaults,
     apply_defaults,
+    check_wire,
     new_message_id,
     subject_for,
     uses_ack,
@@ -188,6 +189,7 @@ class Outbox:
             raise ValueError(
                 f'message {message.method}: field "toNode" is empty; fan out "toNodes" first'
             )
+        check_wire(message)  # what the broker could never carry is refused before storing
         # One copy at most, however many fields are filled in.
         from_node = message.from_node or self.node_name
         defaulted = apply_defaults(message, self.defaults)

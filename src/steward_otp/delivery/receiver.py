@@ -32,6 +32,7 @@ from steward_otp.delivery.protocol import (
     unsupported_version_reason,
 )
 from steward_otp.jetstream import ACK, TERMINATE
+from steward_otp.limits import node_name_problem
 from steward_otp.message import Message, uses_ack
 from steward_otp.transport import InboundMessage
 
@@ -131,6 +132,15 @@ def triage(subject: str, batch: Iterable[InboundMessage], *, jetstream: bool = F
             )
             if jetstream and inbound.reply:
                 terminate.append(inbound.reply)
+            continue
+        if (why := node_name_problem(message.from_node)) is not None:
+            # Replies could never go back: refuse it by id rather than fail later.
+            reason = f'field "fromNode": {why}'
+            problems.append(
+                Problem("error", f"error: {subject}: message {message.id} refused: {reason}")
+            )
+            if inbound.reply:
+                rejections.append(Rejection(inbound.reply, message.id, reason, jetstream))
             continue
         version = sender_version(inbound.headers)
         if version is not None and not is_supported(version):
