@@ -319,7 +319,7 @@ class NatsBridge:
 
     def _connect_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
-            "servers": [self.settings.url],
+            "servers": self.settings.url.split(","),  # a cluster's servers: a pool
             "name": self.settings.name,
             "allow_reconnect": True,
             "max_reconnect_attempts": -1,

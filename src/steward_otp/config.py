@@ -143,7 +143,8 @@ _BROKER_SCHEMES: Final = ("nats", "tls", "ws", "wss")
 _BROKER_ALLOWED: Final = (
     "must be empty (use the embedded broker) or HOST:PORT, optionally prefixed with "
     "nats://, tls://, ws:// or wss://, with PORT from 1 to 65535, e.g. 'nats://10.0.0.5:4222' "
-    "or 'nats://user:password@10.0.0.5:4222'"
+    "or 'nats://user:password@10.0.0.5:4222'; several servers of one cluster comma-separated, "
+    "e.g. 'nats://10.0.0.5:4222,nats://10.0.0.6:4222' (not mixing ws/wss with nats/tls)"
 )
 
 
@@ -164,14 +165,21 @@ def _broker_address(_instance: object, attribute: "attrs.Attribute[Any]", value:
         raise _Invalid(attribute.name, value, _BROKER_ALLOWED)
     if not value:
         return
-    scheme, separator, rest = value.partition("://")
-    address = rest if separator else value
-    if separator:
-        address = address.rpartition("@")[2]  # user:password@ credentials are allowed
-    if (separator and scheme not in _BROKER_SCHEMES) or not _is_host_port(
-        address, host_required=True
-    ):
+    schemes = [_broker_scheme(address.strip()) for address in value.split(",")]
+    websocket = {scheme in ("ws", "wss") for scheme in schemes}
+    if None in schemes or len(websocket) > 1:  # nats-py refuses to mix ws and plain
         raise _Invalid(attribute.name, value, _BROKER_ALLOWED)
+
+
+def _broker_scheme(address: str) -> str | None:
+    """The scheme of one broker address (``nats`` when it has none); None when invalid."""
+    scheme, separator, rest = address.partition("://")
+    host_port = rest.rpartition("@")[2] if separator else address  # user:password@ allowed
+    if separator and scheme not in _BROKER_SCHEMES:
+        return None
+    if not _is_host_port(host_port, host_required=True):
+        return None
+    return scheme if separator else "nats"
 
 
 _FOLDER_ALLOWED: Final = "must be a non-empty folder path, relative to home or absolute"
@@ -277,7 +285,9 @@ class Config:
         metadata=_doc(
             "Broker",
             "NATS server to connect to, as HOST:PORT or nats://HOST:PORT (also tls://, ws://, "
-            "wss://). Empty: start an embedded nats-server on embedded_broker_port and use it.",
+            "wss://); for a cluster, several comma-separated (the node connects to one and "
+            "fails over to the others). Empty: start an embedded nats-server on "
+            "embedded_broker_port and use it.",
             "BrokerAddress",
         ),
     )

@@ -97,7 +97,8 @@ def broker_url(config: Config) -> str:
     address = config.broker_address
     if not address:
         return f"nats://127.0.0.1:{config.embedded_broker_port}"
-    return address if "://" in address else f"nats://{address}"
+    urls = (a.strip() for a in address.split(","))
+    return ",".join(url if "://" in url else f"nats://{url}" for url in urls)
 
 
 def start_flag_name(method: str) -> str:
