@@ -52,6 +52,7 @@ class DynamicSupervisor(SupervisorCore):
         self._idle_timeout = idle_timeout
         self._by_id: dict[str, Child] = {}
         self._reaper_wakeup = trio.Event()
+        self._reaper_next_due = math.inf
 
     @property
     def strategy_name(self) -> str:
@@ -118,7 +119,9 @@ class DynamicSupervisor(SupervisorCore):
                     self._remove(child)
             if not isinstance(result, Started):
                 raise ChildStartError(child.path, child.last_failure_reason) from result.reason
-            self._reaper_wakeup.set()
+            if self._reaper_next_due == math.inf:
+                # A new child is due last: the reaper needs waking only when it watches none.
+                self._reaper_wakeup.set()
             return result.value
 
     async def terminate_child(self, child_id: str) -> None:
@@ -143,6 +146,7 @@ class DynamicSupervisor(SupervisorCore):
         self._children = []
         self._by_id = {}
         self._reaper_wakeup = trio.Event()
+        self._reaper_next_due = math.inf
 
     def _add(self, child: Child) -> None:
         self._children.append(child)
@@ -191,6 +195,7 @@ class DynamicSupervisor(SupervisorCore):
             if due:
                 await self._reap(due, idle_timeout)
                 continue
+            self._reaper_next_due = next_due
             with trio.move_on_at(next_due):
                 await self._reaper_wakeup.wait()
             self._reaper_wakeup = trio.Event()
