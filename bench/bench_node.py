@@ -1,6 +1,6 @@
 """A node for benchmarks: the daemon plus REQBenchEcho, which replies with the data it got.
 
-python bench/bench_node.py HOME NAME BROKER_URL
+python bench/bench_node.py HOME NAME BROKER_URL [core|jetstream]
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ async def bench_echo(ctx: HandlerContext, msg: Message) -> bytes | None:
 
 def main() -> None:
     home, name, url = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    config = load_config(
-        home, {"node_name": name, "broker_address": url, "start_pub_hello": 0, "log_level": "info"}
-    )
+    delivery = sys.argv[4] if len(sys.argv) > 4 else "core"
+    settings = {"node_name": name, "broker_address": url, "start_pub_hello": 0}
+    config = load_config(home, {**settings, "log_level": "info", "delivery": delivery})
     configure_logging(config.log_level, config.log_console_timestamps)
     raise SystemExit(run_daemon(config, handlers=[bench_echo]))
 

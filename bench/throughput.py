@@ -79,6 +79,8 @@ TARGETS: tuple[Target, ...] = (
     Target("idle_rss_mb", "(f) steward-otp run RSS, idle", "MB", "max", 50),
     Target("loaded_rss_mb", "    steward-otp run RSS, after the burst", "MB", "max", 80),
     Target("ready_s", "    steward-otp run, spawn to control ready", "s", "max", 1.0),
+    Target("js_one_leg_per_s", "(g) JetStream: one leg A -> file on B", "/s", "min", 0),
+    Target("js_drain_per_s", "    JetStream: drain, sender gone, from B's start", "/s", "min", 0),
 )
 
 
@@ -93,7 +95,13 @@ def free_port() -> int:
 
 
 def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    spec = BrokerSpec(port=free_port(), log_file=workdir / "nats.log")
+    # JetStream on, for the JetStream figures; core traffic does not touch it.
+    spec = BrokerSpec(
+        port=free_port(),
+        log_file=workdir / "nats.log",
+        jetstream=True,
+        store_dir=workdir / "jetstream",
+    )
     process = subprocess.Popen(spec.argv(find_nats_server_binary()), stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not ready_in_log(spec.log_file, 0):
@@ -109,9 +117,10 @@ def _spawn(argv: list[str], home: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 
 
-def start_node(home: Path, name: str, url: str) -> subprocess.Popen[bytes]:
+def start_node(home: Path, name: str, url: str, delivery: str = "core") -> subprocess.Popen[bytes]:
     """A bench node (``bench_node.py``: the daemon plus REQBenchEcho)."""
-    return _spawn([sys.executable, str(HERE / "bench_node.py"), str(home), name, url], home)
+    argv = [sys.executable, str(HERE / "bench_node.py"), str(home), name, url, delivery]
+    return _spawn(argv, home)
 
 
 def steward_command() -> list[str]:
@@ -391,6 +400,59 @@ def measure_nodes(
     seconds = wait_lines(out, settings.drain) - started_perf
     figures["drain_seconds"] = seconds
     figures["drain_per_s"] = settings.drain / seconds
+    measure_jetstream(settings, workdir, url, figures, processes)
+
+
+def measure_jetstream(
+    settings: Settings,
+    workdir: Path,
+    url: str,
+    figures: dict[str, float],
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """(g): the same one leg and drain with delivery = jetstream.
+
+    The drain is JetStream's own case: the messages wait in the broker, and the sender is
+    stopped before the destination starts.
+    """
+    a_home, b_home = workdir / "ja", workdir / "jb"
+    a = start_node(a_home, "ja", url, "jetstream")
+    processes.append(a)
+    wait_socket_ready(a_home, time.monotonic())
+    b = start_node(b_home, "jb", url, "jetstream")
+    processes.append(b)
+    wait_socket_ready(b_home, time.monotonic())
+    time.sleep(1.0)  # both consumers in place
+    seconds = one_leg(a_home, b_home, "jb", settings.one_leg, settings.batch)
+    figures["js_one_leg_seconds"] = seconds
+    figures["js_one_leg_per_s"] = settings.one_leg / seconds
+    stop(b)
+    processes.remove(b)
+    inject_lines(a_home, to_file_append("jb", "drain", "drain.log"), settings.drain, settings.batch)
+    wait_outbox_empty(a_home)
+    stop(a)
+    processes.remove(a)
+    out = b_home / "data" / "drain" / "jb" / "drain.log"
+    started_perf, started = time.perf_counter(), time.monotonic()
+    b = start_node(b_home, "jb", url, "jetstream")
+    processes.append(b)
+    wait_socket_ready(b_home, started)
+    seconds = wait_lines(out, settings.drain) - started_perf
+    figures["js_drain_seconds"] = seconds
+    figures["js_drain_per_s"] = settings.drain / seconds
+
+
+def wait_outbox_empty(home: Path, timeout: float = 120.0) -> None:
+    """Wait until the node in ``home`` holds no undelivered message (the broker has them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = (control_status(home) or {}).get("status", {})
+        queued = status.get("queued_per_node") if isinstance(status, dict) else None
+        if queued == {}:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"outbox of {home} not empty: {queued}")
+        time.sleep(POLL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,6 +466,8 @@ def print_table(settings: Settings, figures: dict[str, float], stream: TextIO) -
         "drain_per_s": f" ({settings.drain} in {figures['drain_seconds']:.2f} s; "
         f"B ready after {figures['drain_b_ready_s']:.2f} s)",
         "loaded_rss_mb": f" (peak {figures['loaded_peak_rss_mb']:.1f} MB)",
+        "js_one_leg_per_s": f" ({settings.one_leg} in {figures['js_one_leg_seconds']:.2f} s)",
+        "js_drain_per_s": f" ({settings.drain} in {figures['js_drain_seconds']:.2f} s)",
     }
     for target in TARGETS:
         value = figures[target.key]

@@ -372,6 +372,10 @@ class NatsBridge:
                         )
                 elif isinstance(command, _Flush):
                     try:
+                        # nats-py writes its PING straight to the socket, ahead of commands
+                        # still in its pending buffer: push those out first, so that a
+                        # subscription made before this flush is in place when it returns.
+                        await nc._flush_pending(force_flush=True)
                         await nc.flush()
                         command.ok = True
                     finally:
