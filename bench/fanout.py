@@ -47,8 +47,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import nats
 import trio
 from bench_node import bench_echo  # this folder is on sys.path: the script's own
+from processes import free_port, proc_status_mb, stopping
 
 from steward_otp import codec
 from steward_otp.broker import BrokerSpec, find_nats_server_binary, ready_in_log
@@ -88,12 +88,6 @@ def node_names(count: int) -> list[str]:
 # processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], str, int]:
     """nats-server on free ports; returns (process, client URL, monitoring port)."""
     spec = BrokerSpec(port=free_port(), log_file=workdir / "nats.log")
@@ -112,35 +106,6 @@ def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@contextmanager
-def stopping() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """A list of processes, every one stopped (in reverse order) on the way out."""
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        yield processes
-    finally:
-        for process in reversed(processes):
-            stop(process)
-
-
-def proc_status_mb(pid: int, field: str) -> float:
-    """``field`` (VmRSS, VmHWM) of ``/proc/<pid>/status``, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:

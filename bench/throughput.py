@@ -39,12 +39,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TextIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from processes import free_port, proc_status_mb, stop, stopping
 
 from steward_otp.broker import BrokerSpec, find_nats_server_binary, ready_in_log
 
@@ -86,12 +86,6 @@ TARGETS: tuple[Target, ...] = (
 
 # ---------------------------------------------------------------------------------------------
 # processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -187,35 +181,6 @@ def wait_control_ready(home: Path, started: float, timeout: float = 30.0) -> flo
             return time.monotonic() - started
         time.sleep(POLL)
     raise RuntimeError(f"node in {home} not ready: {_node_log(home)}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@contextmanager
-def stopping() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """A list of processes, every one stopped (in reverse order) on the way out."""
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        yield processes
-    finally:
-        for process in reversed(processes):
-            stop(process)
-
-
-def proc_status_mb(pid: int, field: str = "VmRSS") -> float:
-    """``field`` (VmRSS, VmHWM, ...) of ``/proc/<pid>/status``, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 # ---------------------------------------------------------------------------------------------

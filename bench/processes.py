@@ -1,0 +1,46 @@
+"""Helpers shared by the bench scripts: free ports, child processes, /proc figures."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` and wait for it (killing it after 30 s)."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def stopping() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """A list of processes, every one stopped (in reverse order) on the way out."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        yield processes
+    finally:
+        for process in reversed(processes):
+            stop(process)
+
+
+def proc_status_mb(pid: int, field: str = "VmRSS") -> float:
+    """``field`` (VmRSS, VmHWM, ...) of ``/proc/<pid>/status``, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
