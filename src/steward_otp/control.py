@@ -81,6 +81,10 @@ class Inspectable(Protocol):
 
     def last_hellos(self) -> Mapping[str, float]: ...
 
+    def posture(self) -> Mapping[str, Any]:
+        """How the node delivers and what it checks (``delivery``, ``security``)."""
+        ...
+
 
 Operation = Callable[[Inspectable, Mapping[str, Any]], Awaitable[dict[str, Any]]]
 Stream = Callable[[Inspectable, Mapping[str, Any]], Awaitable[AsyncIterator[dict[str, Any]]]]
@@ -108,6 +112,7 @@ async def _status(node: Inspectable, request: Mapping[str, Any]) -> dict[str, An
             "queued_per_node": depths,
             "last_hello": dict(node.last_hellos()),
             "time": time.time(),
+            **node.posture(),
         }
     }
 

@@ -216,6 +216,7 @@ class Node:
         self.ready = trio.Event()
         self.user_messages = 0
         self.metrics = NodeMetrics(self)
+        self.stream_intake: StreamIntake | None = None
         self.root = self._build_tree()
 
     def _nats_bridge(self, config: Config) -> NatsBridge:
@@ -492,7 +493,7 @@ class Node:
             max_age_seconds=self.config.jetstream_max_age_seconds,
             max_msgs_per_subject=self.config.jetstream_max_msgs_per_subject,
         )
-        return StreamIntake(
+        self.stream_intake = StreamIntake(
             self.node_name,
             bridge=self.bridge,
             store=self.store,
@@ -501,6 +502,20 @@ class Node:
             limits=limits,
             verify_hooks=hooks,
         )
+        return self.stream_intake
+
+    def posture(self) -> dict[str, Any]:
+        """How this node delivers and what it checks, for ``steward-otp status``."""
+        delivery: dict[str, Any] = {"mode": self.config.delivery}
+        if self.config.delivery == "jetstream":
+            intake = self.stream_intake
+            delivery.update(
+                stream_ready=bool(intake and intake.ready),
+                problem=intake.problem if intake else "",
+                max_age_seconds=self.config.jetstream_max_age_seconds,
+                max_msgs_per_subject=self.config.jetstream_max_msgs_per_subject,
+            )
+        return {"delivery": delivery, "security": self.security.posture()}
 
     async def _kill_leftover_commands(self) -> None:
         """Stop commands a previous run of this node left running (it was killed)."""

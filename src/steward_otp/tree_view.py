@@ -139,6 +139,21 @@ def render_status(status: Mapping[str, Any]) -> str:
     queued = status.get("queued_per_node") or {}
     if queued:
         lines.append("queued for:  " + ", ".join(f"{k} {v}" for k, v in sorted(queued.items())))
+    delivery = status.get("delivery") or {}
+    if delivery:
+        text = str(delivery.get("mode"))
+        if delivery.get("mode") == "jetstream":
+            text += ", stream ready" if delivery.get("stream_ready") else ", stream NOT ready"
+            if delivery.get("problem"):
+                text += f": {delivery['problem']}"
+        lines.append(f"delivery:    {text}")
+    security = status.get("security") or {}
+    if security:
+        checking = "on" if security.get("signature_check") else "OFF (anyone on the broker)"
+        lines.append(
+            f"signatures:  check {checking}; keys allowed {len(security.get('allowed', []))}, "
+            f"pending {len(security.get('pending', []))}"
+        )
     hellos = status.get("last_hello") or {}
     now = float(status.get("time") or 0)
     if hellos:

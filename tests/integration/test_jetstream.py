@@ -18,6 +18,7 @@ from steward_otp.delivery.protocol import with_version
 from steward_otp.jetstream import STREAM, StreamLimits, ensure_stream_and_consumer, stream_info
 from steward_otp.message import Message
 from steward_otp.node import Node
+from steward_otp.tree_view import render_status
 from tests.conftest import NatsServer
 from tests.integration.test_bridge import running_bridge
 from tests.nodes import NodeProcess, file_text, node_config, wait_for
@@ -162,3 +163,19 @@ async def test_a_node_killed_while_taking_its_messages_loses_none(
     # Only handlers cut short by the kill run again (their completion was not stored yet);
     # every message that had finished before the kill ran exactly once.
     assert len(written) - 1500 <= taken_before_the_kill
+
+
+async def test_status_shows_the_delivery_mode_and_the_stream(
+    jetstream_server: NatsServer, tmp_path: Path
+) -> None:
+    async with js_node(tmp_path, "ship1", jetstream_server) as ship1:
+        await wait_for(lambda: ship1.stream_intake is not None and ship1.stream_intake.ready)
+        answer = await ship1.control({"op": "status"})
+    status = answer["status"]
+    assert status["delivery"]["mode"] == "jetstream"
+    assert status["delivery"]["stream_ready"] is True
+    assert status["delivery"]["max_age_seconds"] == 7 * 24 * 3600
+    assert status["security"]["signature_check"] is False
+    text = render_status(status)
+    assert "delivery:    jetstream, stream ready" in text
+    assert "signatures:  check OFF" in text
