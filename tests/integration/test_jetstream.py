@@ -179,3 +179,41 @@ async def test_status_shows_the_delivery_mode_and_the_stream(
     text = render_status(status)
     assert "delivery:    jetstream, stream ready" in text
     assert "signatures:  check OFF" in text
+
+
+async def test_signature_checks_apply_to_messages_from_the_stream(
+    jetstream_server: NatsServer, tmp_path: Path
+) -> None:
+    central = js_node(tmp_path, "central", jetstream_server)
+    ship1 = js_node(
+        tmp_path,
+        "ship1",
+        jetstream_server,
+        enable_signature_check=True,
+        central_public_key=central.security.key.public_text,
+    )
+    forged = Message(
+        id="mallory:1",
+        to_node="ship1",
+        from_node="central",
+        method="REQToFileAppend",
+        data=b"forged\n",
+        directory="out",
+        file_name="out.log",
+        ack_timeout=5,
+        reply_method="REQNone",
+    )
+    encoded = codec.encode(forged, compress_threshold=None)
+    headers = {**with_version(encoded.headers), "Nats-Msg-Id": forged.id}
+    async with central, ship1, running_bridge(jetstream_server.url, "mallory") as mallory:
+        await wait_for(lambda: ship1.stream_intake is not None and ship1.stream_intake.ready)
+        answer = await mallory.request(
+            f"{STREAM}.ship1.REQToFileAppend.EventACK", encoded.payload, headers, timeout=5
+        )
+        assert json.loads(answer.payload)["stream"] == STREAM  # stored by the broker
+        await central.submit([line("ship1", "signed")])
+        await wait_for(lambda: out_lines(tmp_path, "ship1") == ["signed"], timeout=20)
+        await wait_for(
+            lambda: ship1.stream_intake is not None and ship1.stream_intake.received >= 2
+        )
+    assert out_lines(tmp_path, "ship1") == ["signed"]  # the unsigned one never ran
