@@ -540,6 +540,15 @@ class Config:
             "for its node before the broker drops it (default 7 days).",
         ),
     )
+    jetstream_ack_wait_seconds: float = attrs.field(
+        default=30.0,
+        validator=_seconds_positive,
+        metadata=_doc(
+            "Delivery",
+            "With delivery 'jetstream': how long the broker waits for a node to acknowledge a "
+            "message it delivered before delivering it again (e.g. after the node was killed).",
+        ),
+    )
     jetstream_max_msgs_per_subject: int = attrs.field(
         default=0,
         validator=_count_or_zero,

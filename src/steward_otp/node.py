@@ -492,6 +492,7 @@ class Node:
         limits = StreamLimits(
             max_age_seconds=self.config.jetstream_max_age_seconds,
             max_msgs_per_subject=self.config.jetstream_max_msgs_per_subject,
+            ack_wait_seconds=self.config.jetstream_ack_wait_seconds,
         )
         self.stream_intake = StreamIntake(
             self.node_name,

@@ -144,7 +144,13 @@ async def test_a_node_killed_while_taking_its_messages_loses_none(
     jetstream_server: NatsServer, tmp_path: Path
 ) -> None:
     ship1 = NodeProcess(
-        tmp_path / "ship1", "ship1", jetstream_server.url, "--delivery", "jetstream"
+        tmp_path / "ship1",
+        "ship1",
+        jetstream_server.url,
+        "--delivery",
+        "jetstream",
+        "--jetstream-ack-wait-seconds",
+        "3",
     )
     try:
         async with js_node(tmp_path, "central", jetstream_server) as central:
