@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import random
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -71,6 +72,9 @@ class BridgeSettings:
     connect_timeout: float = 5.0
     connect_retry_interval: float = 2.0
     reconnect_time_wait: float = 1.0
+    reconnect_jitter: float = 0.0
+    """Up to this many random extra seconds on ``reconnect_time_wait``, drawn once per
+    connection, so that many nodes losing one broker do not come back in lockstep."""
     outbound_capacity: int = 65536
     max_batch: int = 4096
     default_inbound_capacity: int = 4096
@@ -323,7 +327,8 @@ class NatsBridge:
             "name": self.settings.name,
             "allow_reconnect": True,
             "max_reconnect_attempts": -1,
-            "reconnect_time_wait": self.settings.reconnect_time_wait,
+            "reconnect_time_wait": self.settings.reconnect_time_wait
+            + random.uniform(0.0, max(self.settings.reconnect_jitter, 0.0)),
             "connect_timeout": self.settings.connect_timeout,
             "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,

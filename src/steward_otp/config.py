@@ -322,9 +322,9 @@ class Config:
         validator=_seconds_or_zero,
         metadata=_doc(
             "Broker",
-            "Up to this many random extra seconds before each reconnect over plain TCP, so that "
-            "many nodes do not reconnect in lockstep (Steward's key was in milliseconds; it is "
-            "converted).",
+            "Up to this many random extra seconds in the wait between reconnect attempts over "
+            "plain TCP (drawn once per connection), so that many nodes do not reconnect in "
+            "lockstep (Steward's key was in milliseconds; it is converted).",
             "NatsReconnectJitter",
         ),
     )
@@ -333,7 +333,8 @@ class Config:
         validator=_seconds_or_zero,
         metadata=_doc(
             "Broker",
-            "Up to this many random extra seconds before each reconnect over TLS.",
+            "Up to this many random extra seconds in the wait between reconnect attempts over "
+            "TLS (tls:// or wss:// addresses, or root_ca_path set).",
             "NatsReconnectJitterTLS",
         ),
     )

@@ -101,6 +101,14 @@ def broker_url(config: Config) -> str:
     return ",".join(url if "://" in url else f"nats://{url}" for url in urls)
 
 
+def _reconnect_jitter(config: Config, url: str) -> float:
+    """The reconnect jitter setting that applies: the TLS one for TLS connections."""
+    tls = bool(config.root_ca_path) or any(
+        u.strip().startswith(("tls://", "wss://")) for u in url.split(",")
+    )
+    return config.nats_reconnect_jitter_tls if tls else config.nats_reconnect_jitter
+
+
 def start_flag_name(method: str) -> str:
     """The Config flag that switches a subscriber: ``REQToFile`` is ``start_sub_req_to_file``."""
     words = re.findall(r"[A-Z]+(?![a-z])|[A-Z][a-z0-9]*", method.removeprefix("REQ"))
@@ -226,6 +234,7 @@ class Node:
                 name=config.node_name,
                 connect_timeout=config.nats_conn_opt_timeout,
                 connect_retry_interval=config.nats_connect_retry_interval,
+                reconnect_jitter=_reconnect_jitter(config, self.url),
                 nkeys_seed_file=_nkey_seed_file(config),
                 tls_ca_file=str(config.resolve_path(config.root_ca_path))
                 if config.root_ca_path
