@@ -20,6 +20,10 @@ into asyncio themselves:
   nats-py reconnects without limit. ``state`` is ``connecting``, ``connected``,
   ``reconnecting`` or ``closed``; a connection that nats-py declares closed is a crash of the
   bridge (:class:`BridgeClosed`) for its supervisor to handle.
+* **Limits** — ``max_payload`` is what the connected server announced in its INFO (read
+  again at every reconnect: the servers of a cluster may differ); before the first
+  connection, ``BridgeSettings.max_payload``. The node checks every message against it at
+  input (:mod:`steward_otp.limits`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.nuid import NUID
 
+from steward_otp.limits import MAX_MESSAGE_BYTES
 from steward_otp.transport import (
     NO_RESPONDERS_STATUS,
     BridgeBusy,
@@ -80,6 +85,8 @@ class BridgeSettings:
     default_inbound_capacity: int = 4096
     nkeys_seed_file: str | None = None
     tls_ca_file: str | None = None
+    max_payload: int = MAX_MESSAGE_BYTES
+    """The broker's ``max_payload`` assumed until a server announces its own."""
 
 
 @attrs.frozen
@@ -145,6 +152,7 @@ class NatsBridge:
         self._closed_for_good = False
         self._pump_scope = trio.CancelScope()
         self._nc: NatsClient | None = None
+        self._server_max_payload: int | None = None
         self.published = 0
         self.publish_errors = 0
         self.reconnects = 0
@@ -261,6 +269,14 @@ class NatsBridge:
         self._outbound_send.send_nowait(_CloseConnection(reason))
 
     @property
+    def max_payload(self) -> int:
+        """The broker's ``max_payload`` in bytes: the connected (or last) server's INFO,
+        else ``BridgeSettings.max_payload``."""
+        if self._server_max_payload is not None:
+            return self._server_max_payload
+        return self.settings.max_payload
+
+    @property
     def inbound_dropped(self) -> int:
         """Messages dropped because a subscription's channel was full, over live subscriptions."""
         return sum(s.dropped for s in self._subscriptions)
@@ -317,8 +333,14 @@ class NatsBridge:
             await trio_asyncio.aio_as_trio(nc.subscribe)(
                 f"{self._inbox_prefix}.*", cb=self._on_reply
             )
+            self._note_server_limits()
             self._set_state(ConnectionState.CONNECTED)
-            log.info("bridge %s: connected to %s", self.settings.name, self.settings.url)
+            log.info(
+                "bridge %s: connected to %s (max_payload %d bytes)",
+                self.settings.name,
+                self.settings.url,
+                self.max_payload,
+            )
             return nc
 
     def _connect_options(self) -> dict[str, Any]:
@@ -433,6 +455,7 @@ class NatsBridge:
 
     async def _on_reconnected(self) -> None:
         self.reconnects += 1
+        self._note_server_limits()
         self._set_state(ConnectionState.CONNECTED)
         log.info("bridge %s: reconnected to %s", self.settings.name, self.settings.url)
 
@@ -442,6 +465,22 @@ class NatsBridge:
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("bridge %s: nats error: %r", self.settings.name, exc)
+
+    def _note_server_limits(self) -> None:
+        """Take ``max_payload`` from the INFO of the server nats-py is connected to."""
+        nc = self._nc
+        value = getattr(nc, "max_payload", None) if nc is not None else None
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            return
+        if value != self._server_max_payload and self._server_max_payload is not None:
+            log.warning(
+                "bridge %s: the broker's max_payload changed from %d to %d bytes",
+                self.settings.name,
+                self._server_max_payload,
+                value,
+            )
+        self._server_max_payload = value
+        self._update_info()
 
     def _set_state(self, state: ConnectionState) -> None:
         self.state = state
@@ -454,6 +493,7 @@ class NatsBridge:
             reconnects=self.reconnects,
             published=self.published,
             publish_errors=self.publish_errors,
+            max_payload=self.max_payload,
             outbound_queued=self._outbound_send.statistics().current_buffer_used,
         )
 

@@ -11,13 +11,24 @@ Guarantees, for a message that passed them:
   tokens, so its subject always fits the broker's control line (4096 bytes by default);
 * ``directory`` and ``fileName`` hold no NUL or other control character;
 * the message's CBOR encoding, the form stored in the outbox and sent on the wire, leaves
-  :data:`WIRE_HEADROOM` bytes for headers and ids below the broker's default
-  ``max_payload`` (:data:`MAX_MESSAGE_BYTES`), so the broker never refuses it.
+  :data:`WIRE_HEADROOM` bytes for headers and ids below the broker's ``max_payload``, so the
+  broker never refuses it.
+
+Which ``max_payload``: the one the connected server announced in its INFO, as the node's
+transport reports it (:attr:`steward_otp.transport.Transport.max_payload`; until the first
+connection, the configured value, nats-server's default :data:`MAX_MESSAGE_BYTES`). A node
+makes its transport the source for every check made in its tasks with
+:func:`payload_limit_from`: a context variable, so several nodes in one process (each with
+its own broker) never see each other's limit, and parsing in worker threads sees it too.
+Outside a node, the checks use :data:`MAX_MESSAGE_BYTES`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -33,24 +44,70 @@ __all__ = [
     "PATH_TEXT_RULE",
     "SIZE_RULE",
     "WIRE_HEADROOM",
+    "current_max_payload",
     "encoded_size",
+    "max_encoded_bytes",
     "node_name_problem",
     "path_text_problem",
+    "payload_limit_from",
     "size_problem",
+    "size_rule",
 ]
 
 MAX_NODE_NAME_LENGTH: Final = 128
 """Longest node name, in characters, a message may name."""
 
 MAX_MESSAGE_BYTES: Final = 1024 * 1024
-"""The broker's ``max_payload``: nats-server's default (1 MiB)."""
+"""nats-server's default ``max_payload`` (1 MiB): the limit used until a server says
+otherwise (see the module docstring)."""
 
 WIRE_HEADROOM: Final = 4096
 """Bytes kept free below :data:`MAX_MESSAGE_BYTES` for the NATS headers, the id the outbox
 assigns, the fan-out suffix and a relay envelope."""
 
 MAX_ENCODED_MESSAGE_BYTES: Final = MAX_MESSAGE_BYTES - WIRE_HEADROOM
-"""Largest CBOR encoding (uncompressed) of a message accepted at input."""
+"""Largest CBOR encoding (uncompressed) of a message accepted at input with nats-server's
+default ``max_payload``; see :func:`max_encoded_bytes` for the limit in effect."""
+
+_SMALLEST_MAX_PAYLOAD: Final = 2 * WIRE_HEADROOM
+"""A server announcing less is taken as announcing this much: a message must have room."""
+
+_MAX_PAYLOAD_SOURCE: Final = contextvars.ContextVar[Callable[[], int]](
+    "steward_otp_max_payload", default=lambda: MAX_MESSAGE_BYTES
+)
+
+
+def current_max_payload() -> int:
+    """The broker's ``max_payload`` the checks in this task use (see the module docstring).
+
+    A source that fails or gives nonsense counts as nats-server's default.
+    """
+    try:
+        value = _MAX_PAYLOAD_SOURCE.get()()
+    except Exception:  # a transport's figure must never break a check
+        return MAX_MESSAGE_BYTES
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return MAX_MESSAGE_BYTES
+    return max(value, _SMALLEST_MAX_PAYLOAD)
+
+
+def max_encoded_bytes() -> int:
+    """Largest CBOR encoding of a message accepted now: :func:`current_max_payload` less
+    :data:`WIRE_HEADROOM`."""
+    return current_max_payload() - WIRE_HEADROOM
+
+
+@contextlib.contextmanager
+def payload_limit_from(source: Callable[[], int]) -> Iterator[None]:
+    """Within the block, the checks of this task and of every task and worker thread it
+    starts use ``source()`` (read at each check, e.g. ``lambda: transport.max_payload``)
+    as the broker's ``max_payload``."""
+    token = _MAX_PAYLOAD_SOURCE.set(source)
+    try:
+        yield
+    finally:
+        _MAX_PAYLOAD_SOURCE.reset(token)
+
 
 MAX_MESSAGES_PER_DOCUMENT: Final = 1000
 """Most messages one input document may hold, counting every ``toNodes`` destination."""
@@ -135,23 +192,26 @@ def encoded_size(message: Message) -> int:
 
 
 def size_problem(message: Message) -> tuple[str, str] | None:
-    """``(field, reason)`` when ``message`` encodes to more than
-    :data:`MAX_ENCODED_MESSAGE_BYTES`, else None. ``field`` names the largest field.
+    """``(field, reason)`` when ``message`` encodes to more than :func:`max_encoded_bytes`,
+    else None. ``field`` names the largest field; ``reason`` names the broker's limit.
 
     Small messages are passed on an upper bound of their size without being encoded.
     """
-    if _rough_size(message) <= MAX_ENCODED_MESSAGE_BYTES:
+    max_payload = current_max_payload()
+    limit = max_payload - WIRE_HEADROOM
+    if _rough_size(message) <= limit:
         return None
     try:
         size = encoded_size(message)
     except ValueError:  # a lone surrogate: reported by the reader as a field error
         return None
-    if size <= MAX_ENCODED_MESSAGE_BYTES:
+    if size <= limit:
         return None
     field, field_size = _largest_field(message)
     return field, (
         f"is {field_size} bytes; the whole message would be {size} bytes encoded, more than "
-        "the broker can carry"
+        f"the broker can carry (its max_payload is {max_payload} bytes, less {WIRE_HEADROOM} "
+        "for headers and ids)"
     )
 
 
@@ -173,9 +233,16 @@ def _largest_field(message: Message) -> tuple[str, int]:
     return field, sizes[field]
 
 
-SIZE_RULE: Final = (
-    f"a message of at most {MAX_ENCODED_MESSAGE_BYTES} bytes encoded (the broker's max_payload "
-    f"of {MAX_MESSAGE_BYTES} bytes less {WIRE_HEADROOM} for headers and ids); "
-    "send large files with REQCopySrc"
-)
-"""What :func:`size_problem` allows, for error texts."""
+def size_rule() -> str:
+    """What :func:`size_problem` allows now, for error texts (names the broker's limit)."""
+    max_payload = current_max_payload()
+    return (
+        f"a message of at most {max_payload - WIRE_HEADROOM} bytes encoded (the broker's "
+        f"max_payload of {max_payload} bytes less {WIRE_HEADROOM} for headers and ids); "
+        "send large files with REQCopySrc"
+    )
+
+
+SIZE_RULE: Final = size_rule()
+"""What :func:`size_problem` allows with nats-server's default ``max_payload``; see
+:func:`size_rule` for the limit in effect."""

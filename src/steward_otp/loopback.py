@@ -27,6 +27,9 @@ broker and talk to each other as they would over NATS:
   broker returns (nats-py's pending buffer). Requests time out (``no_responders=False``);
   ``flush`` waits for the return. Subscriptions stay registered, as a NATS client
   re-subscribes after reconnecting.
+* **Limits** — the broker refuses a payload larger than its ``max_payload`` (counted in
+  the transport's ``publish_errors``, as nats-py refuses it); a transport reports the
+  broker's ``max_payload`` once it has been connected, its own configured one before.
 * **Faults** — :attr:`LoopbackBroker.faults` (:class:`Faults`) drops, duplicates, delays or
   reorders chosen messages on their way into the broker.
 
@@ -53,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from steward_otp.limits import MAX_MESSAGE_BYTES
 from steward_otp.transport import (
     NO_RESPONDERS_STATUS,
     ConnectionState,
@@ -360,10 +364,12 @@ class LoopbackBroker:
     See the module docstring for the routing rules. ``seed`` seeds :attr:`faults`' random
     generator. Counters: ``routed`` (messages the broker routed, whether or not anybody
     received them) and ``lost`` (publishes and delayed messages lost while the broker was
-    down). Use it from one Trio run.
+    down). ``max_payload`` is the server's announced limit (nats-server's default 1 MiB);
+    it may be changed while running. Use it from one Trio run.
     """
 
-    def __init__(self, *, seed: int | None = 0) -> None:
+    def __init__(self, *, seed: int | None = 0, max_payload: int = MAX_MESSAGE_BYTES) -> None:
+        self.max_payload = max_payload
         self.faults = Faults(rng=random.Random(seed), release=self._route)
         self.routed = 0
         self.lost = 0
@@ -543,6 +549,7 @@ class LoopbackTransport:
     kept while the broker is down (0: they are lost). There is no outbound queue, so
     ``publish_nowait`` never raises BridgeBusy. ``run`` may be called again after it ended
     (a supervisor restart); subscriptions do not survive the end of ``run``.
+    ``max_payload`` is the limit reported before the transport first connected.
     """
 
     def __init__(
@@ -552,8 +559,11 @@ class LoopbackTransport:
         *,
         default_inbound_capacity: int = 4096,
         reconnect_buffer: int = 0,
+        max_payload: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.broker = broker
+        self._configured_max_payload = max_payload
+        self._has_connected = False
         self.name = name
         self.default_inbound_capacity = default_inbound_capacity
         self.reconnect_buffer = reconnect_buffer
@@ -589,8 +599,15 @@ class LoopbackTransport:
             "reconnects": self._reconnects,
             "published": self._published,
             "publish_errors": self._publish_errors,
+            "max_payload": self.max_payload,
             "outbound_queued": len(self._buffer),
         }
+
+    @property
+    def max_payload(self) -> int:
+        """The broker's ``max_payload`` once this transport has been connected, else the
+        configured one."""
+        return self.broker.max_payload if self._has_connected else self._configured_max_payload
 
     @property
     def published(self) -> int:
@@ -634,6 +651,12 @@ class LoopbackTransport:
         message = InboundMessage(subject, payload, dict(headers) if headers else None, reply)
         if not is_valid_subject(subject) or (reply and not is_valid_subject(reply)):
             self._error(f"invalid subject {subject!r} or reply subject {reply!r}")
+            return
+        if len(payload) > self.broker.max_payload:
+            self._error(
+                f"publish on {subject!r} refused: {len(payload)} bytes, more than the broker's "
+                f"max_payload of {self.broker.max_payload}"
+            )
             return
         if not self.broker.up:
             if len(self._buffer) < self.reconnect_buffer:
@@ -735,6 +758,7 @@ class LoopbackTransport:
         self._running = True
         self._closing = trio.Event()
         self._state = ConnectionState.CONNECTED if self.broker.up else ConnectionState.CONNECTING
+        self._has_connected = self._has_connected or self.broker.up
         try:
             task_status.started(self)
             if self._close_reason is None:
@@ -790,6 +814,7 @@ class LoopbackTransport:
         if self._state is ConnectionState.RECONNECTING:
             self._reconnects += 1
         self._state = ConnectionState.CONNECTED
+        self._has_connected = True
 
     def _drain_buffer(self) -> None:
         while self._buffer and self.broker.up:

@@ -49,10 +49,10 @@ from steward_otp.limits import (
     MAX_MESSAGES_PER_DOCUMENT,
     NODE_NAME_RULE,
     PATH_TEXT_RULE,
-    SIZE_RULE,
     node_name_problem,
     path_text_problem,
     size_problem,
+    size_rule,
 )
 from steward_otp.methods import (
     BUILTIN_METHODS,
@@ -955,7 +955,7 @@ def _check_message(
     if not errors:  # the size is only worth computing for an otherwise valid message
         too_large = size_problem(message)
         if too_large is not None:
-            error(too_large[0], _BAD, too_large[1], SIZE_RULE)
+            error(too_large[0], _BAD, too_large[1], size_rule())
     return errors, warnings
 
 
@@ -991,7 +991,7 @@ def wire_errors(message: Message, *, index: int | None = None) -> list[MessageEr
             errors.append(MessageError(index, key, show_value(value), reason, _NODE_RULE))
     too_large = size_problem(message) if not errors else None
     if too_large is not None:
-        errors.append(MessageError(index, too_large[0], None, too_large[1], SIZE_RULE))
+        errors.append(MessageError(index, too_large[0], None, too_large[1], size_rule()))
     return errors
 
 

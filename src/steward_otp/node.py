@@ -58,6 +58,7 @@ from steward_otp.inputs.intake import Answer, accept_document
 from steward_otp.inputs.tcp import TcpInput
 from steward_otp.inputs.unix_socket import UnixSocketInput
 from steward_otp.jetstream import StreamLimits
+from steward_otp.limits import payload_limit_from
 from steward_otp.message import Message, MessageDefaults, subject_for_node
 from steward_otp.methods import MethodSpec, MethodTable, builtin_table
 from steward_otp.metrics import MetricsServer, NodeMetrics
@@ -604,21 +605,23 @@ class Node:
         prepare_folders(self.config)
         self._log_security_posture()
         await self._kill_leftover_commands()
-        return await run_root(
-            self.root, registry=self.registry, stop=self._stop, task_status=_Ready(self.ready)
-        )
+        with payload_limit_from(lambda: self.bridge.max_payload):
+            return await run_root(
+                self.root, registry=self.registry, stop=self._stop, task_status=_Ready(self.ready)
+            )
 
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[Node]:
         prepare_folders(self.config)
         self._log_security_posture()
         await self._kill_leftover_commands()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(functools.partial(self.root.run, registry=self.registry))
-            try:
-                yield self
-            finally:
-                self.root.stop()
+        with payload_limit_from(lambda: self.bridge.max_payload):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(functools.partial(self.root.run, registry=self.registry))
+                try:
+                    yield self
+                finally:
+                    self.root.stop()
 
     async def __aenter__(self) -> Node:
         self._context = self._running()

@@ -138,6 +138,12 @@ class Transport(Protocol):
         """Live figures for the supervision tree view."""
 
     @property
+    def max_payload(self) -> int:
+        """The largest payload, in bytes, the broker accepts: the ``max_payload`` of the
+        server's INFO once connected (the last server's while reconnecting); before the
+        first connection, the configured value (nats-server's default, 1 MiB)."""
+
+    @property
     def published(self) -> int:
         """Messages handed to the broker so far."""
 

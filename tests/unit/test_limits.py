@@ -6,14 +6,17 @@ import json
 import time
 
 import pytest
+import trio
 
 from steward_otp import codec
 from steward_otp.limits import (
     MAX_ENCODED_MESSAGE_BYTES,
     MAX_MESSAGES_PER_DOCUMENT,
     MAX_NODE_NAME_LENGTH,
+    current_max_payload,
     node_name_problem,
     path_text_problem,
+    payload_limit_from,
 )
 from steward_otp.message import (
     Message,
@@ -210,3 +213,32 @@ def test_a_few_ordinary_aliases_still_work() -> None:
     result = parse_messages(document)
     assert result.errors == []
     assert [m.to_node for m in result.messages] == ["ship1", "ship2", "ship1"]
+
+
+# --- The broker's max_payload in effect
+
+
+def test_the_size_limit_follows_the_brokers_max_payload_set_for_the_node() -> None:
+    message = {**PING, "data": "x" * (40 * 1024)}
+    assert parse_messages(json.dumps(message)).errors == []
+    with payload_limit_from(lambda: 32 * 1024):
+        assert current_max_payload() == 32 * 1024
+        [error] = parse_messages(json.dumps(message)).errors
+        assert error.field == "data"
+        assert "max_payload is 32768 bytes" in error.reason
+        assert error.allowed is not None and "max_payload of 32768 bytes" in error.allowed
+        assert [
+            e.field for e in wire_errors(Message(to_node="a", method="REQPing", data=b"x" * 40_000))
+        ] == ["data"]
+    assert current_max_payload() == 1024 * 1024
+
+
+async def test_worker_threads_of_a_node_see_its_max_payload() -> None:
+    with payload_limit_from(lambda: 50_000):
+        assert await trio.to_thread.run_sync(current_max_payload) == 50_000
+
+
+@pytest.mark.parametrize("figure", [0, -1, True, "big"])
+def test_a_nonsense_max_payload_counts_as_the_default(figure: object) -> None:
+    with payload_limit_from(lambda: figure):  # type: ignore[arg-type, return-value]
+        assert current_max_payload() == 1024 * 1024

@@ -320,6 +320,7 @@ async def test_run_reports_ready_connected_and_info() -> None:
             "reconnects": 0,
             "published": 1,
             "publish_errors": 0,
+            "max_payload": 1024 * 1024,
             "outbound_queued": 0,
         }
         with pytest.raises(RuntimeError, match="already running"):
@@ -628,3 +629,32 @@ def test_fault_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="pattern"):
         faults.duplicate("x.>.y")
     assert faults.rules == []
+
+
+# --------------------------------------------------------------------- limits
+
+
+async def test_max_payload_is_the_configured_one_until_connected_then_the_brokers() -> None:
+    broker = LoopbackBroker(max_payload=64 * 1024)
+    transport = LoopbackTransport(broker, "node1", max_payload=2 * 1024 * 1024)
+    assert transport.max_payload == 2 * 1024 * 1024
+    async with trio.open_nursery() as nursery:
+        await nursery.start(transport.run)
+        assert transport.max_payload == 64 * 1024
+        assert transport.info["max_payload"] == 64 * 1024
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_broker_refuses_a_payload_over_its_max_payload() -> None:
+    broker = LoopbackBroker(max_payload=1000)
+    transport = LoopbackTransport(broker, "node1")
+    sub = transport.subscribe("x")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(transport.run)
+        transport.publish_nowait("x", b"a" * 1001)
+        transport.publish_nowait("x", b"a" * 1000)
+        assert transport.publish_errors == 1
+        assert sub.receive.receive_nowait().payload == b"a" * 1000
+        with pytest.raises(trio.WouldBlock):
+            sub.receive.receive_nowait()
+        nursery.cancel_scope.cancel()
