@@ -25,6 +25,9 @@ def node_config(base: Path, name: str, url: str, **overrides: Any) -> Config:
         "start_pub_hello": 0,
         "nats_connect_retry_interval": 0.1,
         "keep_publishers_alive_for": 10,
+        # Without hellos the central error log knows no other node: let it take every
+        # node's lines (tests of that door set error_log_known_nodes themselves).
+        "error_log_known_nodes": "*",
     }
     settings.update(overrides)
     return load_config(base / name, settings)
@@ -53,7 +56,8 @@ class NodeProcess:
         self.argv = [
             sys.executable, "-m", "steward_otp", "run",
             "--home", str(home), "--node-name", name, "--broker-address", url,
-            "--start-pub-hello", "0", "--nats-connect-retry-interval", "0.1", *extra,
+            "--start-pub-hello", "0", "--nats-connect-retry-interval", "0.1",
+            "--error-log-known-nodes", "*", *extra,
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
         self.log = home / "node-process.log"

@@ -134,6 +134,22 @@ def _node_name(_instance: object, attribute: "attrs.Attribute[Any]", value: obje
         raise _Invalid(attribute.name, value, _NODE_NAME_ALLOWED)
 
 
+def node_names_setting(text: str) -> frozenset[str]:
+    """The names of a comma-separated node list setting (``"*"`` stands for any node)."""
+    return frozenset(name.strip() for name in text.split(",") if name.strip())
+
+
+def _node_list(_instance: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    if not isinstance(value, str) or not all(
+        name == "*" or is_valid_node_name(name) for name in node_names_setting(value)
+    ):
+        raise _Invalid(
+            attribute.name,
+            value,
+            "must be empty, '*' (any node) or node names separated by commas",
+        )
+
+
 _HOST_PORT: Final = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]*):(?P<port>\d{1,5})")
 _LISTEN_ALLOWED: Final = (
     "must be empty (off) or HOST:PORT with PORT from 1 to 65535, "
@@ -520,6 +536,24 @@ class Config:
             "must end within this time.",
         ),
     )
+    outbox_retention_seconds: float = attrs.field(
+        default=7 * 24 * 3600.0,
+        validator=_seconds_positive,
+        metadata=_doc(
+            "Delivery",
+            "Seconds a failed or cancelled message stays in the outbox, for an operator to "
+            "retry it, before it is removed (default 7 days); its audit record stays.",
+        ),
+    )
+    audit_retention_seconds: float = attrs.field(
+        default=30 * 24 * 3600.0,
+        validator=_seconds_positive,
+        metadata=_doc(
+            "Delivery",
+            "Seconds the audit log keeps the record of each finished message (delivered, "
+            "failed, cancelled, purged, handled) (default 30 days).",
+        ),
+    )
     delivery: Delivery = attrs.field(
         default="core",
         validator=_one_of(*DELIVERIES),
@@ -627,6 +661,17 @@ class Config:
             "them to errorLog/errorCentral/error.log in the data folder. 'auto': only when "
             "node_name equals central_node_name.",
             "IsCentralErrorLogger",
+        ),
+    )
+    error_log_known_nodes: str = attrs.field(
+        default="",
+        validator=_node_list,
+        metadata=_doc(
+            "Logging",
+            "On the central error logger: nodes whose REQErrorLog lines are written besides "
+            "those it knows (nodes that sent it a hello, or with a key in "
+            "etc/signing/keys.json), comma-separated; '*': any node. Lines from other nodes "
+            "are dropped and counted.",
         ),
     )
 

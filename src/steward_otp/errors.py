@@ -15,6 +15,11 @@ marker), and a flood is summarised: at most ``burst`` similar lines (same text u
 and ids) and ``total_burst`` lines in all per ``window`` seconds go out, locally and to the
 central log; the rest are counted (``suppressed``) and, once the window has passed, one line
 per kind says ``N similar lines suppressed in the last 10 s, like: ...``.
+
+On the central error logger, :class:`ErrorLogSenders` writes ``REQErrorLog`` lines only
+from known nodes (see :class:`KnownNodes`); the lines of other senders are dropped and
+counted, and one line per window says so. Without it, garbage published with a new
+``fromNode`` each time would get a fresh rate-limit budget per invented name.
 """
 
 from __future__ import annotations
@@ -22,16 +27,23 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
 
-from steward_otp.handlers.base import Level
+from steward_otp.config import Config, is_valid_node_name, node_names_setting
+from steward_otp.handlers.base import Handler, HandlerContext, Level
+from steward_otp.handlers.output import error_log as _write_error_log
 from steward_otp.loglines import RepeatLimiter, clean_line, similarity_key
 from steward_otp.message import Message, ensure_id
+from steward_otp.timers import HELLO_DIRECTORY
 from steward_otp.timestamps import steward_timestamp
+
+if TYPE_CHECKING:
+    from steward_otp.security.service import NodeSecurity
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +192,149 @@ class ErrorKernel:
                 ]
             await self._submit(self._unsent)
             self._unsent = []
+
+
+# --------------------------------------------------------------------------------------------
+# Who may write to the central error log
+
+
+ANY_NODE: Final = "*"
+"""In the configured list of known nodes: every node is known."""
+
+
+class KnownNodes:
+    """Whether the central error log knows a node: a callable ``known(node) -> bool``.
+
+    Known are this node and the central node, the ``configured`` names (``"*"``: every
+    node), nodes that said hello since start (``hellos``, the node's live record), nodes
+    with a hello file from earlier runs (``<hello_dir>/<node>/``), and the nodes for which
+    ``trusted(node)`` is true (an allowed or pending key in the trust store). Hello files
+    found are remembered; everything else is looked up at each call (all cheap).
+    """
+
+    def __init__(
+        self,
+        *,
+        own: Iterable[str],
+        configured: Iterable[str] = (),
+        hellos: Mapping[str, object],
+        hello_dir: Path | None = None,
+        trusted: Callable[[str], bool] = lambda _node: False,
+    ) -> None:
+        self._fixed = frozenset(own) | frozenset(configured)
+        self._any = ANY_NODE in self._fixed
+        self._hellos = hellos
+        self._hello_dir = hello_dir
+        self._trusted = trusted
+        self._seen: set[str] = set()
+
+    def __call__(self, node: str) -> bool:
+        if self._any or node in self._fixed or node in self._hellos or node in self._seen:
+            return True
+        if self._trusted(node):
+            return True
+        if (
+            self._hello_dir is not None
+            and is_valid_node_name(node)
+            and (self._hello_dir / node).is_dir()
+        ):
+            self._seen.add(node)
+            return True
+        return False
+
+
+class ErrorLogSenders:
+    """The central error log's door: lines from known nodes go in, the others are counted.
+
+    ``known`` decides (see :class:`KnownNodes`). The first line dropped is reported at once
+    through ``warn``; after that at most one line per ``window`` seconds (timed by
+    ``clock``) says how many were dropped since, from how many nodes, naming a few.
+    """
+
+    SAMPLE_NAMES: Final = 5
+
+    def __init__(
+        self,
+        known: Callable[[str], bool],
+        warn: Callable[[str], None],
+        *,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._known = known
+        self._warn = warn
+        self.window = window
+        self._clock = clock
+        self.dropped = 0
+        """REQErrorLog messages dropped since start."""
+        self._pending = 0
+        self._pending_senders: dict[str, None] = {}
+        self._next_line = -float("inf")
+        self._last_line: float | None = None
+
+    def admit(self, sender: str) -> bool:
+        """True when ``sender``'s lines may be written; otherwise count the drop (and say
+        so, at most once a window)."""
+        if self._known(sender):
+            return True
+        self.dropped += 1
+        self._pending += 1
+        if len(self._pending_senders) < 1000:
+            self._pending_senders.setdefault(sender)
+        now = self._clock()
+        if now >= self._next_line:
+            self._warn(self._line(now))
+            self._pending = 0
+            self._pending_senders.clear()
+            self._last_line = now
+            self._next_line = now + self.window
+        return False
+
+    def _line(self, now: float) -> str:
+        senders = list(self._pending_senders)
+        names = ", ".join(f"'{clean_line(n, 64)}'" for n in senders[: self.SAMPLE_NAMES])
+        more = len(senders) - self.SAMPLE_NAMES
+        if more > 0:
+            names += f" and {more}{'+' if len(senders) >= 1000 else ''} more"
+        since = "" if self._last_line is None else f" in the last {round(now - self._last_line)} s"
+        return (
+            f"warning: errorCentral: dropped {self._pending} REQErrorLog message(s){since} "
+            f"from node(s) it does not know: {names} ({self.dropped} in all); it writes lines "
+            "only from nodes that sent a hello, have a key in etc/signing/keys.json or are "
+            "listed in error_log_known_nodes"
+        )
+
+    def handler(self) -> Handler:
+        """The ``REQErrorLog`` handler that writes the lines of admitted senders only."""
+
+        async def error_log(ctx: HandlerContext, msg: Message) -> bytes | None:
+            if not self.admit(msg.from_node):
+                return None
+            return await _write_error_log(ctx, msg)
+
+        return Handler(method=_write_error_log.method, func=error_log)
+
+
+def error_log_senders_for(
+    config: Config,
+    security: NodeSecurity,
+    hellos: Mapping[str, object],
+    warn: Callable[[str], None],
+) -> ErrorLogSenders:
+    """The :class:`ErrorLogSenders` of a node: it knows the nodes of its configuration
+    (``error_log_known_nodes``), its ``hellos``, the hello files in its data folder and the
+    keys (allowed or pending) of its trust store."""
+
+    def has_key(node: str) -> bool:
+        security.refresh_trust()
+        state = security.trust.state
+        return node in state.allowed or node in state.pending
+
+    known = KnownNodes(
+        own=(config.node_name, config.central_node_name),
+        configured=node_names_setting(config.error_log_known_nodes),
+        hellos=hellos,
+        hello_dir=config.data_dir / HELLO_DIRECTORY,
+        trusted=has_key,
+    )
+    return ErrorLogSenders(known, warn)

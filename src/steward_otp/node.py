@@ -45,7 +45,12 @@ from steward_otp.broker import BrokerSpec, EmbeddedBroker
 from steward_otp.config import Config, ConfigError, prepare_folders
 from steward_otp.control import ControlServer
 from steward_otp.control import answer as control_answer
-from steward_otp.errors import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD, ErrorKernel
+from steward_otp.errors import (
+    ERROR_CENTRAL_NODE,
+    ERROR_LOG_METHOD,
+    ErrorKernel,
+    error_log_senders_for,
+)
 from steward_otp.files import FileWriter
 from steward_otp.handlers import builtin_handlers, command_groups
 from steward_otp.handlers.base import Handler, HandlerError, HandlerTable, Level
@@ -172,10 +177,15 @@ class Node:
         for spec in [*methods, *(h.method for h in extra)]:
             self.table.register(spec, replace=True)
         self.security = NodeSecurity(config)
+        self.hellos: dict[str, float] = {}
+        self.error_log_senders = error_log_senders_for(
+            config, self.security, self.hellos, lambda text: self.report("warning", text)
+        )
         self.handlers = HandlerTable(
             [
                 *builtin_handlers(),
                 hello_handler(self.security.register_hello),
+                self.error_log_senders.handler(),  # REQErrorLog from known nodes only
                 *key_handlers(self.security),
                 *extra,
             ]
@@ -219,7 +229,6 @@ class Node:
             retries=config.error_message_retries,
         )
         self.files = FileWriter()
-        self.hellos: dict[str, float] = {}
         self._test_send, self.test_events = trio.open_memory_channel[Message](1000)
         self._stop = trio.Event()
         self.ready = trio.Event()
