@@ -310,6 +310,7 @@ def config_show(
 
 app.add_typer(config_app, name="config")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(__import__("steward_otp.store_cli", fromlist=["app"]).app, name="store")
 
 
 # ---------------------------------------------------------------------------------------------

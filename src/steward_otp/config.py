@@ -1225,12 +1225,16 @@ def save_config(config: Config) -> Path:
     Raises :class:`ConfigError` naming the path when it cannot be written.
     """
     path = config.config_file
+    text = render_config(config)
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if path.read_text(encoding="utf-8") == text:
+            return path  # unchanged: no write, so a restart on a full disk is not stopped
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o660)
         with open(descriptor, "w", encoding="utf-8") as file:
-            file.write(render_config(config))
+            file.write(text)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

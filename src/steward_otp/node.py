@@ -72,7 +72,7 @@ from steward_otp.security.nkey import NkeyError, nkey_from_ssh_key, write_nkey_f
 from steward_otp.security.outbox import SigningOutbox
 from steward_otp.security.service import NodeSecurity, SecuritySetupError
 from steward_otp.security.verify import HELLO_METHOD, VerifyHook
-from steward_otp.store import Store, store_path
+from steward_otp.store import Store, check_store_file, store_path
 from steward_otp.stream_intake import StreamIntake
 from steward_otp.supervisors import (
     ChildSpec,
@@ -191,7 +191,13 @@ class Node:
             ]
         )
         self.registry = registry or Registry()
-        self.store = Store(store_path(config.db_dir), dedupe_window=config.dedupe_retention_seconds)
+        check_store_file(store_path(config.db_dir), home=config.home)  # empty or damaged: stop
+        self.store = Store(
+            store_path(config.db_dir),
+            dedupe_window=config.dedupe_retention_seconds,
+            audit_retention=config.audit_retention_seconds,
+            held_retention=config.outbox_retention_seconds,
+        )
         self.url = broker_url(config) if transport is None else "loopback://"
         self.broker: EmbeddedBroker | None = None
         self.bridge: Transport

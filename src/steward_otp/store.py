@@ -16,10 +16,27 @@ anyway (it was already in the batch). A caller cancelled while still blocked on 
 has submitted nothing. Repeating an operation whose outcome is unknown is safe: ``enqueue``
 is idempotent on ``msg_id`` and transitions return False once applied -- except
 ``record_attempt``, which counts again (an extra attempt in the count, nothing worse).
+
+Trouble with the file:
+
+* **Disk full** -- a batch that fails with SQLITE_FULL fails its callers with
+  :class:`StoreFull` ("disk full", nothing written) and the store keeps serving: inputs
+  answer "not accepted: disk full" and the node keeps running; writes succeed again once
+  there is room.
+* **Damage** -- an empty file, one that is not a database, or one SQLite reports damaged
+  raises :class:`StoreDamaged` (the file is marked, see
+  :func:`~steward_otp.store_schema.mark_damaged`); :func:`check_store_file`, run before a
+  node starts, turns it into :class:`StoreUnusable`, which stops the start with a message
+  saying what to do (``steward-otp store check`` / ``store repair``).
+
+Retention: inbound ids are forgotten after ``dedupe_window``, audit records after
+``audit_retention``, failed and cancelled messages leave the outbox after
+``held_retention``; all pruned at open and every ``maintenance_interval`` seconds.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import time
@@ -30,6 +47,7 @@ from typing import TypeVar, cast
 import attrs
 import trio
 
+from .config import ConfigError
 from .store_schema import (
     ACTIVE_STATES,
     DEFAULT_PURGE_STATES,
@@ -60,6 +78,7 @@ from .store_schema import (
     OutboxState,
     PruneAudit,
     PruneDedupe,
+    PruneHeld,
     Purge,
     QueueDepths,
     ReadAudit,
@@ -67,9 +86,15 @@ from .store_schema import (
     RecordAttempts,
     RecoverInFlight,
     Retry,
+    StoreDamaged,
     StoreError,
+    StoreFull,
     Synchronous,
     apply_batch,
+    damaged_error,
+    is_damage,
+    is_disk_full,
+    mark_damaged,
     open_database,
 )
 
@@ -85,9 +110,13 @@ __all__ = [
     "OutboxRow",
     "OutboxState",
     "Store",
+    "StoreDamaged",
     "StoreError",
+    "StoreFull",
     "StoreStats",
+    "StoreUnusable",
     "Synchronous",
+    "check_store_file",
     "store_path",
 ]
 
@@ -100,7 +129,32 @@ def store_path(db_folder: str | Path) -> Path:
     return Path(db_folder) / DB_FILE_NAME
 
 
+log = logging.getLogger(__name__)
+
 _DAY = 24 * 3600.0
+
+
+class StoreUnusable(ConfigError):
+    """The node cannot start on its store file (empty, not a database, damaged); the text
+    says which file and what to do. A ConfigError: the daemon exits with status 2, which
+    service managers do not retry (retrying cannot help until an operator acts)."""
+
+
+def check_store_file(path: str | Path, *, home: Path | None = None) -> None:
+    """Before a node starts: open the store at ``path`` (creating it when missing) and close
+    it again. Raises :class:`StoreUnusable` when it is empty, not a database or damaged;
+    other trouble (e.g. the file is in use) is left for the store process to report.
+    ``home`` is put into the suggested commands."""
+    try:
+        open_database(path, lock_timeout=0.5).close()
+    except StoreDamaged as exc:
+        text = str(exc)
+        if home is not None:
+            text = text.replace("--home <home>", f"--home {home}")
+        raise StoreUnusable(text) from None
+    except StoreError:
+        return
+
 
 T = TypeVar("T")
 
@@ -117,6 +171,8 @@ class StoreStats:
     """Most requests committed together in one transaction."""
     recovered_in_flight: int
     """Messages found ``in_flight`` (and re-queued) at the last open."""
+    disk_full: int = 0
+    """Batches refused because the disk (or the database's size limit) was full."""
 
 
 class _Request:
@@ -157,7 +213,9 @@ class Store:
     acknowledged write survives a power cut; ``"NORMAL"`` survives a process crash only.
     ``dedupe_window`` (seconds, default 7 days) is how long inbound ids are remembered;
     ``audit_retention`` (default 30 days, ``None`` = forever) is how long audit records are
-    kept; both are pruned at open and every ``maintenance_interval`` seconds. At most
+    kept; ``held_retention`` (default 7 days, ``None`` = forever) is how long failed and
+    cancelled messages stay in the outbox after their last change; all are pruned at open
+    and every ``maintenance_interval`` seconds. At most
     ``batch_max`` requests share one transaction; ``mailbox_size`` bounds the requests waiting
     for the actor (callers wait for room: back-pressure). ``lock_timeout`` is how long
     :meth:`run` waits for a previous owner of the file (a daemon still exiting) to let go.
@@ -171,6 +229,7 @@ class Store:
         synchronous: Synchronous = "FULL",
         dedupe_window: float = 7 * _DAY,
         audit_retention: float | None = 30 * _DAY,
+        held_retention: float | None = 7 * _DAY,
         maintenance_interval: float = 60.0,
         batch_max: int = 1000,
         mailbox_size: int = 4096,
@@ -185,13 +244,14 @@ class Store:
         ):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if audit_retention is not None and not (
-            math.isfinite(audit_retention) and audit_retention > 0
+        for name, optional in (
+            ("audit_retention", audit_retention),
+            ("held_retention", held_retention),
         ):
-            raise ValueError(
-                f"audit_retention must be a positive number of seconds or None, "
-                f"got {audit_retention!r}"
-            )
+            if optional is not None and not (math.isfinite(optional) and optional > 0):
+                raise ValueError(
+                    f"{name} must be a positive number of seconds or None, got {optional!r}"
+                )
         if batch_max < 1 or mailbox_size < 1:
             raise ValueError(
                 f"batch_max and mailbox_size must be >= 1, got {batch_max!r}, {mailbox_size!r}"
@@ -200,6 +260,7 @@ class Store:
         self._synchronous: Synchronous = synchronous
         self._dedupe_window = float(dedupe_window)
         self._audit_retention = None if audit_retention is None else float(audit_retention)
+        self._held_retention = None if held_retention is None else float(held_retention)
         self._maintenance_interval = float(maintenance_interval)
         self._batch_max = batch_max
         self._mailbox_size = mailbox_size
@@ -211,6 +272,7 @@ class Store:
         self._operations = 0
         self._largest_batch = 0
         self._recovered_in_flight = 0
+        self._disk_full = 0
 
     @property
     def path(self) -> Path:
@@ -229,6 +291,7 @@ class Store:
             operations=self._operations,
             largest_batch=self._largest_batch,
             recovered_in_flight=self._recovered_in_flight,
+            disk_full=self._disk_full,
         )
 
     # ----------------------------------------------------------------------------------------
@@ -269,7 +332,17 @@ class Store:
         try:
             results = apply_batch(db, [RecoverInFlight(), *self._prunes(now)], now)
         except sqlite3.Error as exc:
+            if is_disk_full(exc):
+                # In-flight messages are still pending (and sent) as they are; retention
+                # waits for the next maintenance. A full disk must not stop the store.
+                self._disk_full += 1
+                log.warning("%s: disk full at open; recovery and pruning postponed", self._path)
+                self._recovered_in_flight = 0
+                return db
             db.close()
+            if is_damage(exc):
+                mark_damaged(self._path, exc)
+                raise damaged_error(self._path, f"is damaged (SQLite: {exc})") from exc
             raise StoreError(f"recovery of {self._path} failed: {exc}") from exc
         except BaseException:
             db.close()
@@ -281,6 +354,8 @@ class Store:
         prunes: list[Operation[object]] = [PruneDedupe(now - self._dedupe_window)]
         if self._audit_retention is not None:
             prunes.append(PruneAudit(now - self._audit_retention))
+        if self._held_retention is not None:
+            prunes.append(PruneHeld(now - self._held_retention))
         return prunes
 
     async def _serve_opened(
@@ -336,6 +411,18 @@ class Store:
                     apply_batch, db, operations, now, limiter=limiter
                 )
             except BaseException as exc:
+                if isinstance(exc, sqlite3.Error) and is_disk_full(exc):
+                    # Nothing of the batch was written, and the connection is still good:
+                    # refuse these requests and go on serving (deletes may free room).
+                    self._disk_full += 1
+                    for request in batch:
+                        request.fail(
+                            StoreFull(
+                                f"disk full: the store {self._path} cannot grow (SQLite: "
+                                f"{exc}); nothing was written. Free space on its file system"
+                            )
+                        )
+                    continue
                 for request in batch:
                     request.fail(
                         StoreError(
@@ -344,6 +431,9 @@ class Store:
                         )
                     )
                 if isinstance(exc, sqlite3.Error):
+                    if is_damage(exc):
+                        mark_damaged(self._path, exc)
+                        raise damaged_error(self._path, f"is damaged (SQLite: {exc})") from exc
                     raise StoreError(f"write to {self._path} failed: {exc}") from exc
                 raise
             self._commits += 1
@@ -563,6 +653,15 @@ class Store:
             return 0
         now = self._clock() if now is None else now
         return await self._call(PruneAudit(now - self._audit_retention))
+
+    async def prune_held(self, now: float | None = None) -> int:
+        """Remove failed and cancelled messages unchanged for ``held_retention`` as of
+        ``now`` (default: clock); 0 if kept forever. The actor runs this every
+        ``maintenance_interval``. Returns how many went."""
+        if self._held_retention is None:
+            return 0
+        now = self._clock() if now is None else now
+        return await self._call(PruneHeld(now - self._held_retention))
 
     async def audit_log(
         self, *, msg_id: str | None = None, limit: int | None = 1000, after_seq: int = 0

@@ -176,6 +176,7 @@ NON_DEFAULT_OPTIONS = {
     "nkey_seed_file": "/etc/nkey.seed",
     "nkey_from_ed25519_ssh_key_file": "ssh/id_ed25519",
     "central_public_key": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
+    "error_log_known_nodes": "ship1,ship2",
 }
 
 NOT_AVAILABLE_YET = {"enable_acl_check"}

@@ -529,7 +529,7 @@ async def test_a_newer_schema_is_refused_with_an_explanation(db_path, make_store
 async def test_a_file_that_is_not_a_store_is_refused(db_path, make_store):
     db_path.parent.mkdir(parents=True)
     db_path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match=r"is not a SQLite database.*store repair"):
         await make_store().run()
 
 
