@@ -52,6 +52,7 @@ __all__ = [
     "payload_limit_from",
     "size_problem",
     "size_rule",
+    "unsendable_reason",
 ]
 
 MAX_NODE_NAME_LENGTH: Final = 128
@@ -213,6 +214,16 @@ def size_problem(message: Message) -> tuple[str, str] | None:
         f"the broker can carry (its max_payload is {max_payload} bytes, less {WIRE_HEADROOM} "
         "for headers and ids)"
     )
+
+
+def unsendable_reason(message: Message) -> str | None:
+    """Why ``message``, already in an outbox, can never be published (an invalid node name,
+    a size over the broker's ``max_payload`` in effect), or None. For the publisher, so
+    that such a message is failed with the reason instead of being retried for ever."""
+    from steward_otp.message import wire_errors  # noqa: PLC0415  # message imports us
+
+    problems = wire_errors(message)
+    return "; ".join(str(problem) for problem in problems) if problems else None
 
 
 def _largest_field(message: Message) -> tuple[str, int]:

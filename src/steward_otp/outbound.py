@@ -44,6 +44,7 @@ from steward_otp.delivery.sender import (
 from steward_otp.errors import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Level
 from steward_otp.jetstream import parse_pub_ack, stream_subject
+from steward_otp.limits import unsendable_reason
 from steward_otp.message import (
     FIELD_NAMES,
     LOCAL_NODE,
@@ -555,7 +556,17 @@ class Publisher:
         for flight in batch:
             message = flight.message
             if flight.payload is None or flight.headers is None:
-                encoded = codec.encode(message, compress_threshold=compress)
+                try:  # a message that can never be sent is failed, not retried for ever
+                    unsendable = unsendable_reason(message)
+                    encoded = codec.encode(message, compress_threshold=compress)
+                except Exception as exc:
+                    unsendable = f"it cannot be encoded: {type(exc).__name__}: {exc}"
+                if unsendable is not None:
+                    dest.machine.forget([message.id])
+                    dest.flights.pop(message.id, None)
+                    text = f"error: {flight.subject}: message {message.id} not sent: {unsendable}"
+                    await self._fail(flight, text)
+                    continue
                 flight.payload, flight.headers = encoded.payload, with_version(encoded.headers)
                 if self.jetstream:
                     flight.headers[MSG_ID_HEADER] = message.id  # the broker stores it once
