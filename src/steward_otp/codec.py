@@ -5,9 +5,11 @@ fields, ``PreviousMessage`` as a nested array or null), followed by our four rel
 The array form is Steward's own CBOR form and is compact: no key names on the wire, roughly
 half the size of a map. Empty lists are sent as CBOR null (as Go sends nil lists) because
 cbor2 spends as much on an empty array as on a dozen scalars; the relay fields are left off
-when all four are empty, so a message without relay information is a 23-element array.
+when all four are empty, so a message without relay information is a 23-element array. A
+28th element, ``jetstream`` (true/false), follows them only when the message sets it.
 
-Reading accepts arrays of 23 or more elements (missing relay fields are empty, extra trailing
+Reading accepts arrays of 23 or more elements (missing relay fields are empty, a missing
+``jetstream`` is null, extra trailing
 elements from newer versions are ignored), null for any list or bytes field, and an integer
 ``id`` (Steward's ring-buffer number, read as "no id"). A Go Steward node configured with
 ``Serialization = "cbor"`` can therefore be read; Go cannot read ours, because our ``id`` is
@@ -50,6 +52,8 @@ DEFAULT_MAX_DECODED_SIZE: Final = 64 * 1024 * 1024
 _STEWARD_FIELDS: Final = 23
 _ALL_FIELDS: Final = len(FIELD_NAMES)
 _RELAY_DEFAULTS: Final = ["", "", "", ""]
+_TAIL_DEFAULTS: Final = [*_RELAY_DEFAULTS, None]  # the relay fields, then ``jetstream``
+_FLAG: Final = FIELD_NAMES.index("jetstream")
 _NULLABLE_LISTS: Final = tuple(
     FIELD_NAMES.index(n) for n in ("to_nodes", "method_args", "reply_method_args", "schedule")
 )
@@ -58,7 +62,8 @@ _PREVIOUS: Final = FIELD_NAMES.index("previous_message")
 _LZ4_STEP: Final = 1024 * 1024
 _MAX_NESTING: Final = 1 + MAX_PREVIOUS_DEPTH  # a message and its previous messages
 
-assert len(FIELD_NAMES) == _STEWARD_FIELDS + len(_RELAY_DEFAULTS)
+assert len(FIELD_NAMES) == _STEWARD_FIELDS + len(_TAIL_DEFAULTS)
+assert FIELD_NAMES[-1] == "jetstream"
 assert FIELD_NAMES[_STEWARD_FIELDS] == "relay_via_node"
 
 
@@ -84,8 +89,10 @@ def _to_wire(message: Message) -> list[Any]:
     previous = values[_PREVIOUS]
     if previous is not None:
         values[_PREVIOUS] = _to_wire(previous)
-    if values[_STEWARD_FIELDS:] == _RELAY_DEFAULTS:
-        del values[_STEWARD_FIELDS:]
+    if values[_FLAG] is None:
+        del values[_FLAG]
+        if values[_STEWARD_FIELDS:] == _RELAY_DEFAULTS:
+            del values[_STEWARD_FIELDS:]
     return values
 
 
@@ -179,7 +186,7 @@ def _from_wire(values: object, depth: int) -> Message:
             f"message array has {count} elements; at least {_STEWARD_FIELDS} are needed"
         )
     if count < _ALL_FIELDS:
-        values = values + _RELAY_DEFAULTS[count - _STEWARD_FIELDS :]
+        values = values + _TAIL_DEFAULTS[count - _STEWARD_FIELDS :]
     elif count > _ALL_FIELDS:
         values = values[:_ALL_FIELDS]
     if type(values[_ID]) is int or values[_ID] is None:

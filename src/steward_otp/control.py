@@ -9,11 +9,21 @@ Requests (``op``) and their responses (always ``{"ok": true, ...}`` or
 
 * ``{"op": "tree"}`` → ``"tree"``: the live supervision tree (``ProcessSnapshot.to_dict``).
 * ``{"op": "status"}`` → ``"status"``: node, broker URL, connection state, outbox counts per
-  state and per destination, last hello per node (on the central node).
+  state and per destination, last hello per node (on the central node); with JetStream
+  delivery, ``delivery.waiting_per_node``: messages waiting in the stream per node (or
+  ``delivery.waiting_problem`` when the broker could not say).
 * ``{"op": "queue.ls", "toNode"?: str, "states"?: [str]}`` → ``"messages"``.
 * ``{"op": "queue.cancel", "id": str}`` / ``{"op": "queue.retry", "id": str}`` → ``"done"``.
 * ``{"op": "queue.purge", "toNode"?: str, "olderThan"?: seconds}`` → ``"purged"``
   (``olderThan``: a finite number >= 0).
+* ``{"op": "queue.stream.ls", "toNode"?: str, "limit"?: n}`` → ``"messages"``: what waits in
+  the JetStream stream for that node (default: every node), each ``{"seq", "id",
+  "toNode", "subject", "method", "fromNode", "storedAt", "size", "broadcast"}``; at most
+  ``limit`` (default 1000, at most 10000).
+* ``{"op": "queue.stream.cancel", "seq"?: n, "id"?: str, "toNode"?: str}`` → ``"done"``,
+  ``"seqs"``: removes the message from the stream (by sequence, or the waiting message(s)
+  with that id, for ``toNode`` when given), so no node takes it; a broadcast is removed
+  for every node.
 * ``{"op": "methods"}`` → ``"methods"``: the node's method table (built-in methods and those
   added by embedding code), each ``{"name", "kind", "replyCapable", "routable", "quick",
   "description", "args"}``; ``steward-otp send`` validates against it.
@@ -51,6 +61,13 @@ import trio
 
 from steward_otp import codec, replies
 from steward_otp.inputs.unix_server import serve_unix_socket
+from steward_otp.jetstream import (
+    JetStreamUnavailable,
+    delete_waiting,
+    waiting_counts,
+    waiting_messages,
+)
+from steward_otp.limits import node_name_problem
 from steward_otp.methods import MethodTable
 from steward_otp.store import AuditRecord, Store
 from steward_otp.supervisors import ProcessSnapshot
@@ -103,6 +120,10 @@ async def _tree(node: Inspectable, request: Mapping[str, Any]) -> dict[str, Any]
 async def _status(node: Inspectable, request: Mapping[str, Any]) -> dict[str, Any]:
     counts = await node.store.counts()
     depths = await node.store.queue_depths()
+    posture = dict(node.posture())
+    delivery = posture.get("delivery")
+    if isinstance(delivery, Mapping) and delivery.get("mode") == "jetstream":
+        posture["delivery"] = await _with_waiting(node, delivery)
     return {
         "status": {
             "node": node.node_name,
@@ -112,9 +133,99 @@ async def _status(node: Inspectable, request: Mapping[str, Any]) -> dict[str, An
             "queued_per_node": depths,
             "last_hello": dict(node.last_hellos()),
             "time": time.time(),
-            **node.posture(),
+            **posture,
         }
     }
+
+
+STREAM_API_TIMEOUT = 2.0
+"""Seconds the broker has to answer each JetStream API request of a control request."""
+
+
+async def _with_waiting(node: Inspectable, delivery: Mapping[str, Any]) -> dict[str, Any]:
+    """``delivery`` with the messages waiting in the stream per node."""
+    out = dict(delivery)
+    bridge = getattr(node, "bridge", None)
+    if bridge is None or not delivery.get("stream_ready", True):
+        out["waiting_problem"] = "the stream is not ready"
+        return out
+    try:
+        out["waiting_per_node"] = await waiting_counts(bridge, timeout=STREAM_API_TIMEOUT)
+    except JetStreamUnavailable as exc:
+        out["waiting_problem"] = str(exc)
+    return out
+
+
+def _stream_bridge(node: Inspectable) -> Any:
+    bridge = getattr(node, "bridge", None)
+    if bridge is None:
+        raise RequestError("this node has no broker connection to read the stream through")
+    return bridge
+
+
+def _count(request: Mapping[str, Any], key: str, default: int, most: int) -> int:
+    value = request.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise RequestError(f'field "{key}": value {value!r}; allowed: an integer from 1 to {most}')
+    return value
+
+
+def _node_name(request: Mapping[str, Any]) -> str | None:
+    name = _text(request, "toNode", required=False)
+    problem = node_name_problem(name) if name is not None else None
+    if problem is not None:
+        raise RequestError(f'field "toNode": value {name!r} {problem}; allowed: a node name')
+    return name
+
+
+async def _queue_stream_ls(node: Inspectable, request: Mapping[str, Any]) -> dict[str, Any]:
+    to_node = _node_name(request)
+    limit = _count(request, "limit", 1000, 10000)
+    try:
+        waiting = await waiting_messages(
+            _stream_bridge(node), to_node, limit=limit, timeout=STREAM_API_TIMEOUT
+        )
+    except JetStreamUnavailable as exc:
+        raise RequestError(f"the stream cannot be read: {exc}") from exc
+    return {
+        "messages": [
+            {
+                "seq": m.seq,
+                "id": m.msg_id,
+                "toNode": m.for_node,
+                "subject": m.subject,
+                "method": m.method,
+                "fromNode": m.from_node,
+                "storedAt": m.stored_at,
+                "size": m.size,
+                "broadcast": m.broadcast,
+            }
+            for m in waiting
+        ]
+    }
+
+
+async def _queue_stream_cancel(node: Inspectable, request: Mapping[str, Any]) -> dict[str, Any]:
+    seq = request.get("seq")
+    msg_id = _text(request, "id", required=False)
+    if seq is not None:
+        seqs = [_count(request, "seq", 1, 2**63 - 1)]
+    elif msg_id is None:
+        raise RequestError('give "seq" (from queue.stream.ls) or "id" of the message to cancel')
+    bridge = _stream_bridge(node)
+    try:
+        if seq is None:
+            waiting = await waiting_messages(
+                bridge,
+                _node_name(request),
+                limit=10000,
+                timeout=STREAM_API_TIMEOUT,
+            )
+            seqs = sorted({m.seq for m in waiting if m.msg_id == msg_id})
+        done = [s for s in seqs if await delete_waiting(bridge, s, timeout=STREAM_API_TIMEOUT)]
+    except JetStreamUnavailable as exc:
+        raise RequestError(f"the stream cannot be changed: {exc}") from exc
+    return {"done": bool(done), "seqs": done}
 
 
 def _text(request: Mapping[str, Any], key: str, *, required: bool) -> str | None:
@@ -380,6 +491,7 @@ async def _replies(node: Inspectable, request: Mapping[str, Any]) -> AsyncIterat
         after_seq=after,
         timeout=timeout,
         quiet=quiet,
+        hub=getattr(node, "reply_hub", None),  # a node's ReplyHub: no polling of the audit log
     )
 
 
@@ -393,6 +505,8 @@ OPERATIONS: dict[str, Operation] = {
     "queue.cancel": _queue_cancel,
     "queue.retry": _queue_retry,
     "queue.purge": _queue_purge,
+    "queue.stream.ls": _queue_stream_ls,
+    "queue.stream.cancel": _queue_stream_cancel,
     "methods": _methods,
     "audit": _audit,
     "audit.end": _audit_end,
@@ -403,7 +517,7 @@ async def handle_request(node: Inspectable, line: bytes) -> dict[str, Any]:
     """Answer one request line. Never raises: every problem becomes ``{"ok": false}``."""
     try:
         request = json.loads(line)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         return {"ok": False, "error": f"request is not JSON: {exc}"}
     return await answer(node, request)
 
@@ -466,7 +580,7 @@ class ControlServer:
         when ``line`` is not a streaming request."""
         try:
             request = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # answered as "not JSON" by handle_request
             return None
         op = request.get("op") if isinstance(request, dict) else None
         stream = STREAMS.get(op) if isinstance(op, str) else None

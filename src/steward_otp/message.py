@@ -60,6 +60,7 @@ from steward_otp.methods import (
     NO_REPLY,
     MethodSpec,
     MethodTable,
+    unknown_method_reason,
 )
 
 __all__ = [
@@ -117,6 +118,7 @@ class FieldKind(enum.Enum):
     BOOL = "true or false"
     MESSAGE = "a message object or null"
     INTS = "a list of integers"
+    FLAG = "true or false (leave it out for the node's delivery default)"
 
 
 @attrs.frozen
@@ -161,6 +163,9 @@ MESSAGE_FIELDS: Final[tuple[FieldInfo, ...]] = tuple(
         ("relay_reply_method", "relayReplyMethod", _K.STR),
         ("relay_from_node", "relayFromNode", _K.STR),
         ("relay_original_method", "relayOriginalMethod", _K.STR),
+        # Delivery choice, after the relay fields: True through the JetStream stream, False
+        # through core NATS, None (absent) the sending node's ``delivery`` default.
+        ("jetstream", "jetstream", _K.FLAG),
     )
 )
 """Every field of :class:`Message`, in attribute (and wire) order."""
@@ -250,6 +255,11 @@ def _is_bool(_instance: object, field: attrs.Attribute[Any], value: object) -> N
         raise _type_error(field, "a bool", value)
 
 
+def _is_flag(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and type(value) is not bool:
+        raise _type_error(field, "True, False or None", value)
+
+
 def _chain_length(message: Message | None) -> int:
     length = 0
     while message is not None:
@@ -332,6 +342,9 @@ class Message:
     relay_reply_method: str = _str_field()
     relay_from_node: str = _str_field()
     relay_original_method: str = _str_field()
+    jetstream: bool | None = attrs.field(default=None, validator=_is_flag)
+    """True: delivered through the JetStream stream; False: through core NATS; None: as
+    the sending node's ``delivery`` setting says. Set on a message, it wins."""
 
     def field_values(self) -> tuple[Any, ...]:
         """All field values in :data:`FIELD_NAMES` order (one C-level call)."""
@@ -390,6 +403,7 @@ class Message:
 
 _GET_ALL: Final = operator.attrgetter(*FIELD_NAMES)
 _DEFAULTS: Final[dict[str, Any]] = {a.name: a.default for a in attrs.fields(Message)}
+_DEFAULT_ITEMS: Final = tuple((name, _DEFAULTS[name]) for name in FIELD_NAMES)
 
 
 def _indexes(kind: FieldKind) -> list[int]:
@@ -408,6 +422,7 @@ _BYTES_INDEXES: Final = tuple(_indexes(FieldKind.BYTES))
 _INT_AT = _getter(_indexes(FieldKind.INT))
 (_PREVIOUS_INDEX,) = _indexes(FieldKind.MESSAGE)
 (_SCHEDULE_INDEX,) = _indexes(FieldKind.INTS)
+(_FLAG_INDEX,) = _indexes(FieldKind.FLAG)
 _KIND_TYPES: Final[dict[FieldKind, type]] = {
     FieldKind.STR: str,
     FieldKind.STRS: tuple,
@@ -416,11 +431,20 @@ _KIND_TYPES: Final[dict[FieldKind, type]] = {
     FieldKind.BOOL: bool,
     FieldKind.MESSAGE: type(None),
     FieldKind.INTS: tuple,
+    FieldKind.FLAG: type(None),
 }
-_TYPES_WITHOUT_PREVIOUS: Final = tuple(_KIND_TYPES[info.kind] for info in MESSAGE_FIELDS)
-_TYPES_WITH_PREVIOUS: Final = tuple(
-    Message if info.kind is FieldKind.MESSAGE else _KIND_TYPES[info.kind] for info in MESSAGE_FIELDS
+
+
+def _exact_types(previous: type, flag: type) -> tuple[type, ...]:
+    types = [_KIND_TYPES[info.kind] for info in MESSAGE_FIELDS]
+    types[_PREVIOUS_INDEX], types[_FLAG_INDEX] = previous, flag
+    return tuple(types)
+
+
+_TYPES_WITHOUT_PREVIOUS: Final = frozenset(
+    _exact_types(type(None), flag) for flag in (type(None), bool)
 )
+_TYPES_WITH_PREVIOUS: Final = frozenset(_exact_types(Message, flag) for flag in (type(None), bool))
 
 
 def _normalise_fields(fields: list[Any]) -> bool:
@@ -459,8 +483,9 @@ def _normalise_fields(fields: list[Any]) -> bool:
     if not exact:
         return False
     types = tuple(map(type, fields))
-    if types != _TYPES_WITHOUT_PREVIOUS and (
-        types != _TYPES_WITH_PREVIOUS or _chain_length(fields[_PREVIOUS_INDEX]) > MAX_PREVIOUS_DEPTH
+    if types not in _TYPES_WITHOUT_PREVIOUS and (
+        types not in _TYPES_WITH_PREVIOUS
+        or _chain_length(fields[_PREVIOUS_INDEX]) > MAX_PREVIOUS_DEPTH
     ):
         return False
     # abs() turns INT64_MIN away from the fast path; the constructor accepts it.
@@ -725,7 +750,8 @@ class _Reader:
             more = unknown - _MAX_UNKNOWN_KEY_WARNINGS
             self.warn(prefix.rstrip(".") or None, _BAD, f"has {more} more unknown fields", None)
         try:
-            return Message(**values)
+            # The reader's values are already converted: the decoder's fast path takes them.
+            return Message.from_field_values([values.get(n, d) for n, d in _DEFAULT_ITEMS])
         except (TypeError, ValueError) as exc:  # only reachable through a bug in the reader
             self.error(prefix.rstrip(".") or None, _BAD, f"could not be built: {exc}", None)
             return None
@@ -761,7 +787,7 @@ class _Reader:
             return self.text(raw, path)
         if kind is FieldKind.INT:
             return self.integer(raw, path)
-        if kind is FieldKind.BOOL:
+        if kind is FieldKind.BOOL or kind is FieldKind.FLAG:
             if isinstance(raw, bool):
                 return raw
             self.error(path, raw, "is not true or false", kind.value)
@@ -883,12 +909,14 @@ def _check_message(
             error(field, value, f"is not a valid node name: it {problem}", _NODE_RULE)
 
     if "method" not in skip:
-        routable = ", ".join(table.routable_names())
         spec = table.lookup(message.method) if message.method else None
+        # The list of methods goes into error texts only: built only when one may need it.
+        valid = spec is not None and spec.routable
+        routable = "" if valid else ", ".join(table.routable_names())
         if not message.method:
             error("method", _BAD, "is missing", routable)
         elif spec is None:
-            error("method", message.method, "is not a known method", routable)
+            error("method", message.method, unknown_method_reason(message.method), routable)
         elif not spec.routable:
             why = " (it is only valid as replyMethod)" if spec.reply_capable else ""
             error("method", message.method, f"cannot be sent as a request{why}", routable)
@@ -937,9 +965,11 @@ def _check_message(
 
     if message.reply_method and "replyMethod" not in skip:
         reply_spec = table.lookup(message.reply_method)
-        allowed = ", ".join(table.reply_method_names())
+        valid = reply_spec is not None and reply_spec.reply_capable
+        allowed = "" if valid else ", ".join(table.reply_method_names())
         if reply_spec is None:
-            error("replyMethod", message.reply_method, "is not a known method", allowed)
+            reason = unknown_method_reason(message.reply_method)
+            error("replyMethod", message.reply_method, reason, allowed)
         elif not reply_spec.reply_capable:
             error("replyMethod", message.reply_method, "cannot be used as replyMethod", allowed)
 
@@ -1200,27 +1230,43 @@ def ensure_id(message: Message) -> Message:
     return attrs.evolve(message, id=new_message_id(message.from_node))
 
 
-def fan_out(message: Message, own_node: str) -> list[Message]:
+def fan_out(message: Message, own_node: str, *, from_node: str | None = None) -> list[Message]:
     """One message per destination, each with ``toNodes`` cleared and ``local`` resolved.
 
     A message with ``toNode`` is kept as is (its ``toNodes`` is ignored). Otherwise each
     distinct entry of ``toNodes`` (first occurrence order) gives one copy with that
     ``toNode``; when the message has an id, each copy gets id ``<id>@<node>``, so copies
     stay distinct and resubmitting the same document yields the same ids. ``local`` becomes
-    ``own_node``. A message with neither gives an empty list.
+    ``own_node``. A message with neither gives an empty list. ``from_node``, when given,
+    becomes every copy's ``fromNode``. One copy per destination (the decoder's fast path,
+    no ``attrs.evolve`` chain): inputs call this for every message they accept.
     """
 
     def resolve(node: str) -> str:
         return own_node if node == LOCAL_NODE else node
 
     if message.to_node:
-        return [attrs.evolve(message, to_node=resolve(message.to_node), to_nodes=())]
+        targets = [(resolve(message.to_node), message.id)]
+    else:
+        targets = []
+        for node in dict.fromkeys(message.to_nodes):
+            target = resolve(node)
+            targets.append((target, f"{message.id}@{target}" if message.id else ""))
+    values = list(message.field_values())
+    values[_TO_NODES_AT] = ()
+    if from_node is not None:
+        values[_FROM_NODE_AT] = from_node
     copies: list[Message] = []
-    for node in dict.fromkeys(message.to_nodes):
-        target = resolve(node)
-        new_id = f"{message.id}@{target}" if message.id else ""
-        copies.append(attrs.evolve(message, to_node=target, to_nodes=(), id=new_id))
+    for target, new_id in targets:
+        values[_TO_NODE_AT], values[_ID_AT] = target, new_id
+        copies.append(Message.from_field_values(values))
     return copies
+
+
+_TO_NODE_AT, _TO_NODES_AT, _ID_AT, _FROM_NODE_AT, _RETRIES_AT, _METHOD_TIMEOUT_AT, _DATA_AT = (
+    FIELD_NAMES.index(name)
+    for name in ("to_node", "to_nodes", "id", "from_node", "retries", "method_timeout", "data")
+)
 
 
 @attrs.frozen
@@ -1247,7 +1293,9 @@ def apply_defaults(message: Message, defaults: MessageDefaults | None = None) ->
         timeout = defaults.method_timeout
     if retries == message.retries and timeout == message.method_timeout:
         return message
-    return attrs.evolve(message, retries=retries, method_timeout=timeout)
+    values = list(message.field_values())
+    values[_RETRIES_AT], values[_METHOD_TIMEOUT_AT] = retries, timeout
+    return Message.from_field_values(values)
 
 
 # --- Subjects and replies.
@@ -1296,18 +1344,20 @@ def build_reply(request: Message, output: bytes, *, error: bool = False) -> Mess
     ``REQToFileAppend``), ``methodArgs``/``methodTimeout``/``ACKTimeout``/``retries`` taken
     from the ``reply*`` fields, ``retryWait``/``directory``/``fileName`` copied,
     ``isReply`` true, ``previousMessage`` = the request with ``data`` cleared, a fresh id,
-    everything else default. ``error=True`` appends ``.error`` to ``fileName`` in the reply
+    everything else default -- except ``jetstream``: a reply to a request that named it
+    travels core NATS (``False``), which reaches its sender whatever that node's delivery
+    (a core node consumes no stream); otherwise the replying node's default decides.
+    ``error=True`` appends ``.error`` to ``fileName`` in the reply
     and in its ``previousMessage``, so the output path points at the sibling error file.
     """
     if request.reply_method == NO_REPLY or request.is_reply:
         return None
     if error:
         request = attrs.evolve(request, file_name=request.file_name + ERROR_FILE_SUFFIX)
-    previous = attrs.evolve(
-        request,
-        data=b"",
-        previous_message=_trim_chain(request.previous_message, MAX_PREVIOUS_DEPTH - 1),
-    )
+    values = list(request.field_values())  # one copy, as fan_out makes them
+    values[_DATA_AT] = b""
+    values[_PREVIOUS_INDEX] = _trim_chain(request.previous_message, MAX_PREVIOUS_DEPTH - 1)
+    previous = Message.from_field_values(values)
     return Message(
         to_node=request.from_node,
         from_node=request.to_node,
@@ -1323,4 +1373,5 @@ def build_reply(request: Message, output: bytes, *, error: bool = False) -> Mess
         file_name=request.file_name,
         is_reply=True,
         previous_message=previous,
+        jetstream=None if request.jetstream is None else False,
     )

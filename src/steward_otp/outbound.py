@@ -43,7 +43,15 @@ from steward_otp.delivery.sender import (
 )
 from steward_otp.errors import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Level
-from steward_otp.jetstream import parse_pub_ack, stream_subject
+from steward_otp.jetstream import (
+    BROADCAST_NODE,
+    JetStreamUnavailable,
+    StreamLimits,
+    ensure_stream,
+    jetstream_available,
+    parse_pub_ack,
+    stream_subject,
+)
 from steward_otp.limits import unsendable_reason
 from steward_otp.message import (
     FIELD_NAMES,
@@ -130,6 +138,7 @@ def relay_envelope(message: Message, via: str, own_node: str) -> Message:
         method_timeout=message.method_timeout,
         reply_method="REQNone",
         relay_original_method=message.method,
+        jetstream=message.jetstream,  # the first leg goes the way the message chose
     )
 
 
@@ -295,9 +304,11 @@ class Router:
         if message.id in self._held:
             return
         self._held.add(message.id)
-        key = publisher_id(message.to_node, message.method)
+        key = publisher_id(message.to_node, message.method, message.jetstream)
         while True:
-            inbox = await self.publishers.start_child(key, message.to_node, message.method)
+            inbox = await self.publishers.start_child(
+                key, message.to_node, message.method, message.jetstream
+            )
             try:
                 inbox.send_nowait(message)  # the inbox is unbounded
                 return
@@ -307,9 +318,13 @@ class Router:
                 await trio.lowlevel.checkpoint()
 
 
-def publisher_id(to_node: str, method: str) -> str:
-    """The child id of the Publisher for one destination: ``<toNode>.<method>``."""
-    return f"{to_node}.{method}"
+def publisher_id(to_node: str, method: str, jetstream: bool | None = None) -> str:
+    """The child id of the Publisher for one destination: ``<toNode>.<method>``; messages
+    that choose their delivery (``jetstream`` true or false) have their own Publisher,
+    ``<toNode>.<method>@jetstream`` or ``<toNode>.<method>@core``."""
+    if jetstream is None:
+        return f"{to_node}.{method}"
+    return f"{to_node}.{method}@{'jetstream' if jetstream else 'core'}"
 
 
 def _message_from_row(row: OutboxRow) -> Message | None:
@@ -356,12 +371,19 @@ class _Destination:
 
     machine: SenderMachine
     ack_inbox: str
+    stream: bool = False
+    """Publishing into the JetStream stream (else core NATS)."""
+    chosen: bool = False
+    """The messages chose their delivery (their ``jetstream`` field), not the node default."""
     flights: dict[str, _Flight] = attrs.field(factory=dict)
     busy: int = 0
     """Actions being carried out (store operations, publishes) right now."""
     publishes: dict[str, str] = attrs.field(factory=dict)
     """JetStream: reply token of each publish awaiting the broker's acknowledgement -> id."""
     tokens: Iterator[int] = attrs.field(factory=itertools.count)
+    no_stream: list[str] = attrs.field(factory=list)
+    """JetStream: ids whose publish found no stream, for :meth:`Publisher._no_stream`."""
+    resolving: bool = False
 
 
 class Publisher:
@@ -389,6 +411,7 @@ class Publisher:
         idle_tick: float = 1.0,
         window: int = 128,
         jetstream: bool = False,
+        limits: StreamLimits | None = None,
     ) -> None:
         self.outbox = outbox
         self.bridge = bridge
@@ -396,30 +419,43 @@ class Publisher:
         self.idle_tick = idle_tick
         self.window = window
         self.jetstream = jetstream
+        """The node's delivery default; a message's ``jetstream`` field wins."""
+        self.limits = limits or StreamLimits()
+        """The stream's limits, should this node be the first to need the stream."""
         self._jetstream_missing_reported = False
+        self._probe_lock = trio.Lock()
+        self._probed: tuple[float, bool | None] = (-math.inf, None)
 
     async def run(
         self,
         to_node: str,
         method: str,
+        jetstream: bool | None = None,
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve one destination until stopped. Started value: the inbox send channel.
 
+        ``jetstream`` is the delivery its messages chose (None: the node's default).
         On the way out every message it holds goes back to the Router unfinished (the store
         still has it), so it is sent again by the next Publisher.
         """
         send, receive = trio.open_memory_channel[Message](math.inf)
         handle = current_child()
-        dest = _Destination(SenderMachine(self.window), ack_inbox=self.bridge.new_inbox())
+        dest = _Destination(
+            SenderMachine(self.window),
+            ack_inbox=self.bridge.new_inbox(),
+            stream=self.jetstream if jetstream is None else jetstream,
+            chosen=jetstream is not None,
+        )
         new_messages = _Mailbox[Message]()
         acks = _Mailbox[InboundMessage]()
         # JetStream: one reply subject per publish (the broker's acknowledgement names no id).
-        ack_subject = f"{dest.ack_inbox}.*" if self.jetstream else dest.ack_inbox
+        ack_subject = f"{dest.ack_inbox}.*" if dest.stream else dest.ack_inbox
         ack_subscription = self.bridge.subscribe(ack_subject, capacity=ACK_INBOX_CAPACITY)
         handle.info_provider = lambda: {
             "to_node": to_node,
             "method": method,
+            "delivery": "jetstream" if dest.stream else "core",
             "in_flight": dest.machine.outstanding,
             "queued": dest.machine.queued + len(new_messages.items),
         }
@@ -460,15 +496,15 @@ class Publisher:
         while True:
             new_messages.wake = acks.wake = wake = trio.Event()
             for message in new_messages.take():
-                if machine.offer(_outgoing(message, jetstream=self.jetstream)):
+                if machine.offer(_outgoing(message, jetstream=dest.stream)):
                     subject = subject_for(message, self.outbox.table)
-                    if self.jetstream:
+                    if dest.stream:
                         subject = stream_subject(subject)
                     dest.flights[message.id] = _Flight(message, subject)
             actions: list[Action] = []
             for inbound in acks.take():
-                if self.jetstream:
-                    actions += self._stream_acknowledged(dest, inbound)
+                if dest.stream:
+                    actions += self._stream_acknowledged(dest, inbound, nursery)
                     continue
                 if _no_responders(inbound):
                     continue  # nobody listens at the destination: its ACK deadline decides
@@ -487,26 +523,90 @@ class Publisher:
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 await wake.wait()
 
-    def _stream_acknowledged(self, dest: _Destination, inbound: InboundMessage) -> list[Action]:
+    def _stream_acknowledged(
+        self, dest: _Destination, inbound: InboundMessage, nursery: trio.Nursery
+    ) -> list[Action]:
         """The broker's answer to a publish into the stream: stored means delivered."""
         msg_id = dest.publishes.pop(inbound.subject.rpartition(".")[2], None)
         if msg_id is None:
             return []  # an earlier attempt's late answer, or not ours
         if _no_responders(inbound):
-            if not self._jetstream_missing_reported:
-                self._jetstream_missing_reported = True
-                self.report(
-                    "error",
-                    f"error: JetStream delivery: the broker has no stream for {inbound.subject}"
-                    "; start it with JetStream (nats-server --jetstream) or use --delivery core",
-                )
-            return []  # the ACK deadline retries it
+            # No stream takes the subject: the broker has no JetStream, or nobody has made
+            # the stream yet. _no_stream finds out which, in the background.
+            dest.no_stream.append(msg_id)
+            if not dest.resolving:
+                dest.resolving = True
+                nursery.start_soon(self._no_stream, dest)
+            return []  # meanwhile the ACK deadline retries it
         answer = parse_pub_ack(inbound.payload)
         if not answer.stored:
             log.warning("JetStream refused %s: %s; it is sent again", msg_id, answer.error)
             return []
         self._jetstream_missing_reported = False
         return dest.machine.acked(Ack(accepted=(msg_id,)))
+
+    async def _no_stream(self, dest: _Destination) -> None:
+        """Publishes into the stream that found none: make the stream when the broker has
+        JetStream (and publish them again); when it has none, fail the messages that asked
+        for JetStream themselves (the reason is in the outbox and the error log, so their
+        sender hears it) and report it once for those sent so by the node's default (their
+        ACK deadline retries them)."""
+        dest.busy += 1
+        try:
+            while dest.no_stream:
+                msg_ids, dest.no_stream = dest.no_stream, []
+                available = await self._probe_jetstream()
+                flights = [dest.flights[i] for i in dict.fromkeys(msg_ids) if i in dest.flights]
+                if available:
+                    await self._publish(flights, dest)
+                elif available is False and dest.chosen:
+                    dest.machine.forget({f.message.id for f in flights})
+                    for flight in flights:
+                        dest.flights.pop(flight.message.id, None)
+                        await self._fail(flight, self._no_jetstream_text(flight), "error")
+                elif available is False and not self._jetstream_missing_reported:
+                    self._jetstream_missing_reported = True
+                    self.report(
+                        "error",
+                        f"error: JetStream delivery: the broker {self._broker_url()} has no "
+                        "JetStream; messages wait in the outbox until it has; start it with "
+                        "JetStream (nats-server --jetstream) or use --delivery core",
+                    )
+        finally:
+            dest.resolving = False
+            dest.busy -= 1
+
+    async def _probe_jetstream(self) -> bool | None:
+        """Whether the broker has JetStream, making the stream when it is missing; one probe
+        for every Publisher at a time, its answer kept for PROBE_CACHE_SECONDS."""
+        async with self._probe_lock:
+            probed_at, available = self._probed
+            if trio.current_time() - probed_at < PROBE_CACHE_SECONDS:
+                return available
+            available = await jetstream_available(self.bridge, timeout=PROBE_TIMEOUT)
+            if available:
+                try:
+                    if await ensure_stream(self.bridge, self.limits, timeout=PROBE_TIMEOUT):
+                        log.info("JetStream: made the stream for messages sent from here")
+                except JetStreamUnavailable as exc:
+                    log.warning("JetStream: the stream could not be made: %s", exc)
+                    available = None
+            self._probed = (trio.current_time(), available)
+            return available
+
+    def _no_jetstream_text(self, flight: _Flight) -> str:
+        message = flight.message
+        return (
+            f"error: {flight.subject}: message {message.id} to {message.to_node}: this message "
+            f"asks for JetStream but the broker {self._broker_url()} has none; start the broker "
+            'with JetStream (nats-server --jetstream), or send it without "jetstream": true'
+        )
+
+    def _broker_url(self) -> str:
+        try:
+            return str(self.bridge.info.get("url") or "of this node")
+        except Exception:  # only words for an error line
+            return "of this node"
 
     async def _carry_out(self, action: Action, dest: _Destination) -> None:
         dest.busy += 1
@@ -561,6 +661,12 @@ class Publisher:
                     encoded = codec.encode(message, compress_threshold=compress)
                 except Exception as exc:
                     unsendable = f"it cannot be encoded: {type(exc).__name__}: {exc}"
+                if unsendable is None and not dest.stream and message.to_node == BROADCAST_NODE:
+                    unsendable = (
+                        f'toNode "{BROADCAST_NODE}" reaches every node only through JetStream: '
+                        'set "jetstream": true on the message or run the node with '
+                        "--delivery jetstream"
+                    )
                 if unsendable is not None:
                     dest.machine.forget([message.id])
                     dest.flights.pop(message.id, None)
@@ -568,9 +674,9 @@ class Publisher:
                     await self._fail(flight, text)
                     continue
                 flight.payload, flight.headers = encoded.payload, with_version(encoded.headers)
-                if self.jetstream:
+                if dest.stream:
                     flight.headers[MSG_ID_HEADER] = message.id  # the broker stores it once
-            if self.jetstream:
+            if dest.stream:
                 token = str(next(dest.tokens))
                 dest.publishes[token] = message.id
                 reply = f"{dest.ack_inbox}.{token}"
@@ -598,12 +704,12 @@ class Publisher:
         for action in dest.machine.flushed(msg_ids):
             await self._carry_out_now(action, dest)
 
-    async def _fail(self, flight: _Flight, text: str) -> None:
+    async def _fail(self, flight: _Flight, text: str, level: Level = "info") -> None:
         message = flight.message
         await self.outbox.store.mark_failed(message.id, text)
         self.outbox.stats.failed += 1
         if message.method != ERROR_LOG_METHOD:
-            self.report("info", text)
+            self.report(level, text)
         self._give_back(message.id, delivered=False)
 
     async def _keep_alive_while_busy(self, dest: _Destination) -> None:
@@ -622,6 +728,11 @@ class Publisher:
 
 STREAM_ACK_TIMEOUT = 5
 """Seconds at least that a publish into the stream waits for the broker's acknowledgement."""
+
+PROBE_TIMEOUT = 2.0
+"""Seconds the broker has to answer whether it has JetStream."""
+PROBE_CACHE_SECONDS = 2.0
+"""How long that answer stands for further publishes that find no stream."""
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 """The header by which JetStream recognises a resend of the same message."""

@@ -165,10 +165,10 @@ async def test_a_node_killed_while_taking_its_messages_loses_none(
     finally:
         ship1.kill()
     written = out_lines(tmp_path, "ship1")
-    assert sorted(set(written), key=int) == [str(i) for i in range(1500)]
-    # Only handlers cut short by the kill run again (their completion was not stored yet);
-    # every message that had finished before the kill ran exactly once.
-    assert len(written) - 1500 <= taken_before_the_kill
+    assert taken_before_the_kill >= 20
+    # Appends cut short by the kill run again (their completion was not stored yet), but the
+    # append journal finds their lines already written: each line appears exactly once.
+    assert sorted(written, key=int) == [str(i) for i in range(1500)]
 
 
 async def test_status_shows_the_delivery_mode_and_the_stream(

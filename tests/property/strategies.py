@@ -81,6 +81,7 @@ def _common_fields(previous: st.SearchStrategy[Message | None]) -> dict[str, Any
         "relay_reply_method": st.one_of(st.just(""), st.sampled_from(_REPLY)),
         "relay_from_node": st.one_of(st.just(""), node_names),
         "relay_original_method": st.one_of(st.just(""), st.sampled_from(_ROUTABLE)),
+        "jetstream": st.sampled_from([None, True, False]),
     }
 
 

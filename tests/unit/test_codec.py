@@ -129,7 +129,7 @@ def test_go_style_nested_previous_message() -> None:
 
 
 def test_extra_trailing_fields_from_newer_versions_are_ignored() -> None:
-    values = [*cbor2.loads(encode(REQUEST).payload), "", "", "", "", "future", 1]
+    values = [*cbor2.loads(encode(REQUEST).payload), "", "", "", "", None, "future", 1]
     assert decode(cbor2.dumps(values), CBOR) == REQUEST
 
 

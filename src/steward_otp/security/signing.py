@@ -8,12 +8,12 @@ replaced by its SHA-256, plus the signer's node name and the signing time:
 ``CBOR ["steward-otp message signature v1", signer, signed_at_ms, [fields]]``
 
 where ``[fields]`` are the values of every field in wire order (``toNode``, ``toNodes``,
-``id``, ``data`` as its SHA-256, ``method``, ``methodArgs``, then the rest, the relay fields
-last), ``argSignature`` left out; a nested ``previousMessage`` is the same array (with its own
-``argSignature`` and the SHA-256 of its ``data``). Changing any field after signing -- the
-destination, the method, an argument, a byte of data, a timeout, a relay field -- makes the
-signature fail. Steward signed only ``methodArgs``, so a captured message could be
-re-targeted or given new data.
+``id``, ``data`` as its SHA-256, ``method``, ``methodArgs``, then the rest, the relay fields,
+then ``jetstream`` when it is set), ``argSignature`` left out; a nested ``previousMessage``
+is the same array (with its own ``argSignature`` and the SHA-256 of its ``data``).
+Changing any field after signing -- the destination, the method, an argument, a byte of
+data, a timeout, a relay field -- makes the signature fail. Steward signed only
+``methodArgs``, so a captured message could be re-targeted or given new data.
 
 **Where it travels.** In the message's ``argSignature`` field (Steward's field, no wire
 change), as ``CBOR [1, signer, signed_at_ms, sha256(data), ed25519 signature]``. The SHA-256
@@ -147,6 +147,7 @@ def data_digest(data: bytes) -> bytes:
 _SIGNATURE_INDEX: Final = FIELD_NAMES.index("arg_signature")
 _DATA_INDEX: Final = FIELD_NAMES.index("data")
 _PREVIOUS_INDEX: Final = FIELD_NAMES.index("previous_message")
+_JETSTREAM_INDEX: Final = FIELD_NAMES.index("jetstream")
 
 
 def _fields(message: Message, digest: bytes, *, nested: bool) -> list[Any]:
@@ -157,6 +158,8 @@ def _fields(message: Message, digest: bytes, *, nested: bool) -> list[Any]:
     previous = values[_PREVIOUS_INDEX]
     if previous is not None:
         values[_PREVIOUS_INDEX] = _fields(previous, data_digest(previous.data), nested=True)
+    if values[_JETSTREAM_INDEX] is None:
+        del values[_JETSTREAM_INDEX]  # unset: the same bytes as before the field existed
     if not nested:
         del values[_SIGNATURE_INDEX]
     return values

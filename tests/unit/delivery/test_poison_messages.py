@@ -75,3 +75,19 @@ async def test_a_message_the_broker_can_never_carry_is_failed_with_the_reason(
         out = net.data("ship1") / "in" / "ship1" / "in.log"
         await wait_for(lambda: file_text(out) == "after\n")
     assert net.transports["central"].publish_errors == 0  # never even tried
+
+
+async def test_a_broadcast_over_core_nats_is_failed_at_once_saying_how_to_send_it(
+    tmp_path: Path,
+) -> None:
+    net = LoopbackNet(tmp_path)
+    central = net.node("central")
+    async with central:
+        (msg_id,) = await central.submit([_append("all", "to everyone\n")])
+        with trio.fail_after(10):
+            while not await central.store.list_outbox(states=["failed"]):
+                await trio.sleep(0.05)
+        (row,) = await central.store.list_outbox(states=["failed"])
+    assert row.msg_id == msg_id
+    assert 'toNode "all" reaches every node only through JetStream' in (row.reason or "")
+    assert '"jetstream": true' in (row.reason or "")
