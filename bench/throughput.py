@@ -22,7 +22,15 @@ started here on a free 127.0.0.1 port) and prints, each with its target:
     burst of (d) went through it; ``ready_s``: from spawning it until its control socket
     answers a ``status`` request (what ``steward-otp status`` asks).
 
-    .venv/bin/python bench/throughput.py [--json] [--quick]
+(g) ``js_one_leg_per_s`` / ``js_drain_per_s``: (d) and (e) with ``delivery = jetstream``
+    (``--no-jetstream`` leaves them out; a failure there is reported and the other figures
+    are kept).
+
+Besides, the CPU time each node process used per message during (b), (d) and (e)
+(``*_cpu_us_*``, from ``/proc/<pid>/stat``): on a machine shared with other work the rates
+move with the load, the CPU per message much less, so it is the figure to compare changes by.
+
+    .venv/bin/python bench/throughput.py [--json] [--quick] [--no-jetstream]
 
 With ``--json`` the figures go to stdout as one JSON object (the table goes to stderr).
 Figures only: nothing here is asserted anywhere.
@@ -39,12 +47,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TextIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from processes import free_port, proc_status_mb, stop, stopping
+from processes import cpu_seconds, free_port, proc_status_mb, stop, stopping
 
 from steward_otp.broker import BrokerSpec, find_nats_server_binary, ready_in_log
 
@@ -82,6 +92,16 @@ TARGETS: tuple[Target, ...] = (
     Target("js_one_leg_per_s", "(g) JetStream: one leg A -> file on B", "/s", "min", 0),
     Target("js_drain_per_s", "    JetStream: drain, sender gone, from B's start", "/s", "min", 0),
 )
+
+CPU_FIGURES: tuple[tuple[str, str], ...] = (
+    ("two_leg_cpu_us_a", "CPU per message, (b) node A (sends, writes)"),
+    ("two_leg_cpu_us_b", "CPU per message, (b) node B (runs, replies)"),
+    ("one_leg_cpu_us_sender", "CPU per message, (d) sender A"),
+    ("one_leg_cpu_us_receiver", "CPU per message, (d) receiving daemon"),
+    ("drain_cpu_us_sender", "CPU per message, (e) A from B's start"),
+    ("drain_cpu_us_receiver", "CPU per message, (e) B after ready"),
+)
+"""Per message CPU time of each node (``/proc`` accounting): figures, no targets."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,6 +272,7 @@ class Settings(NamedTuple):
     batch: int
     baseline_seconds: float
     idle_seconds: float
+    jetstream: bool = True
 
 
 def raw_baseline(url: str, seconds: float) -> float:
@@ -334,12 +355,15 @@ def measure_nodes(
     figures["node_a_idle_rss_mb"] = proc_status_mb(a.pid)
 
     # (b) two legs.
-    seconds = two_leg(a_home, settings.two_leg, settings.batch)
+    with cpu_per_message(figures, settings.two_leg, two_leg_cpu_us_a=a, two_leg_cpu_us_b=b):
+        seconds = two_leg(a_home, settings.two_leg, settings.batch)
     figures["two_leg_seconds"] = seconds
     figures["two_leg_per_s"] = settings.two_leg / seconds
 
     # (d) one leg, into the daemon; then its memory after the burst.
-    seconds = one_leg(a_home, c_home, "c", settings.one_leg, settings.batch)
+    counted = {"one_leg_cpu_us_sender": a, "one_leg_cpu_us_receiver": daemon}
+    with cpu_per_message(figures, settings.one_leg, **counted):
+        seconds = one_leg(a_home, c_home, "c", settings.one_leg, settings.batch)
     figures["one_leg_seconds"] = seconds
     figures["one_leg_per_s"] = settings.one_leg / seconds
     time.sleep(0.5)
@@ -359,13 +383,23 @@ def measure_nodes(
     if count_lines(out):
         raise RuntimeError(f"{out} has lines before B started")
     started_perf, started = time.perf_counter(), time.monotonic()
+    a_cpu_at_start = cpu_seconds(a.pid)
     b = start_node(b_home, "b", url)
     processes.append(b)
     figures["drain_b_ready_s"] = wait_socket_ready(b_home, started)
+    b_cpu_at_ready = cpu_seconds(b.pid)
     seconds = wait_lines(out, settings.drain) - started_perf
     figures["drain_seconds"] = seconds
     figures["drain_per_s"] = settings.drain / seconds
-    measure_jetstream(settings, workdir, url, figures, processes)
+    figures["drain_cpu_us_sender"] = (cpu_seconds(a.pid) - a_cpu_at_start) / settings.drain * 1e6
+    figures["drain_cpu_us_receiver"] = (cpu_seconds(b.pid) - b_cpu_at_ready) / settings.drain * 1e6
+    if not settings.jetstream:
+        return
+    try:
+        measure_jetstream(settings, workdir, url, figures, processes)
+    except RuntimeError as exc:
+        # The core figures stand on their own: report the failure, keep them.
+        print(f"(g) JetStream figures failed: {exc}", file=sys.stderr)
 
 
 def measure_jetstream(
@@ -407,6 +441,18 @@ def measure_jetstream(
     figures["js_drain_per_s"] = settings.drain / seconds
 
 
+@contextmanager
+def cpu_per_message(
+    figures: dict[str, float], count: int, **processes: subprocess.Popen[bytes]
+) -> Iterator[None]:
+    """Record, under each keyword's name, the CPU microseconds per message that its process
+    used while the block ran: a figure other load on the machine barely changes."""
+    before = {key: cpu_seconds(p.pid) for key, p in processes.items()}
+    yield
+    for key, process in processes.items():
+        figures[key] = (cpu_seconds(process.pid) - before[key]) / count * 1e6
+
+
 def wait_outbox_empty(home: Path, timeout: float = 120.0) -> None:
     """Wait until the node in ``home`` holds no undelivered message (the broker has them)."""
     deadline = time.monotonic() + timeout
@@ -431,10 +477,16 @@ def print_table(settings: Settings, figures: dict[str, float], stream: TextIO) -
         "drain_per_s": f" ({settings.drain} in {figures['drain_seconds']:.2f} s; "
         f"B ready after {figures['drain_b_ready_s']:.2f} s)",
         "loaded_rss_mb": f" (peak {figures['loaded_peak_rss_mb']:.1f} MB)",
-        "js_one_leg_per_s": f" ({settings.one_leg} in {figures['js_one_leg_seconds']:.2f} s)",
-        "js_drain_per_s": f" ({settings.drain} in {figures['js_drain_seconds']:.2f} s)",
     }
+    if "js_drain_seconds" in figures:
+        counts["js_one_leg_per_s"] = (
+            f" ({settings.one_leg} in {figures['js_one_leg_seconds']:.2f} s)"
+        )
+        counts["js_drain_per_s"] = f" ({settings.drain} in {figures['js_drain_seconds']:.2f} s)"
     for target in TARGETS:
+        if target.key not in figures:
+            print(f"{target.label:<44} {'-':>9}     not measured", file=stream)
+            continue
         value = figures[target.key]
         shown = f"{value:.3f}" if target.unit in ("", "s") else f"{value:.1f}"
         if target.unit == "/s":
@@ -448,6 +500,9 @@ def print_table(settings: Settings, figures: dict[str, float], stream: TextIO) -
         f"{figures['node_a_ready_s']:.3f} s, {figures['node_a_idle_rss_mb']:.1f} MB",
         file=stream,
     )
+    for key, label in CPU_FIGURES:
+        if key in figures:
+            print(f"{label:<44} {figures[key]:9.0f} us", file=stream)
     print(f"{'cores':<44} {figures['cores']:.0f}", file=stream)
 
 
@@ -461,9 +516,13 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=2.0)
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke test")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument(
+        "--no-jetstream", action="store_true", help="skip the JetStream figures (g)"
+    )
     args = parser.parse_args()
+    jetstream = not args.no_jetstream
     if args.quick:
-        settings = Settings(300, 300, 500, 100, 0.5, 0.5)
+        settings = Settings(300, 300, 500, 100, 0.5, 0.5, jetstream)
     else:
         settings = Settings(
             args.messages,
@@ -472,6 +531,7 @@ def main() -> None:
             args.batch,
             args.baseline_seconds,
             args.idle_seconds,
+            jetstream,
         )
     with tempfile.TemporaryDirectory(prefix="steward-bench-") as tmp:
         figures = run(settings, Path(tmp))

@@ -36,7 +36,14 @@ import trio
 from steward_otp import codec
 from steward_otp.delivery import receiver
 from steward_otp.errors import ERROR_LOG_METHOD
-from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, Level, NodeServices
+from steward_otp.handlers.base import (
+    BatchResult,
+    Handler,
+    HandlerContext,
+    HandlerError,
+    Level,
+    NodeServices,
+)
 from steward_otp.jetstream import TERMINATE
 from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply
 from steward_otp.outbound import Outbox
@@ -175,8 +182,11 @@ class Subscriber:
         verify_hooks: Sequence[VerifyHook] = (),
         inbound_capacity: int | None = None,
         max_batch: int = 1024,
+        on_finished: Callable[[Sequence[Message]], None] | None = None,
     ) -> None:
         self.handler = handler
+        self.on_finished = on_finished
+        """Told of messages whose handler finished (committed): the node's reply hub."""
         self.subject = subject
         self.bridge = bridge
         self.store = store
@@ -276,8 +286,9 @@ class Subscriber:
         """Run quick handlers together; store their completions and replies in one operation.
 
         Until that operation commits the messages are unfinished in the store: a crash
-        before it runs them again at the next start (quick handlers write idempotently or
-        append a line; a line may then appear twice, never be lost).
+        before it runs them again at the next start. Quick handlers write idempotently, and
+        appends go through :mod:`steward_otp.append_journal`, so a rerun neither loses nor
+        repeats a line.
         """
         outcomes: list[tuple[str, str, str | None]] = []
         replies: list[Message] = []
@@ -292,15 +303,74 @@ class Subscriber:
             outcomes.append((message.id, outcome, reason))
 
         try:
-            async with trio.open_nursery() as nursery:
-                for message in messages:
-                    nursery.start_soon(run_one, message)
+            if self.handler.batch is not None:
+                await self._run_batch(messages, outcomes, replies, crashes)
+            else:
+                async with trio.open_nursery() as nursery:
+                    for message in messages:
+                        nursery.start_soon(run_one, message)
             with trio.CancelScope(shield=True):
                 await self._finish(outcomes, replies)
+            if self.on_finished is not None:
+                self.on_finished(messages)
         finally:
             self._quick_batches.release()
         if crashes:
             raise crashes[0]
+
+    async def _run_batch(
+        self,
+        messages: list[Message],
+        outcomes: list[tuple[str, str, str | None]],
+        replies: list[Message],
+        crashes: list[HandlerCrashed],
+    ) -> None:
+        """One call of the handler's batch function for ``messages``: outcomes, replies and
+        failures exactly as running each alone would give (see ``handler(batch=...)``).
+
+        It runs under the earliest ``methodTimeout`` of the batch; a timeout or a crash
+        fails every message of the batch.
+        """
+        batch = self.handler.batch
+        assert batch is not None
+        deadline = min(method_deadline(m, self.default_method_timeout) for m in messages)
+        results: list[BatchResult] | None = None
+        try:
+            with trio.CancelScope(deadline=deadline):
+                results = await batch(self.services, messages)
+                if len(results) != len(messages):
+                    raise RuntimeError(f"{len(results)} results for {len(messages)} messages")
+        except Exception as exc:
+            for message in messages:
+                ctx = HandlerContext(services=self.services, message=message, deadline=deadline)
+                await self._fail(ctx, message, f"error: {message.method}: handler crashed: {exc!r}")
+                outcomes.append((message.id, "crash", repr(exc)))
+            crash = HandlerCrashed(f"handler for {self.handler.name} crashed: {exc!r}")
+            crash.__cause__ = exc
+            crashes.append(crash)
+            return
+
+        def context(message: Message) -> HandlerContext:
+            return HandlerContext(
+                services=self.services, message=message, deadline=deadline, replies=replies
+            )
+
+        if results is None:  # the deadline passed
+            for message in messages:
+                text = (
+                    f"error: {message.method}: method timed out: [{' '.join(message.method_args)}]"
+                )
+                await self._fail(context(message), message, text)
+                outcomes.append((message.id, "timeout", "timeout"))
+            return
+        for message, result in zip(messages, results, strict=True):
+            if isinstance(result, HandlerError):
+                await self._fail(context(message), message, f"error: {message.method}: {result}")
+                outcomes.append((message.id, "error", str(result)))
+                continue
+            if result is not None:
+                await context(message).reply(result)
+            outcomes.append((message.id, "ok", None))
 
     async def _finish(
         self, outcomes: list[tuple[str, str, str | None]], replies: list[Message]
@@ -345,6 +415,8 @@ class Subscriber:
             if outcome is not None:
                 with trio.CancelScope(shield=True):
                     await self.store.mark_inbound_done(message.id, outcome, reason)
+                if self.on_finished is not None:
+                    self.on_finished([message])
 
     async def _run_once(
         self, message: Message, replies: list[Message] | None = None

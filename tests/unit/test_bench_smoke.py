@@ -26,6 +26,12 @@ KEYS = (
     "idle_rss_mb",
     "loaded_rss_mb",
     "ready_s",
+    "two_leg_cpu_us_a",
+    "two_leg_cpu_us_b",
+    "one_leg_cpu_us_sender",
+    "one_leg_cpu_us_receiver",
+    "drain_cpu_us_sender",
+    "drain_cpu_us_receiver",
 )
 
 

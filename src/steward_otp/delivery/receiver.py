@@ -113,6 +113,8 @@ def triage(subject: str, batch: Iterable[InboundMessage], *, jetstream: bool = F
     problems: list[Problem] = []
     rejections: list[Rejection] = []
     terminate: list[str] = []
+    # A batch comes from few senders: each name is checked once.
+    name_problems: dict[str, str | None] = {}
     for inbound in batch:
         try:
             message, raw = codec.decode_with_cbor(inbound.payload, inbound.headers)
@@ -133,7 +135,9 @@ def triage(subject: str, batch: Iterable[InboundMessage], *, jetstream: bool = F
             if jetstream and inbound.reply:
                 terminate.append(inbound.reply)
             continue
-        if (why := node_name_problem(message.from_node)) is not None:
+        if message.from_node not in name_problems:
+            name_problems[message.from_node] = node_name_problem(message.from_node)
+        if (why := name_problems[message.from_node]) is not None:
             # Replies could never go back: refuse it by id rather than fail later.
             reason = f'field "fromNode": {why}'
             problems.append(

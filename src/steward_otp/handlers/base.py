@@ -30,6 +30,9 @@ from steward_otp.methods import EventKind, MethodSpec
 
 Level = Literal["error", "warning", "info", "debug"]
 
+_HANDLERS_LOG = logging.getLogger("steward_otp.handlers")
+"""The logger handlers get by default (looked up once, not per message)."""
+
 
 class HandlerError(Exception):
     """An expected failure of a handler; its text is sent back as an error reply."""
@@ -109,7 +112,7 @@ class HandlerContext:
     replies: list[Message] | None = None
     """When set, :meth:`reply` gathers replies here instead of submitting them; the caller
     makes them durable together with the message's completion."""
-    logger: logging.Logger = attrs.field(factory=lambda: logging.getLogger("steward_otp.handlers"))
+    logger: logging.Logger = attrs.field(default=_HANDLERS_LOG)
 
     @property
     def node_name(self) -> str:
@@ -149,13 +152,25 @@ class HandlerContext:
 
 HandlerFunc = Callable[[HandlerContext, Message], Awaitable[bytes | None]]
 
+BatchResult = bytes | HandlerError | None
+"""What one message of a batch came to: its output (None: no reply) or its HandlerError."""
+
+BatchFunc = Callable[[NodeServices, Sequence[Message]], Awaitable[list[BatchResult]]]
+"""Runs a quick handler for a whole batch at once; see :func:`handler`'s ``batch``."""
+
 
 @attrs.frozen
 class Handler:
-    """A method and the coroutine function that handles it."""
+    """A method and the coroutine function that handles it.
+
+    ``batch``, when set, handles a whole batch of a quick method's messages in one call
+    (see :func:`handler`); ``func`` still handles single messages (scheduled ones, and
+    every caller that has one message).
+    """
 
     method: MethodSpec
     func: HandlerFunc
+    batch: BatchFunc | None = None
 
     @property
     def name(self) -> str:
@@ -174,6 +189,7 @@ def handler(
     description: str = "",
     args: str = "",
     quick: bool = False,
+    batch: BatchFunc | None = None,
 ) -> Callable[[HandlerFunc], Handler]:
     """Declare a handler for method ``name``.
 
@@ -184,7 +200,18 @@ def handler(
     its message arrived in (a slow "quick" handler holds up its whole subscription). The
     decorated function is wrapped in a
     :class:`Handler`; pass it to a node (``Node(config, handlers=[...])``) to serve it.
+
+    ``batch`` (quick handlers only) is ``async def fn(services, messages) -> list[result]``:
+    it handles a whole batch at once, with the same effects as calling the function on each
+    message in order, and returns one result per message, in order -- the output (``bytes``
+    becomes the reply, ``None`` means none) or the ``HandlerError`` that message failed
+    with. Any other exception is a bug and fails every message of the batch, as a crash of
+    the single-message function does. The Subscriber runs it under the earliest
+    ``methodTimeout`` of the batch; running out fails every message of the batch with a
+    timeout. Raises ``ValueError`` for a ``batch`` without ``quick``.
     """
+    if batch is not None and not quick:
+        raise ValueError(f"handler {name}: batch= needs quick=True (only quick ones are batched)")
     event = kind if isinstance(kind, EventKind) else EventKind(f"Event{kind}")
     spec = MethodSpec(
         name=name,
@@ -196,7 +223,7 @@ def handler(
     )
 
     def decorate(func: HandlerFunc) -> Handler:
-        return Handler(method=spec, func=func)
+        return Handler(method=spec, func=func, batch=batch)
 
     return decorate
 

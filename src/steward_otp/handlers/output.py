@@ -1,11 +1,12 @@
 """Output methods: write a message's data to a file, the console or the central error log.
 
 Writes go through the node's group-committing file writer (:mod:`steward_otp.files`): each is
-on disk before the handler returns. Every path is checked on disk first
-(:func:`steward_otp.handlers.paths.safe_output_path`): no write leaves its base folder through
-a symbolic link or lands in the node's own ``etc/``, ``var/`` or ``tmp/``. When the target
-path already exists as a Unix socket, the data is written to that socket instead (Steward's
-way of feeding another program).
+on disk before the handler returns. The file methods also handle a whole batch at once
+(:func:`write_batch`): one path check and one joined append per file and batch. Every path
+is checked on disk first (:func:`steward_otp.handlers.paths.safe_output_path`): no write
+leaves its base folder through a symbolic link or lands in the node's own ``etc/``,
+``var/`` or ``tmp/``. When the target path already exists as a Unix socket, the data is
+written to that socket instead (Steward's way of feeding another program).
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ from __future__ import annotations
 import sys
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from steward_otp.handlers.base import HandlerContext, HandlerError, handler
+from steward_otp.append_journal import append_once
+from steward_otp.handlers.base import (
+    BatchResult,
+    HandlerContext,
+    HandlerError,
+    NodeServices,
+    handler,
+)
 from steward_otp.handlers.paths import safe_output_path
 from steward_otp.loglines import RepeatLimiter, clean_line, similarity_key
 from steward_otp.message import Message
@@ -37,10 +46,77 @@ async def write_for(ctx: HandlerContext, msg: Message, data: bytes, *, append: b
     return path
 
 
-@handler("REQToFileAppend", reply_capable=True, quick=True, description="append data to a file")
+def _path_key(msg: Message) -> tuple[str, ...]:
+    """Every field the output path of ``msg`` and its checks depend on: messages with equal
+    keys write to the same file, checked the same way (see :mod:`.paths`)."""
+    key = (msg.directory, msg.to_node, msg.from_node, msg.file_name)
+    previous = msg.previous_message
+    if previous is None:
+        return key
+    return (*key, previous.directory, previous.to_node, previous.file_name)
+
+
+async def write_batch(
+    services: NodeServices, messages: Sequence[Message], *, append: bool
+) -> list[BatchResult]:
+    """Write the data of every message where it says, as :func:`write_for` would one by one.
+
+    Messages are grouped by output file: each file's path is checked on disk once per batch,
+    and its appends go to the file writer as ONE write (their data joined in message order:
+    one open, one append, one fsync); replacements are applied one by one, in order. Returns
+    per message None (written, on disk) or the :class:`HandlerError` it failed with: the
+    path's refusal, or the write's error (shared by every message of that file's write).
+    Files are written one after another; cancellation leaves the later ones unwritten.
+    """
+    results: list[BatchResult] = [None] * len(messages)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for index, msg in enumerate(messages):
+        groups.setdefault(_path_key(msg), []).append(index)
+    for indexes in groups.values():
+        try:
+            path = safe_output_path(
+                messages[indexes[0]], data_dir=services.data_dir, home=services.home
+            )
+        except HandlerError as exc:
+            for index in indexes:
+                results[index] = exc
+            continue
+        chunks = [messages[i].data for i in indexes]
+        writes = [b"".join(chunks)] if append else chunks
+        try:
+            if append:  # each message's data once, even when a kill -9 makes it run again
+                await append_once(services, path, [messages[i] for i in indexes])
+            else:
+                for data in writes:
+                    await services.write_file(path, data, append=append)
+        except OSError as exc:
+            error = HandlerError(f"cannot write {path}: {exc.strerror or exc}")
+            error.__cause__ = exc
+            for index in indexes:
+                results[index] = error
+    return results
+
+
+async def _append_batch(services: NodeServices, messages: Sequence[Message]) -> list[BatchResult]:
+    return await write_batch(services, messages, append=True)
+
+
+async def _replace_batch(services: NodeServices, messages: Sequence[Message]) -> list[BatchResult]:
+    return await write_batch(services, messages, append=False)
+
+
+@handler(
+    "REQToFileAppend",
+    reply_capable=True,
+    quick=True,
+    description="append data to a file",
+    batch=_append_batch,
+)
 async def to_file_append(ctx: HandlerContext, msg: Message) -> bytes | None:
-    """Append the data to the output file."""
-    await write_for(ctx, msg, msg.data, append=True)
+    """Append the data to the output file (once, also when run again after a kill -9)."""
+    (failed,) = await write_batch(ctx.services, [msg], append=True)
+    if isinstance(failed, HandlerError):
+        raise failed
     return None
 
 
@@ -49,6 +125,7 @@ async def to_file_append(ctx: HandlerContext, msg: Message) -> bytes | None:
     reply_capable=True,
     quick=True,
     description="write data to a file, replacing it",
+    batch=_replace_batch,
 )
 async def to_file(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Replace the output file's content with the data."""
@@ -62,6 +139,7 @@ async def to_file(ctx: HandlerContext, msg: Message) -> bytes | None:
     reply_capable=True,
     quick=True,
     description="REQToFile on a NACK subject",
+    batch=_replace_batch,
 )
 async def to_file_nack(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Same as REQToFile; its subject carries EventNACK."""

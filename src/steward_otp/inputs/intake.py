@@ -118,8 +118,9 @@ async def accept_document(
                 )
             )
             continue
-        message = attrs.evolve(parsed, from_node=node_name) if force_from_node else parsed
-        outgoing.extend((index, m) for m in fan_out(message, node_name))
+        # fromNode is set in the fan-out's one copy per destination: no extra copy.
+        from_node = node_name if force_from_node else None
+        outgoing.extend((index, m) for m in fan_out(parsed, node_name, from_node=from_node))
     if outgoing:
         try:
             ids = await submit([m for _, m in outgoing])

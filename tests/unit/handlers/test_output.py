@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from steward_otp.handlers.base import Handler, HandlerError
-from steward_otp.handlers.output import error_log, to_console, to_file, to_file_append, to_file_nack
+from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, handler
+from steward_otp.handlers.output import (
+    error_log,
+    to_console,
+    to_file,
+    to_file_append,
+    to_file_nack,
+    write_batch,
+)
 from steward_otp.handlers.paths import UnsafePath
 from steward_otp.message import Message
 from steward_otp.methods import EventKind
@@ -263,3 +270,92 @@ async def test_an_unsafe_directory_is_refused_on_both_nodes_and_logged_centrally
         assert subscriber_restarts(central, "REQToFileAppend") == 0
     assert not (net.base / "escape").exists()
     assert not (net.data("central").parent / "escape").exists()
+
+
+# ----------------------------------------------------------------- a whole batch at once
+
+
+async def test_a_batch_of_appends_is_one_joined_write_per_file_in_message_order(
+    tmp_path: Path,
+) -> None:
+    services = FakeServices(tmp_path)
+    batch = [
+        request("REQToFileAppend", data=b"a1\n"),
+        request("REQToFileAppend", data=b"b1\n", file_name="other.txt"),
+        request("REQToFileAppend", data=b"a2\n"),
+        request("REQToFileAppend", data=b"a3\n"),
+    ]
+    results = await write_batch(services, batch, append=True)
+    out = tmp_path / "data" / "out" / "ship1"
+    assert results == [None, None, None, None]
+    assert services.writes == [
+        Write(out / "out.txt", b"a1\na2\na3\n", True),
+        Write(out / "other.txt", b"b1\n", True),
+    ]
+
+
+async def test_a_batch_of_replacements_is_applied_one_by_one_and_the_last_stays(
+    tmp_path: Path,
+) -> None:
+    services = FakeServices(tmp_path)
+    batch = [request("REQToFile", data=f"v{i}\n".encode()) for i in range(3)]
+    assert await write_batch(services, batch, append=False) == [None, None, None]
+    target = tmp_path / "data" / "out" / "ship1" / "out.txt"
+    assert [w.data for w in services.writes] == [b"v0\n", b"v1\n", b"v2\n"]
+    assert services.files[target] == b"v2\n"
+
+
+async def test_a_refused_path_fails_only_its_own_messages_of_the_batch(tmp_path: Path) -> None:
+    services = FakeServices(tmp_path)
+    batch = [
+        request("REQToFileAppend", data=b"bad\n", directory="../escape"),
+        request("REQToFileAppend", data=b"good\n"),
+        request("REQToFileAppend", data=b"bad again\n", directory="../escape"),
+    ]
+    refused, written, refused_again = await write_batch(services, batch, append=True)
+    assert isinstance(refused, UnsafePath) and refused is refused_again
+    assert 'contains ".."' in str(refused)
+    assert written is None
+    assert services.writes == [Write(tmp_path / "data/out/ship1/out.txt", b"good\n", True)]
+
+
+async def test_a_failed_write_fails_every_message_of_that_file_with_the_path_and_reason(
+    tmp_path: Path,
+) -> None:
+    services = FakeServices(tmp_path, write_error=OSError(errno.ENOSPC, "No space left on device"))
+    batch = [request("REQToFileAppend", data=b"x\n"), request("REQToFileAppend", data=b"y\n")]
+    results = await write_batch(services, batch, append=True)
+    target = tmp_path / "data" / "out" / "ship1" / "out.txt"
+    assert [str(r) for r in results] == [f"cannot write {target}: No space left on device"] * 2
+    assert all(isinstance(r, HandlerError) for r in results)
+
+
+async def test_replies_in_one_batch_go_where_each_request_said(tmp_path: Path) -> None:
+    # The path of a reply comes from its previous message: equal request fields, one file.
+    services = FakeServices(tmp_path, node_name="central")
+    asked = [request("REQCliCommand", file_name=f"{n}.txt") for n in ("x", "y", "x")]
+    replies = [
+        Message(
+            to_node="central",
+            from_node="ship1",
+            method="REQToFileAppend",
+            data=f"{i}\n".encode(),
+            is_reply=True,
+            previous_message=previous,
+        )
+        for i, previous in enumerate(asked)
+    ]
+    assert await write_batch(services, replies, append=True) == [None, None, None]
+    out = tmp_path / "data" / "out" / "ship1"
+    assert services.files == {out / "x.txt": b"0\n2\n", out / "y.txt": b"1\n"}
+
+
+def test_the_file_methods_handle_batches_and_a_batch_needs_a_quick_handler() -> None:
+    assert all(h.batch is not None for h in (to_file_append, to_file, to_file_nack))
+    assert to_console.batch is None and error_log.batch is None
+
+    async def nothing(ctx: HandlerContext, msg: Message) -> bytes | None:
+        return None
+
+    with pytest.raises(ValueError, match="quick=True"):
+        handler("REQSlowBatch", batch=to_file_append.batch)(nothing)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import attrs
+
 from steward_otp.inputs.intake import accept_document
 from steward_otp.message import Message
 from steward_otp.methods import BUILTIN_METHODS
@@ -49,3 +51,53 @@ async def test_a_store_that_cannot_take_the_batch_gets_every_message_an_answer()
     assert len(answers) == 4
     assert not any(a.accepted for a in answers)
     assert "was not accepted: the store is not running" in str(answers[0].error)
+
+
+async def test_fanned_out_copies_differ_from_the_parsed_message_only_in_routing_fields() -> None:
+    # One copy per destination carries fromNode, toNode, toNodes and id; the rest as parsed.
+    document = json.dumps(
+        [
+            {
+                "id": "job7",
+                "toNodes": ["ship1", "local", "ship1"],
+                "method": "REQToFileAppend",
+                "fromNode": "elsewhere",
+                "data": "line\n",
+                "directory": "out",
+                "fileName": "f.txt",
+                "ACKTimeout": 5,
+                "retries": 2,
+                "methodArgs": ["a", "b"],
+            }
+        ]
+    )
+    stored: list[Message] = []
+
+    async def submit(messages: Sequence[Message]) -> list[str]:
+        stored.extend(messages)
+        return [m.id for m in messages]
+
+    for force, sender in ((True, "central"), (False, "elsewhere")):
+        stored.clear()
+        answers = await accept_document(
+            document,
+            node_name="central",
+            submit=submit,
+            table=BUILTIN_METHODS,
+            force_from_node=force,
+        )
+        assert [a.id for a in answers] == ["job7@ship1", "job7@central"]
+        expected = Message(
+            method="REQToFileAppend",
+            from_node=sender,
+            data=b"line\n",
+            directory="out",
+            file_name="f.txt",
+            ack_timeout=5,
+            retries=2,
+            method_args=("a", "b"),
+        )
+        assert stored == [
+            attrs.evolve(expected, to_node="ship1", id="job7@ship1"),
+            attrs.evolve(expected, to_node="central", id="job7@central"),
+        ]
