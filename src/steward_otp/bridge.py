@@ -32,7 +32,9 @@ import itertools
 import logging
 import math
 import random
+import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -55,9 +57,13 @@ from steward_otp.transport import (
     RequestTimeout,
     Subscription,
     TransportError,
+    inbox_prefix,
 )
 
 log = logging.getLogger(__name__)
+
+_REFUSAL = re.compile(r"authori[sz]ation|authentication|permissions violation", re.IGNORECASE)
+"""Errors from the broker that mean it refuses this node or one of its operations."""
 
 
 class BridgeError(TransportError):
@@ -85,6 +91,9 @@ class BridgeSettings:
     default_inbound_capacity: int = 4096
     nkeys_seed_file: str | None = None
     tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    """A client certificate and its key, presented to the server (mutual TLS)."""
     max_payload: int = MAX_MESSAGE_BYTES
     """The broker's ``max_payload`` assumed until a server announces its own."""
 
@@ -143,7 +152,7 @@ class NatsBridge:
         # always get in; publishes are held to ``outbound_capacity`` by _queue_publish.
         self._outbound_send, self._outbound_receive = trio.open_memory_channel[_Command](math.inf)
         self._room = trio.Event()
-        self._inbox_prefix = f"_INBOX.{NUID().next().decode()}"
+        self._inbox_prefix = inbox_prefix(settings.name, NUID().next().decode())
         self._tokens = itertools.count(1)
         self._waiters: dict[str, _Waiter] = {}
         self._subscriptions: set[Subscription] = set()
@@ -153,6 +162,7 @@ class NatsBridge:
         self._pump_scope = trio.CancelScope()
         self._nc: NatsClient | None = None
         self._server_max_payload: int | None = None
+        self._refusals_logged: dict[str, float] = {}
         self.published = 0
         self.publish_errors = 0
         self.reconnects = 0
@@ -359,8 +369,11 @@ class NatsBridge:
         }
         if self.settings.nkeys_seed_file:
             options["nkeys_seed"] = self.settings.nkeys_seed_file
-        if self.settings.tls_ca_file:
-            options["tls"] = ssl.create_default_context(cafile=self.settings.tls_ca_file)
+        if self.settings.tls_ca_file or self.settings.tls_cert_file:
+            context = ssl.create_default_context(cafile=self.settings.tls_ca_file)
+            if self.settings.tls_cert_file:
+                context.load_cert_chain(self.settings.tls_cert_file, self.settings.tls_key_file)
+            options["tls"] = context
         return options
 
     async def _pump(self, nc: NatsClient) -> None:
@@ -464,7 +477,30 @@ class NatsBridge:
         self._pump_scope.cancel()
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("bridge %s: nats error: %r", self.settings.name, exc)
+        text = str(exc) or type(exc).__name__
+        if isinstance(exc, ssl.SSLError):
+            hint = "check root_ca_path, tls_cert_file and tls_key_file against the broker's tls"
+        elif _REFUSAL.search(text) is not None:
+            hint = (
+                "check nkey_seed_file and the broker's users and permissions, e.g. from "
+                "steward-otp broker-config"
+            )
+        else:
+            log.debug("bridge %s: nats error: %r", self.settings.name, exc)
+            return
+        # The broker refused this node (credentials, TLS) or one of its operations
+        # (permissions): nothing a retry fixes, so the operator hears of it, once a minute
+        # per kind.
+        now = time.monotonic()
+        if now - self._refusals_logged.get(text, -math.inf) >= 60.0:
+            self._refusals_logged[text] = now
+            log.warning(
+                "bridge %s: the broker %s refused: %s (%s)",
+                self.settings.name,
+                self.settings.url,
+                text,
+                hint,
+            )
 
     def _note_server_limits(self) -> None:
         """Take ``max_payload`` from the INFO of the server nats-py is connected to."""

@@ -206,7 +206,19 @@ class Transport(Protocol):
         """The transport's process in the supervision tree; ready at once."""
 
 
+INBOX_PREFIX = "_SOTP.INBOX"
+"""Where every node's reply inboxes live: ``_SOTP.INBOX.<node token>.<random>.*``, so that
+broker permissions can give each node its own (see ``security/broker_config.py``)."""
+
+
+def inbox_prefix(node: str, unique: str) -> str:
+    """The reply-inbox prefix of one connection of ``node``: its name as one subject token
+    (``.`` written as ``/``, which node names cannot contain), then ``unique``."""
+    return f"{INBOX_PREFIX}.{node.replace('.', '/')}.{unique}"
+
+
 __all__ = [
+    "INBOX_PREFIX",
     "NO_RESPONDERS_STATUS",
     "BridgeBusy",
     "ConnectionState",
@@ -215,4 +227,5 @@ __all__ = [
     "Subscription",
     "Transport",
     "TransportError",
+    "inbox_prefix",
 ]

@@ -15,15 +15,18 @@ from tests.nodes import file_text, node_config, wait_for
 pytestmark = pytest.mark.integration
 
 # Broker permissions make the point: operator and ship1 cannot publish to each other's
-# subjects at all; only central may. Every node may answer requests on _INBOX.
+# subjects at all; only central may. Every node may answer requests on the reply inboxes
+# (_SOTP.INBOX for steward-otp nodes, _INBOX for the client library's own).
 PERMISSIONS = """
 authorization {
   users = [
     {user: operator, password: op, permissions: {
-        publish: ["central.>", "_INBOX.>"], subscribe: ["operator.>", "_INBOX.>"]}}
+        publish: ["central.>", "_INBOX.>", "_SOTP.INBOX.>"],
+        subscribe: ["operator.>", "_INBOX.>", "_SOTP.INBOX.>"]}}
     {user: central, password: ce, permissions: {publish: [">"], subscribe: [">"]}}
     {user: ship1, password: s1, permissions: {
-        publish: ["central.>", "_INBOX.>"], subscribe: ["ship1.>", "_INBOX.>"]}}
+        publish: ["central.>", "_INBOX.>", "_SOTP.INBOX.>"],
+        subscribe: ["ship1.>", "_INBOX.>", "_SOTP.INBOX.>"]}}
   ]
 }
 """

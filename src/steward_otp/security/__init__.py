@@ -1,4 +1,4 @@
-"""Security: signing keys, message signatures and their verification, the trust store.
+"""Security: signing keys, message signatures and their verification, the trust store, ACLs.
 
 * :mod:`~steward_otp.security.signing` -- pure: canonical bytes of a message, sign, check.
 * :mod:`~steward_otp.security.keyfiles` -- the node's key pair in ``<home>/etc/signing/``.
@@ -8,6 +8,10 @@
 * :mod:`~steward_otp.security.service` -- all of it for one node (``Node.security``).
 * :mod:`~steward_otp.security.nkey` -- a NATS nkey derived from an OpenSSH ed25519 key.
 * :mod:`~steward_otp.security.keys_cli` -- the ``keys`` command (show, ls, allow, add, delete).
+* :mod:`~steward_otp.security.acl` -- pure: ACL rules and groups, a node's ACL, the decision.
+* :mod:`~steward_otp.security.acl_store` -- the ACL files in ``<home>/etc/acl/``.
+* :mod:`~steward_otp.security.acl_service` -- a node's ACLs: the check hook, central's store,
+  the update timer (``Node.security.acl``).
 
 See docs/security.md for what is built and what is not yet.
 """

@@ -19,6 +19,7 @@ from typing import Annotated, Final, NoReturn
 
 import typer
 
+from steward_otp.cli_common import home_option, sub_app
 from steward_otp.security.keyfiles import (
     KeyFileError,
     decode_key_text,
@@ -32,23 +33,14 @@ __all__ = ["app", "main"]
 
 EXIT_REFUSED: Final = 1
 
-app = typer.Typer(
-    name="keys",
-    help="This node's signing key and the keys it trusts (etc/signing/keys.json).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+app = sub_app(
+    "keys",
+    "This node's signing key and the keys it trusts (etc/signing/keys.json).",
 )
 
 Home = Annotated[
     Path,
-    typer.Option(
-        envvar="STEWARD_OTP_HOME",
-        help="The node's home folder (holds etc/signing/).",
-        show_default="the current folder",
-        file_okay=False,
-    ),
+    home_option("The node's home folder (holds etc/signing/)."),
 ]
 
 

@@ -20,8 +20,18 @@ import trio
 from steward_otp.config import Config, ConfigError, decode_public_key
 from steward_otp.handlers.base import HandlerContext
 from steward_otp.message import Message
+from steward_otp.security.acl import AclError
+from steward_otp.security.acl_service import AclService
+from steward_otp.security.key_updates import KEYS_DELIVER_METHOD, KeyUpdates
 from steward_otp.security.keyfiles import KeyFileError, load_or_create, signing_dir
-from steward_otp.security.signing import Signature, SignatureFormatError, sign, verifies_with
+from steward_otp.security.signing import (
+    Expected,
+    Signature,
+    SignatureFormatError,
+    check,
+    sign,
+    verifies_with,
+)
 from steward_otp.security.trust import HelloOutcome, TrustError, TrustState, TrustStore
 from steward_otp.security.verify import HELLO_METHOD, VerifyHook, signature_hook
 
@@ -48,7 +58,8 @@ class NodeSecurity:
         try:
             self.key, self.key_created = load_or_create(self.folder)
             self.trust = TrustStore(self.folder)
-        except (KeyFileError, TrustError) as exc:
+            self.acl = AclService(config, verify_delivery=self._central_signed)
+        except (KeyFileError, TrustError, AclError) as exc:
             raise SecuritySetupError(str(exc)) from None
         self.node_name = config.node_name
         self.central_node_name = config.central_node_name
@@ -59,6 +70,18 @@ class NodeSecurity:
         self.max_age = config.signature_max_age
         self.central_auth = config.is_central_auth
         self.clock = clock
+        self.key_updates = KeyUpdates(
+            node_name=config.node_name,
+            central_name=config.central_node_name,
+            own_key=self.key.public,
+            trust=self.trust,
+            central_key=lambda: self.key_for(self.central_node_name),
+            authority=config.is_central_auth,
+            enabled=config.enable_key_updates,
+            interval=config.keys_update_interval,
+            clock=clock,
+            max_age=config.signature_max_age,
+        )
         self._trust_problem: str | None = None
         self._told: set[tuple[str, bytes]] = set()
 
@@ -85,6 +108,17 @@ class NodeSecurity:
         if self.central_key is not None and node == self.central_node_name:
             return self.central_key
         return self.trust.state.allowed.get(node)
+
+    def _central_signed(self, message: Message) -> str | None:
+        """None when ``message`` verifies with central's allowed key, where it arrived."""
+        if self.key_for(self.central_node_name) is None:
+            return (
+                f"no key of {self.central_node_name} is allowed here (set central_public_key "
+                "or allow it in etc/signing/keys.json)"
+            )
+        expected = Expected(self.node_name, message.method, self.clock(), self.max_age)
+        refusal = check(message, self.key_for, expected)
+        return None if refusal is None else refusal.reason
 
     def sign(self, message: Message) -> Message:
         """``message`` signed by this node now."""
@@ -113,8 +147,13 @@ class NodeSecurity:
             )
 
     def verify_hook(self, *, node: str, method: str) -> VerifyHook:
-        """The verify hook for the Subscriber of ``method`` on subject node ``node``."""
-        return signature_hook(
+        """The verify hook for the Subscriber of ``method`` on subject node ``node``: the
+        signature check, then (with ``enable_acl_check``) the ACL check."""
+        if method == KEYS_DELIVER_METHOD:
+            # Its handler checks the signature itself, more strictly (signed by central, for
+            # this node, in time), with trust on first contact for central's key.
+            return _checked_by_handler
+        signature = signature_hook(
             node=node,
             method=method,
             keys=self.key_for,
@@ -122,6 +161,15 @@ class NodeSecurity:
             clock=self.clock,
             before=self.refresh_trust,
         )
+        if not self.acl.check:
+            return signature
+        acl = self.acl.hook(method)
+
+        async def verify(message: Message) -> str | None:
+            refusal = await signature(message)
+            return refusal if refusal is not None else await acl(message)
+
+        return verify
 
     # ------------------------------------------------------------------ key authority
 
@@ -198,6 +246,7 @@ class NodeSecurity:
             "pending": sorted(state.pending),
             "central_public_key": "configured" if self.central_key is not None else "",
             "key_authority": self.central_auth,
+            **self.acl.posture(),
         }
 
     def startup_messages(self, served: Iterable[str]) -> list[tuple[int, str]]:
@@ -208,6 +257,7 @@ class NodeSecurity:
         lines.append(
             (logging.INFO, f"signing public key {self.key.public_text} ({self.public_key_path})")
         )
+        lines.extend(self.acl.startup_messages())
         executing = [m for m in served if m != HELLO_METHOD]
         if not self.signature_check:
             if executing:
@@ -257,6 +307,11 @@ class NodeSecurity:
                 )
             )
         return lines
+
+
+async def _checked_by_handler(message: Message) -> str | None:
+    """The verify hook of a method whose handler does its own signature check."""
+    return None
 
 
 def _hello_key_problem(msg: Message) -> str | None:

@@ -31,7 +31,7 @@ def security(home: Path, *, authority: bool) -> NodeSecurity:
 
 async def test_public_key_replies_with_the_raw_key(tmp_path: Path) -> None:
     node = security(tmp_path, authority=False)
-    public_key, _, _ = key_handlers(node)
+    public_key, *_ = key_handlers(node)
     msg = request("REQPublicKey")
 
     assert await public_key(context(FakeServices(tmp_path), msg), msg) == node.public_key
@@ -40,7 +40,7 @@ async def test_public_key_replies_with_the_raw_key(tmp_path: Path) -> None:
 async def test_keys_allow_and_delete_on_the_authority(tmp_path: Path) -> None:
     node = security(tmp_path, authority=True)
     node.trust.update(lambda s: s.record_hello("ship9", K1, 1.0)[0])
-    _, allow, delete = key_handlers(node)
+    _, allow, delete, *_ = key_handlers(node)
     services = FakeServices(tmp_path)
 
     allowed = request("REQKeysAllow", "ship9")
@@ -69,7 +69,7 @@ async def test_keys_allow_and_delete_on_the_authority(tmp_path: Path) -> None:
 async def test_keys_allow_refusals(
     tmp_path: Path, authority: bool, args: tuple[str, ...], problem: str
 ) -> None:
-    _, allow, _ = key_handlers(security(tmp_path, authority=authority))
+    _, allow, *_ = key_handlers(security(tmp_path, authority=authority))
     msg = request("REQKeysAllow", *args)
 
     with pytest.raises(HandlerError) as caught:

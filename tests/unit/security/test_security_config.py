@@ -14,7 +14,6 @@ from steward_otp.config import (
     SETTINGS,
     Config,
     ConfigError,
-    ConfigWarning,
     load_config,
     render_config,
 )
@@ -30,48 +29,62 @@ def write(home: Path, text: str) -> None:
     (home / "etc" / "config.toml").write_text(text)
 
 
-def test_acl_checks_are_refused_as_not_available_yet(tmp_path: Path) -> None:
+def test_acl_checks_need_signature_checks(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path, {"node_name": "ship1", "enable_acl_check": True})
 
     assert str(caught.value).startswith(
-        "enable_acl_check = True is not allowed: ACL checks are not available yet in "
-        "steward-otp; with this on, every command would still run."
+        "enable_acl_check = True is not allowed: it needs enable_signature_check = true: the "
+        "ACL allows commands by the node that signed them"
     )
     assert caught.value.field == "enable_acl_check"
+    config = load_config(
+        tmp_path,
+        {"node_name": "ship1", "enable_acl_check": True, "enable_signature_check": True},
+    )
+    assert config.enable_acl_check
 
 
-def test_a_stewards_acl_check_is_refused_too(tmp_path: Path) -> None:
+def test_a_stewards_acl_check_without_signature_check_is_refused(tmp_path: Path) -> None:
     write(tmp_path, 'NodeName = "ship1"\nEnableAclCheck = true\n')
 
     with pytest.raises(ConfigError, match=r"config.toml: EnableAclCheck = True is not allowed"):
         load_config(tmp_path)
 
 
+def test_stewards_acl_update_keys_are_read(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        'NodeName = "ship1"\nEnableSignatureCheck = true\nEnableAclCheck = true\n'
+        "EnableAclUpdates = true\nREQAclRequestUpdateInterval = 90\n",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = load_config(tmp_path)
+
+    assert (config.enable_acl_check, config.enable_acl_updates) == (True, True)
+    assert config.acl_update_interval == 90
+    assert "acl_update_interval = 90" in render_config(config)
+
+
 @pytest.mark.parametrize(
-    "key",
+    ("key", "field", "value"),
     [
-        "enable_key_updates = true",
-        "keys_update_interval = 60",
-        "enable_acl_updates = true",
-        "acl_update_interval = 60",
-        "EnableKeyUpdates = true",
-        "REQKeysRequestUpdateInterval = 60",
-        "EnableAclUpdates = true",
-        "REQAclRequestUpdateInterval = 60",
+        ("enable_key_updates = true", "enable_key_updates", True),
+        ("keys_update_interval = 90", "keys_update_interval", 90),
+        ("EnableKeyUpdates = true", "enable_key_updates", True),
+        ("REQKeysRequestUpdateInterval = 90", "keys_update_interval", 90),
     ],
 )
-def test_update_switches_of_features_not_built_are_ignored_with_a_warning(
-    tmp_path: Path, key: str
+def test_key_update_settings_are_read_under_both_names(
+    tmp_path: Path, key: str, field: str, value: object
 ) -> None:
     write(tmp_path, f'node_name = "ship1"\n{key}\n')
 
-    with pytest.warns(ConfigWarning, match="ignored, not available yet: ") as caught:
-        config = load_config(tmp_path)
+    config = load_config(tmp_path)
 
-    name = key.partition(" ")[0]
-    assert str(caught[0].message).startswith(f"{tmp_path / 'etc' / 'config.toml'}: {name}: ")
-    assert name not in render_config(config)
+    assert getattr(config, field) == value
+    assert f"{field} = " in render_config(config)
 
 
 def test_no_security_setting_is_accepted_without_effect() -> None:
@@ -81,6 +94,10 @@ def test_no_security_setting_is_accepted_without_effect() -> None:
         "signature_max_age",
         "central_public_key",
         "enable_acl_check",
+        "enable_acl_updates",
+        "acl_update_interval",
+        "enable_key_updates",
+        "keys_update_interval",
         "is_central_auth",
     }
 

@@ -1,0 +1,74 @@
+"""The ``broker-config`` command: a nats-server configuration with one user per node.
+
+    steward-otp broker-config --nodes central,ship1,ship2 --out /etc/nats/fleet
+
+writes ``nats-server.conf`` and one ``<node>.nkey`` seed per node (mode 0600) into the
+folder; see :mod:`steward_otp.security.broker_config` for what each node is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+
+from steward_otp.security.broker_config import BrokerConfigError, write_broker_config
+
+__all__ = ["broker_config"]
+
+EXIT_REFUSED: Final = 2
+
+
+def broker_config(
+    *,
+    nodes: Annotated[
+        str,
+        typer.Option(
+            help="The fleet's node names, comma-separated (e.g. central,ship1,ship2).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="An empty folder to write nats-server.conf and the <node>.nkey seeds into.",
+            file_okay=False,
+            show_default=False,
+        ),
+    ],
+    central: Annotated[
+        str, typer.Option(help="The central node: the only one that may delete waiting messages.")
+    ] = "central",
+    error_logger: Annotated[
+        str | None,
+        typer.Option(help="The node that keeps the central error log (default: --central)."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="The client port the server listens on.")] = 4222,
+    jetstream: Annotated[
+        bool,
+        typer.Option(help="Turn JetStream on and allow what delivery = 'jetstream' needs."),
+    ] = False,
+) -> None:
+    """Write a nats-server configuration in which every node may only do what the protocol
+    needs: subscribe to its own subjects and inboxes, publish requests, ACKs and replies.
+
+    Copy each <node>.nkey to its node and set nkey_seed_file to it; start nats-server with
+    -c nats-server.conf. See docs/security.md.
+    """
+    names = [name.strip() for name in nodes.split(",") if name.strip()]
+    try:
+        layout = write_broker_config(
+            out,
+            names,
+            central=central,
+            error_logger=error_logger,
+            port=port,
+            jetstream=jetstream,
+        )
+    except (BrokerConfigError, OSError) as exc:
+        typer.echo(f"steward-otp: error: broker-config: {exc}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from None
+    typer.echo(f"wrote {layout.config_file}")
+    for node, seed in layout.seed_files.items():
+        typer.echo(f"  {node}: {seed} (copy to the node; nkey_seed_file = that path)")

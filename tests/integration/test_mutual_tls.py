@@ -1,0 +1,167 @@
+"""Mutual TLS against a real nats-server that verifies client certificates.
+
+A throw-away CA signs the server's certificate (for 127.0.0.1) and the nodes' client
+certificates. Nodes with ``root_ca_path`` + ``tls_cert_file`` + ``tls_key_file`` exchange a
+command and its reply; a node without a client certificate, or with one from another CA,
+is refused and says why.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from steward_otp.config import ConfigError
+from steward_otp.message import Message
+from steward_otp.node import Node
+from steward_otp.transport import ConnectionState
+from tests.conftest import NatsServer
+from tests.nodes import file_text, node_config, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class Authority:
+    """A CA that issues PEM certificate/key files into a folder."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.ca_file = folder / "ca.pem"
+        self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, name: str, *, server: bool) -> tuple[Path, Path]:
+        """A certificate for ``name`` (server: for IP 127.0.0.1); its cert and key files."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if server:
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+            builder = builder.add_extension(san, critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        cert_file, key_file = self.folder / f"{name}.pem", self.folder / f"{name}-key.pem"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key_file.chmod(0o600)
+        return cert_file, key_file
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[NatsServer, Authority]]:
+    authority = Authority(tmp_path / "pki", "fleet-ca")
+    cert, key = authority.issue("broker", server=True)
+    config = tmp_path / "nats-tls.conf"
+    config.write_text(
+        f'tls {{\n  cert_file: "{cert}"\n  key_file: "{key}"\n'
+        f'  ca_file: "{authority.ca_file}"\n  verify: true\n  timeout: 5\n}}\n'
+    )
+    server = NatsServer(tmp_path / "nats", config_file=config)
+    server.start()
+    yield server, authority
+    server.stop()
+
+
+def tls_url(server: NatsServer) -> str:
+    return f"tls://127.0.0.1:{server.port}"
+
+
+async def test_nodes_with_client_certificates_exchange_a_command_and_its_reply(
+    tls_server: tuple[NatsServer, Authority], tmp_path: Path
+) -> None:
+    server, authority = tls_server
+
+    def node(name: str) -> Node:
+        cert, key = authority.issue(name, server=False)
+        return Node(
+            node_config(
+                tmp_path,
+                name,
+                tls_url(server),
+                root_ca_path=authority.ca_file,
+                tls_cert_file=cert,
+                tls_key_file=key,
+            )
+        )
+
+    central, ship1 = node("central"), node("ship1")
+    result = tmp_path / "central" / "data" / "tls" / "ship1" / "out.txt"
+    async with central, ship1:
+        await central.submit(
+            [
+                Message(
+                    to_node="ship1",
+                    method="REQCliCommand",
+                    method_args=["bash", "-c", "echo over mutual tls"],
+                    directory="tls",
+                    file_name="out.txt",
+                    ack_timeout=5,
+                    retries=5,
+                    reply_ack_timeout=5,
+                    reply_retries=5,
+                    method_timeout=10,
+                )
+            ]
+        )
+        await wait_for(lambda: file_text(result) == "over mutual tls\n")
+
+
+@pytest.mark.parametrize("certificate", ["none", "another CA"])
+async def test_a_node_without_a_trusted_client_certificate_is_refused_and_says_so(
+    tls_server: tuple[NatsServer, Authority],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    certificate: str,
+) -> None:
+    server, authority = tls_server
+    settings: dict[str, object] = {"root_ca_path": authority.ca_file}
+    if certificate == "another CA":
+        cert, key = Authority(tmp_path / "other-pki", "rogue-ca").issue("ship9", server=False)
+        settings.update(tls_cert_file=cert, tls_key_file=key)
+    node = Node(node_config(tmp_path, "ship9", tls_url(server), **settings))
+    async with node:
+        await wait_for(lambda: f"the broker {tls_url(server)} refused" in caplog.text)
+        assert node.bridge.state is ConnectionState.CONNECTING
+    assert "check root_ca_path, tls_cert_file and tls_key_file" in caplog.text
+
+
+def test_a_certificate_without_its_key_is_refused_naming_both(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="tls_cert_file and tls_key_file go together"):
+        node_config(tmp_path, "ship1", "tls://127.0.0.1:4222", tls_cert_file=Path("c.pem"))
