@@ -18,7 +18,9 @@ from typing import Annotated, Any, Final, Literal, NoReturn
 
 import typer
 
-from steward_otp import __version__, cli_inspect, cli_send
+from steward_otp import __version__, cli_inspect, cli_send, config_env
+from steward_otp.cli_common import home_option
+from steward_otp.cli_help import PanelCommand
 from steward_otp.config import (
     REQUIRED,
     SETTINGS,
@@ -26,7 +28,6 @@ from steward_otp.config import (
     ConfigError,
     ConfigWarning,
     Setting,
-    load_config,
     prepare_folders,
     render_config,
     save_config,
@@ -78,6 +79,7 @@ _METAVARS: Final = {
     "http_listener": "<host:port>",
     "prom_host_and_port": "<host:port>",
     "expose_data_folder": "<host:port>",
+    "web_listener": "<host:port>",
     "compress_threshold_bytes": "<bytes>",
 }
 
@@ -97,13 +99,19 @@ def _setting_parameter(setting: Setting) -> inspect.Parameter:
     """One ``run`` option: ``--kebab-case``, defaulting to None, i.e. "keep the file's value"."""
     default = "" if setting.default is REQUIRED else f" Default: {setting.default_text}."
     option = typer.Option(
-        help=setting.help + default, metavar=_metavar(setting), show_default=False
+        help=f"{setting.help}{default} [env var: {config_env.env_name(setting)}]",
+        metavar=_metavar(setting),
+        show_default=False,
+        rich_help_panel=setting.section,  # run --help: one section per topic
     )
     annotation = _ANNOTATED[_option_type(setting) | None, option]
     return inspect.Parameter(
         setting.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
     )
 
+
+HOME_PANEL: Final = "Home"
+"""Help section of --home; each setting's section is its ``Setting.section``."""
 
 _HOME_OPTION: Final = inspect.Parameter(
     "home",
@@ -117,6 +125,7 @@ _HOME_OPTION: Final = inspect.Parameter(
             "relative folders in the configuration are relative to it.",
             show_default="the current folder",
             file_okay=False,
+            rich_help_panel=HOME_PANEL,
         ),
     ],
 )
@@ -148,8 +157,8 @@ def _daemon_argv(config: Config) -> list[str] | None:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            if load_config(config.home) != config:
+        try:  # what the daemon reads: the file and the environment
+            if config_env.load_effective(config.home) != config:
                 return None
         except ConfigError:
             return None
@@ -191,7 +200,7 @@ def _start_node(config: Config) -> int:
 
 def _explain(error: ConfigError, given: set[str]) -> str:
     """*error* plus where the operator can change the field."""
-    if error.field is None:
+    if error.field is None or isinstance(error, config_env.EnvError):
         return str(error)
     flag = "--" + error.field.replace("_", "-")
     if error.field in given:
@@ -201,10 +210,12 @@ def _explain(error: ConfigError, given: set[str]) -> str:
 
 @app.command(
     "run",
-    help="Start a node. Settings come from <home>/etc/config.toml, overridden by the options "
-    "below; the effective settings are then written back to that file, so an option given once "
-    "persists. An option not given keeps the file's value; the defaults shown apply when the "
-    "file has none. Relative folders are relative to --home; durations are in seconds.",
+    cls=PanelCommand,
+    help="Start a node. Settings come from <home>/etc/config.toml, overridden by the "
+    "environment, overridden by the options below; the file's settings and the options given "
+    "are then written back to that file, so an option given once persists. An option not "
+    "given keeps the file's value; the defaults shown apply when the file has none. Relative "
+    "folders are relative to --home; durations are in seconds.\n\n" + config_env.env_help(),
 )
 @_with_setting_options
 def run(home: Path, **settings: object) -> None:
@@ -214,14 +225,24 @@ def run(home: Path, **settings: object) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConfigWarning)
             try:
-                config = load_config(home, settings)
+                config = config_env.load_effective(home, settings)
             finally:
                 for warning in caught:
                     typer.echo(f"{PROG}: warning: {warning.message}", err=True)
         prepare_folders(config)
-        save_config(config)
+        saved = config_env.file_config(home, settings)  # without the environment's values
+        if saved is None:
+            typer.echo(
+                f"{PROG}: warning: {config.config_file} not written: without the "
+                f"{config_env.PREFIX}* variables the settings are not complete or not valid",
+                err=True,
+            )
+        else:
+            save_config(saved)
     except ConfigError as error:
         _fail(_explain(error, given))
+    for name in given:  # the daemon reads the environment too: the options win
+        os.environ.pop(config_env.env_name(name), None)
     if not config.broker_address:
         _check_embedded_broker()
     configure_logging(config.log_level, config.log_console_timestamps)
@@ -257,12 +278,7 @@ config_app = typer.Typer(
 
 _CONFIG_HOME = Annotated[
     Path,
-    typer.Option(
-        envvar="STEWARD_OTP_HOME",
-        help="The node's home folder (its config file is <home>/etc/config.toml).",
-        show_default="the current folder",
-        file_okay=False,
-    ),
+    home_option("The node's home folder (its config file is <home>/etc/config.toml)."),
 ]
 
 
@@ -273,7 +289,7 @@ def _load_checked(home: Path) -> Config:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConfigWarning)
             try:
-                return load_config(home)
+                return config_env.load_effective(home)
             finally:
                 for warning in caught:
                     typer.echo(f"{PROG}: warning: {warning.message}", err=True)
@@ -283,9 +299,10 @@ def _load_checked(home: Path) -> Config:
 
 @config_app.command("check")
 def config_check(home: _CONFIG_HOME = Path(".")) -> None:
-    """Validate the configuration file: exit 0 and print "ok" when `steward-otp run` would
-    accept it; exit 2 with the field, the value and what is allowed when not. Unknown keys
-    are warnings. Nothing is written and no node is started."""
+    """Validate the configuration file and the STEWARD_OTP_<NAME> environment variables:
+    exit 0 and print "ok" when `steward-otp run` would accept them; exit 2 with the field
+    (or variable), the value and what is allowed when not. Unknown keys are warnings.
+    Nothing is written and no node is started."""
     config = _load_checked(home)
     typer.echo(f"ok: {config.config_file} (node {config.node_name})")
 
@@ -297,20 +314,31 @@ def config_show(
         bool, typer.Option("--json", help="Print the settings as one JSON object.")
     ] = False,
 ) -> None:
-    """Print the effective configuration (the file's values, defaults for the rest) as
-    `steward-otp run` would write it back, with each setting's explanation. Exit 2 when the
-    file is not valid, as `config check`."""
+    """Print the effective configuration (the environment's STEWARD_OTP_<NAME> values, the
+    file's, defaults for the rest) in config.toml form with each setting's explanation; the
+    settings taken from the environment are listed first, as comments. Exit 2 when the
+    configuration is not valid, as `config check`."""
     config = _load_checked(home)
     if as_json:
         values = {s.name: getattr(config, s.name) for s in SETTINGS}
         typer.echo(json.dumps(values, indent=2, default=str))
-    else:
-        typer.echo(render_config(config), nl=False)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from_env = config_env.env_settings()
+    for name in from_env:
+        typer.echo(f"# {name}: from the environment ({config_env.env_name(name)})")
+    typer.echo(render_config(config), nl=False)
 
 
 app.add_typer(config_app, name="config")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(__import__("steward_otp.security.acl_cli", fromlist=["app"]).app, name="acl")
 app.add_typer(__import__("steward_otp.store_cli", fromlist=["app"]).app, name="store")
+app.add_typer(__import__("steward_otp.cli_web", fromlist=["app"]).app, name="web")
+app.command("broker-config")(
+    __import__("steward_otp.security.broker_config_cli", fromlist=["x"]).broker_config
+)
 
 
 # ---------------------------------------------------------------------------------------------

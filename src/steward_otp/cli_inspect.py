@@ -12,14 +12,15 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import sys
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Final, NoReturn
 
 import typer
 
+from steward_otp.cli_common import home_option
 from steward_otp.tree_view import render_audit, render_queue, render_status, render_tree
 
 # trio, the control client and the message parser are imported by the commands that use
@@ -30,12 +31,7 @@ NOT_RUNNING: Final = 3
 
 Home = Annotated[
     Path,
-    typer.Option(
-        envvar="STEWARD_OTP_HOME",
-        help="Home folder of the node to talk to.",
-        show_default="the current folder",
-        file_okay=False,
-    ),
+    home_option("Home folder of the node to talk to."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")]
 
@@ -72,39 +68,46 @@ def ask(home: Path, request: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-def tree(
-    home: Home = Path("."),
-    as_json: AsJson = False,
-    watch: Annotated[
-        float | None,
-        typer.Option(help="Refresh in place every SECONDS until interrupted.", metavar="SECONDS"),
-    ] = None,
-) -> None:
+Watch = Annotated[
+    float | None,
+    typer.Option(
+        min=0.1,
+        metavar="SECONDS",
+        help="Draw it again every SECONDS until Ctrl-C: in place on a terminal, one frame "
+        "after the other into a pipe.",
+    ),
+]
+
+
+def _show(frame: Callable[[], str], watch: float | None) -> None:
+    if watch is None:
+        typer.echo(frame())
+        return
+    from steward_otp.cli_watch import watch as watch_frames  # noqa: PLC0415
+
+    watch_frames(frame, watch)
+
+
+def tree(home: Home = Path("."), as_json: AsJson = False, watch: Watch = None) -> None:
     """Show the live supervision tree of a running node: every process with its path, kind or
     strategy, state, restart count, uptime, last failure and live info (bridge connection
     state, publisher queue depth)."""
-    while True:
-        response = ask(home, {"op": "tree"})
-        text = json.dumps(response["tree"], indent=2) if as_json else render_tree(response["tree"])
-        if watch is None:
-            typer.echo(text)
-            return
-        # On a terminal each frame replaces the last; into a pipe frames follow each other.
-        clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
-        sys.stdout.write(clear + text + "\n\n")
-        sys.stdout.flush()
-        try:
-            time.sleep(watch)
-        except KeyboardInterrupt:
-            return
+
+    def frame() -> str:
+        snapshot = ask(home, {"op": "tree"})["tree"]
+        return json.dumps(snapshot, indent=2) if as_json else render_tree(snapshot)
+
+    _show(frame, watch)
 
 
-def status(home: Home = Path("."), as_json: AsJson = False) -> None:
+def status(home: Home = Path("."), as_json: AsJson = False, watch: Watch = None) -> None:
     """Show a running node's name, broker, connection state, outbox counts and last hellos."""
-    response = ask(home, {"op": "status"})
-    typer.echo(
-        json.dumps(response["status"], indent=2) if as_json else render_status(response["status"])
-    )
+
+    def frame() -> str:
+        answer = ask(home, {"op": "status"})["status"]
+        return json.dumps(answer, indent=2) if as_json else render_status(answer)
+
+    _show(frame, watch)
 
 
 queue_app = typer.Typer(
@@ -121,6 +124,7 @@ def queue_ls(
         list[str] | None,
         typer.Option(help="Only messages in this state (queued, in_flight, failed, ...)."),
     ] = None,
+    watch: Watch = None,
 ) -> None:
     """List held messages: id, destination, method, state, attempts, age."""
     request: dict[str, Any] = {"op": "queue.ls"}
@@ -128,11 +132,12 @@ def queue_ls(
         request["toNode"] = to_node
     if state:
         request["states"] = state
-    messages = ask(home, request)["messages"]
-    if as_json:
-        typer.echo(json.dumps(messages, indent=2))
-        return
-    typer.echo(render_queue(messages))
+
+    def frame() -> str:
+        messages = ask(home, request)["messages"]
+        return json.dumps(messages, indent=2) if as_json else render_queue(messages)
+
+    _show(frame, watch)
 
 
 @queue_app.command("cancel")
@@ -283,3 +288,6 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("audit")(audit)
     app.add_typer(queue_app, name="queue")
+    from steward_otp import cli_stream  # noqa: PLC0415 - it imports this module
+
+    cli_stream.register(queue_app)

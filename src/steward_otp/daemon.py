@@ -30,7 +30,8 @@ from typing import NoReturn
 
 import trio
 
-from steward_otp.config import Config, ConfigError, load_config
+from steward_otp.config import Config, ConfigError
+from steward_otp.config_env import load_effective
 from steward_otp.handlers.base import Handler
 from steward_otp.logs import configure_logging
 from steward_otp.node import Node
@@ -117,8 +118,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """``steward-otp run`` after its command line: ``main(["--home", HOME])``.
 
     Runs the node configured in ``HOME/etc/config.toml`` (which ``steward-otp run`` has
-    just validated and written) and exits with the daemon's status; 2 when the file no
-    longer loads. Not a command for operators: ``steward-otp run`` is.
+    just validated and written) and the ``STEWARD_OTP_<NAME>`` environment variables
+    (:mod:`steward_otp.config_env`; ``run`` removed those its options override), and exits
+    with the daemon's status; 2 when the configuration no longer loads. Not a command for
+    operators: ``steward-otp run`` is.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0] != "--home":
@@ -128,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         # Any warning was shown by ``steward-otp run`` when it read the same file.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            config = load_config(Path(args[1]))
+            config = load_effective(Path(args[1]))  # the file and STEWARD_OTP_* variables
     except ConfigError as error:
         print(f"steward-otp: error: {error}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

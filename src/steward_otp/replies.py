@@ -5,8 +5,10 @@ A reply comes back to the sending node as an ordinary message whose ``previousMe
 is the id of the request it answers. Once that reply's handler (``REQToFileAppend``, ...)
 has run, the node's audit log holds it, payload included; so does the final word on each
 sent message (``delivered``, ``failed``, ``cancelled``, ``purged``). :func:`follow` reads the
-audit log from a known position onwards, every ``poll`` seconds, and turns what concerns the
-watched ids into events:
+audit log once from a known position onwards (what happened before the watch began), then
+learns what comes later from the node's :class:`~steward_otp.reply_hub.ReplyHub` the moment
+it happens -- each reply as its handler finishes, each outcome as it is committed -- and
+turns what concerns the watched ids into events:
 
 * ``{"event": "reply", "id", "node", "replyId", "method", "error", "output", "size", "time"}``
   -- one per reply; ``error`` is true for an error reply (its ``fileName`` ends in
@@ -27,26 +29,33 @@ no reply) was delivered, or it failed, was cancelled or purged -- and nothing ne
 ``quiet`` seconds (a command that failed sends its error reply and then its output: both are
 shown), or when ``timeout`` runs out.
 
+Each reply and each outcome is reported once, whether the audit log, the hub or both told
+of it. Without a hub (a store not run by a node) the audit log is read every ``poll``
+seconds instead.
+
 Known limit: the audit log keeps payloads up to ``AUDIT_PAYLOAD_LIMIT`` (64 KiB); a larger
-reply is audited without its payload and cannot be matched here (its output is still in the
-file its reply method wrote).
+reply that came before the watch began is audited without its payload and cannot be matched
+here (its output is still in the file its reply method wrote); one that comes during the
+watch is handed over whole by the hub.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterable
 from typing import Any, Final, Protocol
 
 import attrs
 import trio
 
 from steward_otp import codec
-from steward_otp.message import ERROR_FILE_SUFFIX
+from steward_otp.message import ERROR_FILE_SUFFIX, Message
+from steward_otp.reply_hub import ReplyHub, ReplyNotice
 from steward_otp.store import AuditRecord, Direction, OutboxRow
 
 POLL_INTERVAL: Final = 0.2
-"""Seconds between two reads of the audit log while following."""
+"""Seconds between two reads of the audit log while following without a reply hub."""
 PAGE: Final = 500
 """Audit records read per store operation."""
 HEARTBEAT: Final = 5.0
@@ -128,6 +137,8 @@ class Watch:
         self.ids: dict[str, _Watched] = {i: _Watched() for i in reply_ids}
         for msg_id in delivery_ids:
             self.ids.setdefault(msg_id, _Watched()).delivery_only = True
+        self._seen_replies: set[str] = set()
+        self._seen_outcomes: set[int] = set()
 
     @property
     def settled(self) -> bool:
@@ -135,7 +146,8 @@ class Watch:
         return all(w.settled for w in self.ids.values())
 
     def feed(self, record: AuditRecord) -> dict[str, Any] | None:
-        """The event ``record`` means for this watch, or None when it concerns no watched id."""
+        """The event ``record`` means for this watch, or None when it concerns no watched id
+        or was seen already (each reply and each outcome is reported once)."""
         if record.direction == Direction.OUTBOUND:
             return self._outcome(record)
         if record.payload is None:
@@ -144,9 +156,15 @@ class Watch:
             reply = codec.decode(record.payload, codec.RAW_CBOR_HEADERS)
         except codec.DecodeError:
             return None
+        return self.reply(reply, record.recorded_at)
+
+    def reply(self, reply: Message, time: float) -> dict[str, Any] | None:
+        """The event of ``reply`` (a message that came in at wall time ``time``), or None when
+        it answers no watched id or was reported already."""
         request = reply.previous_message
-        if request is None or request.id not in self.ids:
+        if request is None or request.id not in self.ids or reply.id in self._seen_replies:
             return None
+        self._seen_replies.add(reply.id)
         watched = self.ids[request.id]
         error = reply.file_name.endswith(ERROR_FILE_SUFFIX)
         watched.node = watched.node or request.to_node
@@ -163,13 +181,14 @@ class Watch:
             "error": error,
             "output": reply.data.decode("utf-8", errors="replace"),
             "size": len(reply.data),
-            "time": record.recorded_at,
+            "time": time,
         }
 
     def _outcome(self, record: AuditRecord) -> dict[str, Any] | None:
         watched = self.ids.get(record.msg_id)
-        if watched is None:
+        if watched is None or record.seq in self._seen_outcomes:
             return None
+        self._seen_outcomes.add(record.seq)
         watched.node = record.peer_node
         watched.attempts = record.attempts
         watched.reason = record.reason
@@ -217,13 +236,13 @@ OUTBOX_PAGES: Final = 100
 """Most outbox pages (of 1000) read to find the ids still held there."""
 
 
-async def _earlier_outcomes(store: AuditSource, watch: Watch) -> None:
+async def _earlier_outcomes(store: AuditSource, watch: Watch, upto: int | None = None) -> None:
     """What the audit log already says about ids not settled yet (delivered, failed, ...
-    before the watch began)."""
+    before the watch began: records up to seq ``upto``, all when None)."""
     open_ids = [i for i, w in watch.ids.items() if not w.settled]
     for msg_id in open_ids[:LOOKUPS]:
         for record in await store.audit_log(msg_id=msg_id, limit=10):
-            if record.direction == Direction.OUTBOUND:
+            if record.direction == Direction.OUTBOUND and (upto is None or record.seq <= upto):
                 watch.feed(record)
 
 
@@ -254,18 +273,134 @@ async def follow(
     quiet: float = DEFAULT_QUIET,
     poll: float = POLL_INTERVAL,
     heartbeat: float = HEARTBEAT,
+    hub: ReplyHub | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield the events about ``reply_ids`` (replies wanted) and ``delivery_ids`` (delivery
     is enough) from the audit log after ``after_seq`` (None: from now on), then ``end``.
 
-    See the module docstring for the events and when the watch ends.
+    With ``hub`` (the node's :class:`~steward_otp.reply_hub.ReplyHub`) the audit log is read
+    once, and what comes later is what the hub says, as it happens; without one the audit log
+    is read every ``poll`` seconds. See the module docstring for the events and when the
+    watch ends.
     """
     watch = Watch(reply_ids, delivery_ids)
+    if hub is None:
+        events = _poll(
+            store, watch, after_seq, timeout, quiet=quiet, poll=poll, heartbeat=heartbeat
+        )
+    else:
+        events = _listen(store, watch, hub, after_seq, timeout, quiet=quiet, heartbeat=heartbeat)
+    timed_out = False
+    async with contextlib.aclosing(events) as stream:
+        async for event in stream:
+            if event is _TIMED_OUT:
+                timed_out = True
+                break
+            yield event
+    if timed_out:
+        await _held(store, watch)
+        await _earlier_outcomes(store, watch)
+    yield {"event": "end", "timedOut": timed_out, "messages": watch.summary()}
+
+
+_TIMED_OUT: Final[dict[str, Any]] = {"event": "timed out"}
+"""Last item of :func:`_poll` and :func:`_listen` when the watch ran out of time."""
+
+
+def _waiting(watch: Watch) -> dict[str, Any]:
+    return {"event": "waiting", "pending": sum(not w.settled for w in watch.ids.values())}
+
+
+async def _read_after(
+    store: AuditSource, watch: Watch, position: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """Feed every audit record after ``position``; the new position and the events."""
+    events: list[dict[str, Any]] = []
+    while True:
+        records = await store.audit_log(after_seq=position, limit=PAGE)
+        for record in records:
+            position = record.seq
+            event = watch.feed(record)
+            if event is not None:
+                events.append(event)
+        if len(records) < PAGE:
+            return position, events
+
+
+async def _listen(
+    store: AuditSource,
+    watch: Watch,
+    hub: ReplyHub,
+    after_seq: int | None,
+    timeout: float,
+    *,
+    quiet: float,
+    heartbeat: float,
+) -> AsyncGenerator[dict[str, Any]]:
+    """The events of ``watch``: the audit log read once, then the hub's notices.
+
+    The waiter is registered before the audit log is read, so a reply that comes meanwhile
+    is in one or both; the watch reports each reply and each outcome once.
+    """
+    deadline = trio.current_time() + timeout
+    with hub.watch(watch.ids) as waiter:
+        start = await audit_end(store) if after_seq is None else after_seq
+        await _earlier_outcomes(store, watch, upto=start)
+        position, events = await _read_after(store, watch, start)
+        last_news = last_line = trio.current_time()
+        for event in events:
+            yield event
+        while True:
+            notices, lost = waiter.take()
+            news: list[dict[str, Any]] = []
+            for notice in notices:
+                if isinstance(notice, ReplyNotice):
+                    reply = watch.reply(notice.message, notice.time)
+                    news += [reply] if reply is not None else []
+                    continue
+                for record in await store.audit_log(msg_id=notice.msg_id, limit=10):
+                    outcome = watch.feed(record) if record.direction == Direction.OUTBOUND else None
+                    news += [outcome] if outcome is not None else []
+            if lost:  # the hub could not say what changed: read on from where we are
+                position, read = await _read_after(store, watch, position)
+                news += read
+            now = trio.current_time()
+            if news:
+                last_news = last_line = now
+                for event in news:
+                    yield event
+                continue  # look at the mailbox again before waiting
+            if watch.settled and now - last_news >= quiet:
+                return
+            if now >= deadline:
+                if not watch.settled:
+                    yield _TIMED_OUT
+                return
+            if now - last_line >= heartbeat:
+                last_line = now
+                yield _waiting(watch)
+            wake = min(deadline, last_line + heartbeat)
+            if watch.settled:
+                wake = min(wake, last_news + quiet)
+            await waiter.wait(wake)
+
+
+async def _poll(
+    store: AuditSource,
+    watch: Watch,
+    after_seq: int | None,
+    timeout: float,
+    *,
+    quiet: float,
+    poll: float,
+    heartbeat: float,
+) -> AsyncGenerator[dict[str, Any]]:
+    """The events of ``watch`` from reading the audit log every ``poll`` seconds (a node
+    without a reply hub)."""
     position = await audit_end(store) if after_seq is None else after_seq
     deadline = trio.current_time() + timeout
     last_news = last_line = trio.current_time()
-    timed_out = False
-    await _earlier_outcomes(store, watch)
+    await _earlier_outcomes(store, watch, upto=position)
     while True:
         records = await store.audit_log(after_seq=position, limit=PAGE)
         for record in records:
@@ -278,21 +413,18 @@ async def follow(
             continue  # more to read right away
         now = trio.current_time()
         if watch.settled and now - last_news >= quiet:
-            break
+            return
         if now >= deadline:
-            timed_out = not watch.settled
-            break
+            if not watch.settled:
+                yield _TIMED_OUT
+            return
         if now - last_line >= heartbeat:
             last_line = now
-            yield {"event": "waiting", "pending": sum(not w.settled for w in watch.ids.values())}
+            yield _waiting(watch)
         wake = min(deadline, now + poll)
         if watch.settled:
             wake = min(wake, last_news + quiet)
         await trio.sleep_until(max(wake, now))
-    if timed_out:
-        await _held(store, watch)
-        await _earlier_outcomes(store, watch)
-    yield {"event": "end", "timedOut": timed_out, "messages": watch.summary()}
 
 
 def checked_seconds(value: object, name: str, *, default: float, maximum: float) -> float:

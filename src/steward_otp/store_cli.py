@@ -18,6 +18,7 @@ from typing import Annotated, Final, NoReturn
 
 import typer
 
+from steward_otp.cli_common import home_option, sub_app
 from steward_otp.config import ConfigError, load_config
 from steward_otp.store import store_path
 from steward_otp.store_repair import StoreInUse, check_store, repair_store
@@ -27,23 +28,14 @@ __all__ = ["app"]
 EXIT_DAMAGED: Final = 1
 EXIT_CANNOT_RUN: Final = 2
 
-app = typer.Typer(
-    name="store",
-    help="Check or repair a stopped node's database (var/lib/steward.db by default).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+app = sub_app(
+    "store",
+    "Check or repair a stopped node's database (var/lib/steward.db by default).",
 )
 
 Home = Annotated[
     Path,
-    typer.Option(
-        envvar="STEWARD_OTP_HOME",
-        help="The node's home folder (its config file names the database folder).",
-        show_default="the current folder",
-        file_okay=False,
-    ),
+    home_option("The node's home folder (its config file names the database folder)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
 

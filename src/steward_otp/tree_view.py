@@ -56,6 +56,24 @@ def render_queue(messages: Sequence[Mapping[str, Any]]) -> str:
     return _table(header, rows, right={4, 5})
 
 
+def render_stream_queue(messages: Sequence[Mapping[str, Any]]) -> str:
+    """``steward-otp queue ls --stream``: one line per message waiting in the JetStream
+    stream for a node (a broadcast once per node it waits for)."""
+    rows = [
+        (
+            str(m["seq"]),
+            str(m.get("id") or "-"),
+            str(m["toNode"]) + (" (all)" if m.get("broadcast") else ""),
+            str(m.get("method") or ""),
+            str(m.get("fromNode") or ""),
+            str(m.get("storedAt") or ""),
+        )
+        for m in messages
+    ]
+    header = ("SEQ", "ID", "WAITS FOR", "METHOD", "FROM", "STORED")
+    return _table(header, rows, right={0})
+
+
 def render_audit(records: Sequence[Mapping[str, Any]], now: float) -> str:
     """``steward-otp audit``: one line per audit record, oldest first, with how long ago it
     was recorded; a reply names the message it answers."""
@@ -147,6 +165,12 @@ def render_status(status: Mapping[str, Any]) -> str:
             if delivery.get("problem"):
                 text += f": {delivery['problem']}"
         lines.append(f"delivery:    {text}")
+        if "waiting_per_node" in delivery:
+            waiting = delivery["waiting_per_node"] or {}
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(waiting.items())) or "none"
+            lines.append(f"in stream:   {counts}")
+        elif delivery.get("waiting_problem"):
+            lines.append(f"in stream:   unknown ({delivery['waiting_problem']})")
     security = status.get("security") or {}
     if security:
         checking = "on" if security.get("signature_check") else "OFF (anyone on the broker)"
@@ -154,6 +178,17 @@ def render_status(status: Mapping[str, Any]) -> str:
             f"signatures:  check {checking}; keys allowed {len(security.get('allowed', []))}, "
             f"pending {len(security.get('pending', []))}"
         )
+        if "acl_check" in security:
+            acl = security.get("acl_hash") or ""
+            lines.append(
+                f"acl:         check {'on' if security.get('acl_check') else 'off'}; "
+                + (
+                    f"ACL {acl[:12]}, sources {len(security.get('acl_sources', []))}"
+                    if acl
+                    else "no ACL"
+                )
+                + (", authority" if security.get("acl_authority") else "")
+            )
     hellos = status.get("last_hello") or {}
     now = float(status.get("time") or 0)
     if hellos:

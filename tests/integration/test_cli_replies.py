@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,50 @@ async def test_audit_reads_the_log_through_the_control_socket(
 async def test_cmd_says_clearly_when_no_node_runs(tmp_path: Path) -> None:
     code, _, err = await cli("cmd", "ship1", "--home", str(tmp_path), "--", "true")
     assert code == 3 and "is it running?" in err
+
+
+async def test_a_reply_is_streamed_the_moment_it_arrives_without_reading_the_audit_log(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The replies stream reads the audit log when it starts; a reply that arrives later is
+    handed over by the node's reply hub as its handler finishes: no read of the log after
+    the first (the request's own outcome is looked up by its id), no polling delay."""
+    central = Node(node_config(tmp_path, "central", nats_server.url))
+    ship1 = Node(node_config(tmp_path, "ship1", nats_server.url))
+    path = central.config.control_socket_path
+    async with central, ship1:
+        reads: list[tuple[float, str | None]] = []
+        audit_log = central.store.audit_log
+
+        async def counted(**kwargs: Any) -> Any:
+            reads.append((trio.current_time(), kwargs.get("msg_id")))
+            return await audit_log(**kwargs)
+
+        central.store.audit_log = counted  # type: ignore[method-assign]
+        start = (await control_request(path, {"op": "audit.end"}))["seq"]
+        [msg_id] = await central.submit(
+            [
+                Message(
+                    to_node="ship1",
+                    method="REQCliCommand",
+                    method_args=("sh", "-c", "sleep 1; echo late"),
+                    reply_method="REQToFileAppend",
+                    directory="cmd",
+                    file_name="cmd.log",
+                    ack_timeout=5,
+                    retries=3,
+                )
+            ]
+        )
+        request = {"op": "replies", "ids": [msg_id], "afterSeq": start, "timeout": 30}
+        events: list[tuple[float, dict[str, Any]]] = []
+        with trio.fail_after(20):
+            async for event in control_stream(path, request):
+                events.append((trio.current_time(), event))
+        [(received, reply)] = [(t, e) for t, e in events if e["event"] == "reply"]
+        assert reply["output"] == "late\n" and reply["node"] == "ship1"
+        assert events[-1][1]["event"] == "end" and not events[-1][1]["timedOut"]
+        position_reads = [t for t, msg in reads if msg is None]
+        assert position_reads and max(position_reads) < received - 0.5  # all at the start
+        # The reply's handler finished (and was audited) moments before it was streamed.
+        assert time.time() - reply["time"] < 5

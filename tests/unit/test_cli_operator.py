@@ -47,13 +47,13 @@ def test_config_check_accepts_a_good_file_and_starts_nothing(tmp_path: Path) -> 
 
 
 def test_config_check_rejects_a_bad_file_naming_the_field(tmp_path: Path) -> None:
-    path = write_config(tmp_path, 'node_name = "ship1"\nring_buffer_size = -5\n')
+    path = write_config(tmp_path, 'node_name = "ship1"\ndefault_message_retries = -5\n')
 
     result = runner.invoke(app, ["config", "check", "--home", str(tmp_path)])
 
     assert result.exit_code == 2
-    assert "ring_buffer_size = -5 is not allowed" in result.stderr
-    assert str(path) in result.stderr and "--ring-buffer-size" in result.stderr
+    assert "default_message_retries = -5 is not allowed" in result.stderr
+    assert str(path) in result.stderr and "--default-message-retries" in result.stderr
 
 
 def test_config_check_without_a_node_name_names_the_field(tmp_path: Path) -> None:
