@@ -31,15 +31,22 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn
 
 import typer
 
+from steward_otp.cli_common import home_option
+from steward_otp.send_plan import (
+    CMD_DEFAULTS,
+    FAILED,
+    NO_ANSWER,
+    OK,
+    command_message,
+    local_rejections,
+    summarise,
+)
+
 if TYPE_CHECKING:
-    from steward_otp.message import ParseResult
     from steward_otp.methods import MethodTable
 
 PROG: Final = "steward-otp"
-OK: Final = 0
-FAILED: Final = 1
 USAGE: Final = 2
-NO_ANSWER: Final = 3
 
 WAIT_DEFAULT: Final = 60.0
 """Seconds ``send --wait`` waits for replies when no number is given."""
@@ -53,12 +60,7 @@ EXIT_CODES_HELP: Final = (
 
 Home = Annotated[
     Path,
-    typer.Option(
-        envvar="STEWARD_OTP_HOME",
-        help="Home folder of the node that sends (the local node).",
-        show_default="the current folder",
-        file_okay=False,
-    ),
+    home_option("Home folder of the node that sends (the local node)."),
 ]
 AsJson = Annotated[
     bool,
@@ -119,19 +121,6 @@ def method_table(methods: Sequence[dict[str, Any]]) -> MethodTable:
     )
 
 
-def local_rejections(result: ParseResult) -> list[dict[str, Any]]:
-    """The answers for what the local validation refused, in the input's answer shape."""
-    from steward_otp.inputs.intake import Answer  # noqa: PLC0415
-
-    def warnings_of(index: int | None) -> tuple[Any, ...]:
-        return tuple(w for w in result.warnings if w.index in (index, None))
-
-    return [
-        Answer(index=e.index, accepted=False, error=e, warnings=warnings_of(e.index)).to_dict()
-        for e in result.errors
-    ]
-
-
 class Printer:
     """Prints answers, replies and the summary: text for people, or JSON lines."""
 
@@ -181,53 +170,6 @@ class Printer:
             self._line(summary)
         else:
             typer.echo(summary["text"])
-
-
-def summarise(messages: Sequence[dict[str, Any]], timed_out: bool) -> tuple[str, int]:
-    """The summary line and the exit status for the final states of the watched messages."""
-    want_reply = [m for m in messages if m.get("expectsReply", True)]
-    replied = [m for m in want_reply if m["replies"]]
-    errors = [m for m in replied if m["errors"]]
-    parts: list[str] = []
-    if want_reply:
-        text = f"{len(replied)}/{len(want_reply)} replied"
-        if errors:
-            text += f" ({len(errors)} with an error: {', '.join(m['node'] for m in errors)})"
-        parts.append(text)
-    delivery_only = [m for m in messages if not m.get("expectsReply", True)]
-    if delivery_only:
-        delivered = sum(m["state"] == "delivered" for m in delivery_only)
-        parts.append(f"{delivered}/{len(delivery_only)} delivered")
-    broken = False
-    pending = False
-    for m in messages:
-        settled = m["replies"] or (not m.get("expectsReply", True) and m["state"] == "delivered")
-        if settled:
-            continue
-        node = m["node"] or "?"
-        state = m["state"]
-        count = m.get("attempts") or 0
-        tries = f", {count} attempt{'s' if count != 1 else ''}" if count else ""
-        if state in ("queued", "in_flight"):
-            pending = True
-            parts.append(f"{node} still queued{tries}, id {m['id']}")
-        elif state == "delivered":
-            pending = True
-            parts.append(f"{node} got it, no reply yet, id {m['id']}")
-        elif state in ("failed", "cancelled", "purged"):
-            broken = True
-            why = f": {m['reason']}" if m.get("reason") else ""
-            parts.append(f"{node} {state}{why}, id {m['id']}")
-        else:
-            pending = True
-            parts.append(f"{node} not heard of, id {m['id']}")
-    if errors or broken:
-        status = FAILED
-    elif pending or timed_out:
-        status = NO_ANSWER
-    else:
-        status = OK
-    return "; ".join(parts), status
 
 
 async def deliver(
@@ -375,43 +317,6 @@ def send(
 
 
 send.__doc__ = f"{inspect.cleandoc(send.__doc__ or '')}\n\n{EXIT_CODES_HELP}"
-
-
-CMD_DEFAULTS: Final = {
-    "ack_timeout": 5,
-    "retry_wait": 10,
-    "retries": 360,
-    "method_timeout": 60,
-}
-
-
-def command_message(
-    nodes: Sequence[str],
-    command: Sequence[str],
-    *,
-    ack_timeout: int,
-    retries: int,
-    retry_wait: int,
-    method_timeout: int,
-    directory: str,
-    file_name: str,
-) -> dict[str, Any]:
-    """The REQCliCommand message ``cmd`` sends (as a document mapping)."""
-    argv = ["sh", "-c", command[0]] if len(command) == 1 else list(command)
-    return {
-        "toNodes": list(nodes),
-        "method": "REQCliCommand",
-        "methodArgs": argv,
-        "replyMethod": "REQToFileAppend",
-        "directory": directory,
-        "fileName": file_name,
-        "ACKTimeout": ack_timeout,
-        "retries": retries,
-        "retryWait": retry_wait,
-        "methodTimeout": method_timeout,
-        "replyACKTimeout": ack_timeout,
-        "replyRetries": retries,
-    }
 
 
 def cmd(
