@@ -234,14 +234,28 @@ def decode_public_key(text: str) -> bytes | None:
     return raw if len(raw) == 32 else None
 
 
-def _not_yet(reason: str) -> _Validator:
-    """A switch whose feature is not built yet: only false is accepted."""
+def _tls_key_file(instance: Any, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    """A client certificate needs its key, and a key its certificate."""
+    _optional_file(instance, attribute, value)
+    if (value is None) != (instance.tls_cert_file is None):
+        raise _Invalid(
+            attribute.name,
+            value,
+            "tls_cert_file and tls_key_file go together: set both (mutual TLS) or neither",
+        )
 
-    def check(_instance: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
-        if value is not False:
-            raise _Invalid(attribute.name, value, reason)
 
-    return check
+def _acl_check(instance: Any, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    """ACLs name the nodes that signed a message: without signature checks, anyone could
+    claim any name, so the switch needs enable_signature_check."""
+    _flag(instance, attribute, value)
+    if value and not instance.enable_signature_check:
+        raise _Invalid(
+            attribute.name,
+            value,
+            "it needs enable_signature_check = true: the ACL allows commands by the node "
+            "that signed them, and without signature checks anyone can claim any node name",
+        )
 
 
 SIGNATURE_CLOCK_SKEW: Final = 300.0
@@ -364,6 +378,23 @@ class Config:
             "RootCAPath",
         ),
     )
+    tls_cert_file: Path | None = attrs.field(
+        default=None,
+        validator=_optional_file,
+        metadata=_doc(
+            "Broker",
+            "PEM certificate this node presents to the NATS server (mutual TLS, for a server "
+            "with tls { verify: true }); needs tls_key_file. Empty: none.",
+        ),
+    )
+    tls_key_file: Path | None = attrs.field(
+        default=None,
+        validator=_tls_key_file,
+        metadata=_doc(
+            "Broker",
+            "PEM private key of tls_cert_file. Empty: none (both or neither must be set).",
+        ),
+    )
     nkey_seed_file: Path | None = attrs.field(
         default=None,
         validator=_optional_file,
@@ -460,16 +491,6 @@ class Config:
     )
 
     # -- Delivery ------------------------------------------------------------------------------
-    ring_buffer_size: int = attrs.field(
-        default=1000,
-        validator=_number(minimum=1, inclusive=True, unit="", whole=True),
-        metadata=_doc(
-            "Delivery",
-            "How many new messages may wait in memory for the durable outbox; inputs wait "
-            "while it is full.",
-            "RingBufferSize",
-        ),
-    )
     default_message_timeout: float = attrs.field(
         default=10.0,
         validator=_seconds_positive,
@@ -631,6 +652,15 @@ class Config:
             "ExposeDataFolder",
         ),
     )
+    web_listener: str = attrs.field(
+        default="",
+        validator=_listen_address,
+        metadata=_doc(
+            "Services",
+            "HOST:PORT to serve the web view on (fleet, trees, queue, send, error log), for "
+            "whoever holds the token made by `steward-otp web token`. Empty: off.",
+        ),
+    )
 
     # -- Logging -------------------------------------------------------------------------------
     log_level: LogLevel = attrs.field(
@@ -711,15 +741,57 @@ class Config:
     )
     enable_acl_check: bool = attrs.field(
         default=False,
-        validator=_not_yet(
-            "ACL checks are not available yet in steward-otp; with this on, every command "
-            "would still run. Leave it false, and set enable_signature_check = true to run "
-            "only messages signed by an allowed key"
-        ),
+        validator=_acl_check,
         metadata=_doc(
             "Security",
-            "Not available yet: must be false (ACLs are a later part of the security work).",
+            "Run a message only when this node's ACL (from central) lets its signer run that "
+            "method, and for REQCliCommand/REQCliCommandCont that command line; replies, "
+            "liveness and key/ACL distribution are not restricted, nor the node's own "
+            "messages. Deny by default. Needs enable_signature_check (the ACL names signers). "
+            "See docs/security.md.",
             "EnableAclCheck",
+        ),
+    )
+    enable_acl_updates: bool = attrs.field(
+        default=False,
+        validator=_flag,
+        metadata=_doc(
+            "Security",
+            "Ask central_node_name for this node's ACL every acl_update_interval seconds (the "
+            "first at start) and store what it delivers in etc/acl/node.json. Off (Steward: "
+            "on): the ACL stored last stays in use.",
+            "EnableAclUpdates",
+        ),
+    )
+    acl_update_interval: float = attrs.field(
+        default=60.0,
+        validator=_seconds_positive,
+        metadata=_doc(
+            "Security",
+            "Seconds between two requests for this node's ACL (enable_acl_updates).",
+            "REQAclRequestUpdateInterval",
+        ),
+    )
+    enable_key_updates: bool = attrs.field(
+        default=False,
+        validator=_flag,
+        metadata=_doc(
+            "Security",
+            "Ask central_node_name for the public keys it allows every keys_update_interval "
+            "seconds (the first at start) and use them as etc/signing/keys.json's allowed "
+            "keys. Central's own key is trusted from central_public_key or, without it, on "
+            "first contact (a later change of it is refused). Off (Steward: on): keys.json "
+            "is kept by hand.",
+            "EnableKeyUpdates",
+        ),
+    )
+    keys_update_interval: float = attrs.field(
+        default=60.0,
+        validator=_seconds_positive,
+        metadata=_doc(
+            "Security",
+            "Seconds between two requests for central's allowed keys (enable_key_updates).",
+            "REQKeysRequestUpdateInterval",
         ),
     )
     is_central_auth: bool = attrs.field(
@@ -727,10 +799,10 @@ class Config:
         validator=_flag,
         metadata=_doc(
             "Security",
-            "Act as the key authority: record the public key each node sends in its hello as "
-            "pending, and serve REQKeysAllow and REQKeysDelete (allow or delete keys in "
-            "etc/signing/keys.json). Key distribution to the nodes and ACLs are not "
-            "available yet.",
+            "Act as the key and ACL authority: record the public key each node sends in its "
+            "hello as pending, serve REQKeysAllow and REQKeysDelete (allow or delete keys in "
+            "etc/signing/keys.json), keep the ACLs in etc/acl/central.json, serve the REQAcl* "
+            "methods and deliver each node its ACL and the allowed keys (REQKeysRequestUpdate).",
             "IsCentralAuth",
         ),
     )
@@ -955,6 +1027,10 @@ SETTINGS: Final[tuple[Setting, ...]] = tuple(
 _BY_NAME: Final[dict[str, Setting]] = {s.name: s for s in SETTINGS}
 _BY_GO_KEY: Final[dict[str, Setting]] = {s.go_key: s for s in SETTINGS if s.go_key}
 
+_NO_RING_BUFFER: Final = (
+    "accepted messages go straight to the durable outbox; there is no in-memory buffer to size"
+)
+
 DROPPED_GO_KEYS: Final[Mapping[str, str]] = types.MappingProxyType(
     {
         "ConfigFolder": "the configuration file is always <home>/etc/config.toml",
@@ -965,29 +1041,19 @@ DROPPED_GO_KEYS: Final[Mapping[str, str]] = types.MappingProxyType(
         "EnableTUI": "the terminal UI is not part of steward-otp",
         "EnableDebug": "it had no effect in Steward; use log_level = 'debug'",
         "NkeyPublicKey": "it is derived from the nkey seed at start",
+        "RingBufferSize": _NO_RING_BUFFER,
     }
 )
 """Steward TOML keys that steward-otp ignores (with a warning), and why."""
 
-
-_NOT_YET_KEY_UPDATES: Final = (
-    "key distribution from central is not available yet; nodes trust the keys in "
-    "etc/signing/keys.json and central_public_key (see docs/security.md)"
+RETIRED_KEYS: Final[Mapping[str, str]] = types.MappingProxyType(
+    {"ring_buffer_size": _NO_RING_BUFFER}
 )
-_NOT_YET_ACL_UPDATES: Final = "ACLs are not available yet (see docs/security.md)"
+"""Keys that earlier versions of steward-otp wrote and that no longer exist: ignored with a
+warning saying why; the next write removes them."""
 
-NOT_YET_AVAILABLE_KEYS: Final[Mapping[str, str]] = types.MappingProxyType(
-    {
-        "enable_key_updates": _NOT_YET_KEY_UPDATES,
-        "EnableKeyUpdates": _NOT_YET_KEY_UPDATES,
-        "keys_update_interval": _NOT_YET_KEY_UPDATES,
-        "REQKeysRequestUpdateInterval": _NOT_YET_KEY_UPDATES,
-        "enable_acl_updates": _NOT_YET_ACL_UPDATES,
-        "EnableAclUpdates": _NOT_YET_ACL_UPDATES,
-        "acl_update_interval": _NOT_YET_ACL_UPDATES,
-        "REQAclRequestUpdateInterval": _NOT_YET_ACL_UPDATES,
-    }
-)
+
+NOT_YET_AVAILABLE_KEYS: Final[Mapping[str, str]] = types.MappingProxyType({})
 """Keys (ours as written by earlier versions, and Steward's) of features not built yet: they
 are ignored with a warning saying so, and the next write removes them."""
 
@@ -1121,6 +1187,13 @@ def load_config(home: Path, overrides: Mapping[str, object] = _NO_OVERRIDES) -> 
         elif key in NOT_YET_AVAILABLE_KEYS:
             warnings.warn(
                 f"{label}: ignored, not available yet: {NOT_YET_AVAILABLE_KEYS[key]}",
+                ConfigWarning,
+                stacklevel=2,
+            )
+            continue
+        elif key in RETIRED_KEYS:
+            warnings.warn(
+                f"{label}: ignored, no longer a setting: {RETIRED_KEYS[key]}",
                 ConfigWarning,
                 stacklevel=2,
             )

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Iterator
+import types
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Final
 
 import attrs
 
@@ -23,6 +25,7 @@ __all__ = [
     "BUILTIN_METHOD_SPECS",
     "DEFAULT_REPLY_METHOD",
     "NO_REPLY",
+    "RETIRED_METHODS",
     "SUB_PROCESS_PREFIX",
     "EventKind",
     "MethodSpec",
@@ -31,6 +34,7 @@ __all__ = [
     "builtin_table",
     "lookup_method",
     "method_base_name",
+    "unknown_method_reason",
 ]
 
 NO_REPLY = "REQNone"
@@ -81,11 +85,30 @@ class MethodSpec:
     quick: bool = False
 
 
+RETIRED_METHODS: Final[Mapping[str, str]] = types.MappingProxyType(
+    {
+        "REQTuiToConsole": "steward-otp has no terminal UI; use REQToConsole",
+        "REQRelayInitial": "relaying is asked for with the relayViaNode field; the node "
+        "wraps the message in REQRelay itself",
+        "REQCopyFileFrom": "Steward removed it in 2022; use REQCopySrc",
+        "REQCopyFileTo": "Steward removed it in 2022; use REQCopySrc",
+    }
+)
+"""Steward method names that no node serves, and what to use instead: refused where they are
+named, with this reason, rather than queued for a node that could never run them."""
+
+
+def unknown_method_reason(name: str) -> str:
+    """Why ``name`` is refused: "is not a known method", with the retired method's reason."""
+    retired = RETIRED_METHODS.get(name)
+    return "is not a known method" + (f" ({retired})" if retired else "")
+
+
 class UnknownMethodError(ValueError):
     """A method name that is not in the method table was used where a known one is needed."""
 
     def __init__(self, method: str) -> None:
-        super().__init__(f"method {method!r} is not a known method")
+        super().__init__(f"method {method!r} {unknown_method_reason(method)}")
         self.method = method
 
 
@@ -195,8 +218,9 @@ def _m(
     *,
     reply: bool = False,
     routable: bool = True,
+    quick: bool = False,
 ) -> MethodSpec:
-    return MethodSpec(name, kind, reply, description, args, routable)
+    return MethodSpec(name, kind, reply, description, args, routable, quick)
 
 
 BUILTIN_METHOD_SPECS: tuple[MethodSpec, ...] = (
@@ -220,11 +244,17 @@ BUILTIN_METHOD_SPECS: tuple[MethodSpec, ...] = (
     ),
     _m("REQTailFile", _ACK, "Follow a file; reply once per new line.", "[path]"),
     # Output.
-    _m("REQToConsole", _ACK, "Print data to stdout (or stderr).", '[] or ["stderr"]', reply=True),
-    _m("REQTuiToConsole", _ACK, "Show data in the TUI console.", reply=True),
-    _m("REQToFileAppend", _ACK, "Append data to the output file.", reply=True),
-    _m("REQToFile", _ACK, "Write data to the output file (truncating).", reply=True),
-    _m("REQToFileNACK", _NACK, "Like REQToFile, on a NACK subject.", reply=True),
+    _m(
+        "REQToConsole",
+        _ACK,
+        "Print data to stdout (or stderr).",
+        '[] or ["stderr"]',
+        reply=True,
+        quick=True,
+    ),
+    _m("REQToFileAppend", _ACK, "Append data to the output file.", reply=True, quick=True),
+    _m("REQToFile", _ACK, "Write data to the output file (truncating).", reply=True, quick=True),
+    _m("REQToFileNACK", _NACK, "Like REQToFile, on a NACK subject.", reply=True, quick=True),
     _m("REQNone", _ACK, "Reply method meaning: send no reply.", reply=True, routable=False),
     _m("REQTest", _ACK, "Hand data to the in-process test hook.", reply=True),
     # File copy.
@@ -238,11 +268,11 @@ BUILTIN_METHOD_SPECS: tuple[MethodSpec, ...] = (
     _m("REQSUBCopySrc", _ACK, "Copy protocol, source sub-process (REQSUBCopySrc.<uuid>)."),
     _m("REQSUBCopyDst", _ACK, "Copy protocol, destination sub-process (REQSUBCopyDst.<uuid>)."),
     # Liveness.
-    _m("REQHello", _NACK, "Hello from a node; data = its 32-byte public key."),
-    _m("REQErrorLog", _ACK, "Append data to the central error log."),
-    _m("REQPing", _ACK, "Record the ping and reply with empty data."),
-    _m("REQPong", _ACK, "Record the pong of a ping.", reply=True),
-    _m("REQPublicKey", _ACK, "Reply with the node's 32-byte signing public key."),
+    _m("REQHello", _NACK, "Hello from a node; data = its 32-byte public key.", quick=True),
+    _m("REQErrorLog", _ACK, "Append data to the central error log.", quick=True),
+    _m("REQPing", _ACK, "Record the ping and reply with empty data.", quick=True),
+    _m("REQPong", _ACK, "Record the pong of a ping.", reply=True, quick=True),
+    _m("REQPublicKey", _ACK, "Reply with the node's 32-byte signing public key.", quick=True),
     # HTTP.
     _m("REQHttpGet", _ACK, "HTTP GET a URL; reply with the body.", "[url]"),
     _m(
@@ -258,7 +288,7 @@ BUILTIN_METHOD_SPECS: tuple[MethodSpec, ...] = (
     _m("REQKeysDelete", _ACK, "Delete acknowledged public keys.", "[node...]"),
     # ACLs.
     _m("REQAclRequestUpdate", _NACK, "Ask central for the ACL; data = local hash."),
-    _m("REQAclDeliverUpdate", _NACK, "ACL from central; data = ACL JSON.", reply=True),
+    _m("REQAclDeliverUpdate", _NACK, "ACL from central; data = ACL JSON.", reply=True, quick=True),
     _m("REQAclAddCommand", _ACK, "Allow a command.", "[host, source, command]"),
     _m("REQAclDeleteCommand", _ACK, "Remove an allowed command.", "[host, source, command]"),
     _m("REQAclDeleteSource", _ACK, "Remove a source with all its commands.", "[host, source]"),
@@ -286,7 +316,6 @@ BUILTIN_METHOD_SPECS: tuple[MethodSpec, ...] = (
     _m("REQAclExport", _ACK, "Reply with the ACL map as JSON."),
     _m("REQAclImport", _ACK, "Replace the ACL map.", "[aclJSON]"),
     # Relay.
-    _m("REQRelayInitial", _ACK, "Wrap a message for relaying via relayViaNode."),
     _m("REQRelay", _ACK, "Forward a relayed message to its destination."),
 )
 """The built-in methods, in a stable order."""

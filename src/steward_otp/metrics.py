@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from steward_otp import __version__
+from steward_otp.asgi_serve import ServeError, serve_asgi
 from steward_otp.errors import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD, ErrorKernel
 from steward_otp.outbound import Outbox
 from steward_otp.store import ACTIVE_STATES, Store, StoreError
@@ -401,32 +402,8 @@ async def _plain(
     await send({"type": "http.response.body", "body": body})
 
 
-class MetricsListenError(OSError):
+class MetricsListenError(ServeError):
     """The metrics server cannot listen on the configured address."""
-
-
-def _os_error(exc: BaseException) -> OSError | None:
-    """The OSError inside ``exc`` (through nested exception groups), if any."""
-    if isinstance(exc, OSError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _os_error(inner)
-            if found is not None:
-                return found
-    return None
-
-
-class _ListeningStatus(trio.TaskStatus[list[str]]):
-    """Passes hypercorn's "listening" on to the start, remembering that it came."""
-
-    def __init__(self, task_status: trio.TaskStatus[list[str]]) -> None:
-        self.task_status = task_status
-        self.listening = False
-
-    def started(self, value: list[str] | None = None) -> None:
-        self.listening = True
-        self.task_status.started(value or [])
 
 
 class MetricsServer:
@@ -468,27 +445,17 @@ class MetricsServer:
             task_status.started()
 
     async def _serve(self, task_status: trio.TaskStatus[list[str]]) -> None:
-        from hypercorn.config import Config as HttpConfig  # noqa: PLC0415
-        from hypercorn.trio import serve as serve_http  # noqa: PLC0415
-
-        config = HttpConfig()
-        config.bind = [self.address]
-        config.accesslog = None
-        config.errorlog = logging.getLogger(f"{__name__}.http")
-        config.graceful_timeout = 1.0
-        status = _ListeningStatus(task_status)
-        try:
-            await serve_http(metrics_app(self.metrics), config, task_status=status)
-        except Exception as exc:
-            cause = None if status.listening else _os_error(exc)
-            if cause is None:
-                raise
-            raise MetricsListenError(
-                cause.errno,
-                f"prom_host_and_port = {self.address!r}: cannot listen for metrics: "
-                f"{cause.strerror or cause}; give a free HOST:PORT with "
-                "--prom-host-and-port, or an empty value to turn metrics off",
-            ) from exc
+        await serve_asgi(
+            metrics_app(self.metrics),
+            self.address,
+            setting="prom_host_and_port",
+            error_logger=logging.getLogger(f"{__name__}.http"),
+            doing="listen for metrics",
+            hint="give a free HOST:PORT with --prom-host-and-port, or an empty value to turn "
+            "metrics off",
+            error_type=MetricsListenError,
+            task_status=task_status,
+        )
 
     async def _refresh_periodically(self) -> None:
         while True:

@@ -12,9 +12,11 @@
     │   └── router          outbox -> publishers
     ├── inbound             one_for_one: one Subscriber per method
     ├── inputs              one_for_one: unix socket, TCP, HTTP, read folder, startup
-    ├── timers              one_for_one: hello
+    ├── timers              one_for_one: hello, acl-update, keys-update (with their settings)
     ├── control             the control socket behind steward-otp tree/status/queue
-    └── metrics             /metrics for Prometheus (only with prom_host_and_port)
+    ├── metrics             /metrics for Prometheus (only with prom_host_and_port)
+    ├── web                 the web view: fleet, trees, queue, send (only with web_listener)
+    └── data_folder         the data folder, read-only over HTTP (only with expose_data_folder)
 
 ``rest_for_one`` at the root: when the bridge restarts, everything after it restarts too
 (their subscriptions died with the connection); the store and broker are untouched.
@@ -45,6 +47,7 @@ from steward_otp.broker import BrokerSpec, EmbeddedBroker
 from steward_otp.config import Config, ConfigError, prepare_folders
 from steward_otp.control import ControlServer
 from steward_otp.control import answer as control_answer
+from steward_otp.data_folder_view import DataFolderView
 from steward_otp.errors import (
     ERROR_CENTRAL_NODE,
     ERROR_LOG_METHOD,
@@ -53,6 +56,7 @@ from steward_otp.errors import (
 )
 from steward_otp.files import FileWriter
 from steward_otp.handlers import builtin_handlers, command_groups
+from steward_otp.handlers.acl import acl_handlers
 from steward_otp.handlers.base import Handler, HandlerError, HandlerTable, Level
 from steward_otp.handlers.keys import key_handlers
 from steward_otp.handlers.liveness import hello_handler
@@ -68,6 +72,7 @@ from steward_otp.message import Message, MessageDefaults, subject_for_node
 from steward_otp.methods import MethodSpec, MethodTable, builtin_table
 from steward_otp.metrics import MetricsServer, NodeMetrics
 from steward_otp.outbound import Publisher, Router
+from steward_otp.reply_hub import NotifyingStore, ReplyHub
 from steward_otp.security.nkey import NkeyError, nkey_from_ssh_key, write_nkey_files
 from steward_otp.security.outbox import SigningOutbox
 from steward_otp.security.service import NodeSecurity, SecuritySetupError
@@ -91,6 +96,7 @@ from steward_otp.supervisors import (
 from steward_otp.timers import hello_loop
 from steward_otp.transport import Transport
 from steward_otp.tree_view import render_tree
+from steward_otp.web import WebServer, central_error_log
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +115,7 @@ def broker_url(config: Config) -> str:
 
 def _reconnect_jitter(config: Config, url: str) -> float:
     """The reconnect jitter setting that applies: the TLS one for TLS connections."""
-    tls = bool(config.root_ca_path) or any(
+    tls = bool(config.root_ca_path or config.tls_cert_file) or any(
         u.strip().startswith(("tls://", "wss://")) for u in url.split(",")
     )
     return config.nats_reconnect_jitter_tls if tls else config.nats_reconnect_jitter
@@ -187,13 +193,16 @@ class Node:
                 hello_handler(self.security.register_hello),
                 self.error_log_senders.handler(),  # REQErrorLog from known nodes only
                 *key_handlers(self.security),
+                *acl_handlers(self.security.acl),
                 *extra,
             ]
         )
         self.registry = registry or Registry()
+        self.reply_hub = ReplyHub()  # who waits for which replies (steward-otp cmd, send --wait)
         check_store_file(store_path(config.db_dir), home=config.home)  # empty or damaged: stop
-        self.store = Store(
+        self.store: Store = NotifyingStore(
             store_path(config.db_dir),
+            hub=self.reply_hub,
             dedupe_window=config.dedupe_retention_seconds,
             audit_retention=config.audit_retention_seconds,
             held_retention=config.outbox_retention_seconds,
@@ -255,6 +264,8 @@ class Node:
                 tls_ca_file=str(config.resolve_path(config.root_ca_path))
                 if config.root_ca_path
                 else None,
+                tls_cert_file=_resolved(config, config.tls_cert_file),
+                tls_key_file=_resolved(config, config.tls_key_file),
             )
         )
 
@@ -411,6 +422,17 @@ class Node:
         if self.config.prom_host_and_port:
             server = MetricsServer(self.metrics, self.config.prom_host_and_port)
             children.append(ChildSpec("metrics", server.run))
+        if self.config.web_listener:
+            web = WebServer(
+                self,
+                self.config.web_listener,
+                etc_dir=self.config.etc_dir,
+                error_log=central_error_log(self.config.data_dir),
+            )
+            children.append(ChildSpec("web", web.run))
+        if self.config.expose_data_folder:
+            view = DataFolderView(self.config.data_dir, self.config.expose_data_folder)
+            children.append(ChildSpec("data_folder", _with_info(view.run, lambda: view.info)))
         return Supervisor(
             "node", children, strategy=Strategy.REST_FOR_ONE, intensity=5, period=30.0
         )
@@ -428,6 +450,10 @@ class Node:
             self.report,
             idle_tick=min(1.0, self.config.keep_publishers_alive_for / 3),
             jetstream=self.config.delivery == "jetstream",
+            limits=StreamLimits(
+                max_age_seconds=self.config.jetstream_max_age_seconds,
+                max_msgs_per_subject=self.config.jetstream_max_msgs_per_subject,
+            ),
         )
         publishers = DynamicSupervisor(
             "publishers",
@@ -460,6 +486,7 @@ class Node:
             services=self,
             default_method_timeout=self.config.default_method_timeout,
             verify_hooks=hooks,
+            on_finished=self.reply_hub.finished,
         )
 
     def served_methods(self) -> list[str]:
@@ -600,6 +627,18 @@ class Node:
                 ack_timeout=max(1, int(self.config.default_message_timeout)),
             )
             children.append(ChildSpec("hello", hello))
+        acl = self.security.acl
+        if acl.asks_central:
+            update = functools.partial(
+                acl.update_loop, self, ack_timeout=max(1, int(self.config.default_message_timeout))
+            )
+            children.append(ChildSpec("acl-update", update))
+        keys = self.security.key_updates
+        if keys.asks_central:
+            update = functools.partial(
+                keys.update_loop, self, ack_timeout=max(1, int(self.config.default_message_timeout))
+            )
+            children.append(ChildSpec("keys-update", update))
         return Supervisor("timers", children, intensity=5, period=10.0)
 
     # ------------------------------------------------------------------ running
@@ -667,6 +706,11 @@ class _HelloWithKey:
         return await self._node.submit(
             [attrs.evolve(m, data=key) if m.method == HELLO_METHOD else m for m in messages]
         )
+
+
+def _resolved(config: Config, path: Path | None) -> str | None:
+    """``path`` resolved against the home folder, as text; None for none."""
+    return None if path is None else str(config.resolve_path(path))
 
 
 def _nkey_seed_file(config: Config) -> str | None:

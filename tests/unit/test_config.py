@@ -42,7 +42,7 @@ def test_defaults_follow_steward_except_where_steward_otp_decided_otherwise(
     assert config.central_node_name == "central"
     assert config.broker_address == ""  # embedded broker (Steward: 127.0.0.1:4222)
     assert config.embedded_broker_port == 4222
-    assert config.ring_buffer_size == 1000
+    assert config.default_message_retries == 1
     assert config.nats_conn_opt_timeout == 20
     assert config.nats_connect_retry_interval == 10
     assert config.nats_reconnect_jitter == 0.1  # Steward: 100 ms
@@ -127,14 +127,14 @@ def test_without_a_file_the_overrides_and_defaults_make_the_config(tmp_path: Pat
 def test_file_values_replace_the_defaults(tmp_path: Path) -> None:
     write_config(
         tmp_path,
-        'node_name = "ship1"\nring_buffer_size = 50\nlog_level = "debug"\n'
+        'node_name = "ship1"\ndefault_message_retries = 50\nlog_level = "debug"\n'
         'socket_folder = "/run/steward"\nstart_sub_req_ping = false\n',
     )
 
     config = load_config(tmp_path, {})
 
     assert config.node_name == "ship1"
-    assert config.ring_buffer_size == 50
+    assert config.default_message_retries == 50
     assert config.log_level == "debug"
     assert config.tmp_dir == Path("/run/steward")
     assert config.start_sub_req_ping is False
@@ -142,13 +142,19 @@ def test_file_values_replace_the_defaults(tmp_path: Path) -> None:
 
 
 def test_overrides_win_over_the_file_and_persist_when_written_back(tmp_path: Path) -> None:
-    write_config(tmp_path, 'node_name = "ship1"\nring_buffer_size = 50\nstart_pub_hello = 5\n')
+    write_config(
+        tmp_path, 'node_name = "ship1"\ndefault_message_retries = 50\nstart_pub_hello = 5\n'
+    )
 
-    config = load_config(tmp_path, {"ring_buffer_size": 70, "node_name": "ship2"})
+    config = load_config(tmp_path, {"default_message_retries": 70, "node_name": "ship2"})
     save_config(config)
     reloaded = load_config(tmp_path, {})
 
-    assert (config.node_name, config.ring_buffer_size, config.start_pub_hello) == ("ship2", 70, 5)
+    assert (config.node_name, config.default_message_retries, config.start_pub_hello) == (
+        "ship2",
+        70,
+        5,
+    )
     assert reloaded == config
 
 
@@ -260,7 +266,6 @@ def test_a_stewards_config_file_is_read_with_warnings_for_dropped_keys(tmp_path:
     assert config.node_name == "ship7"
     assert config.central_node_name == "hq"
     assert config.broker_address == "10.0.0.5:4222"
-    assert config.ring_buffer_size == 2000
     assert config.http_listener == "127.0.0.1:8091"
     assert config.prom_host_and_port == ":2111"
     assert config.nats_reconnect_jitter == 0.25  # milliseconds in Steward
@@ -280,12 +285,25 @@ def test_a_stewards_config_file_is_read_with_warnings_for_dropped_keys(tmp_path:
     messages = [str(w.message) for w in caught]
     dropped_in_file = [key for key in DROPPED_GO_KEYS if f"\n{key} =" in STEWARD_CONFIG]
     not_yet = [key for key in NOT_YET_AVAILABLE_KEYS if f"\n{key} =" in STEWARD_CONFIG]
-    assert len(dropped_in_file) == 7 and len(not_yet) == 4
+    assert len(dropped_in_file) == 8 and not not_yet  # every feature is built
     assert len(messages) == len(dropped_in_file) + len(not_yet)
     for key in dropped_in_file:
         assert any(m.startswith(f"{path}: {key}: Steward key ignored: ") for m in messages)
     for key in not_yet:
         assert any(m.startswith(f"{path}: {key}: ignored, not available yet: ") for m in messages)
+
+
+def test_a_retired_key_is_ignored_with_a_warning_saying_why(tmp_path: Path) -> None:
+    path = write_config(tmp_path, 'node_name = "ship1"\nring_buffer_size = 50\n')
+
+    with pytest.warns(ConfigWarning) as caught:
+        config = load_config(tmp_path, {})
+
+    assert [str(w.message) for w in caught] == [
+        f"{path}: ring_buffer_size: ignored, no longer a setting: accepted messages go "
+        "straight to the durable outbox; there is no in-memory buffer to size"
+    ]
+    assert "ring_buffer_size" not in save_config(config).read_text(encoding="utf-8")
 
 
 def test_a_stewards_file_is_rewritten_with_steward_otp_keys(tmp_path: Path) -> None:
@@ -333,14 +351,17 @@ def test_the_same_field_under_both_spellings_must_agree(tmp_path: Path) -> None:
 def test_unknown_keys_are_ignored_with_a_warning_that_suggests_the_right_key(
     tmp_path: Path,
 ) -> None:
-    path = write_config(tmp_path, 'node_name = "ship1"\nring_bufer_size = 5\n[extras]\na = 1\n')
+    path = write_config(
+        tmp_path, 'node_name = "ship1"\ndefault_mesage_retries = 5\n[extras]\na = 1\n'
+    )
 
     with pytest.warns(ConfigWarning) as caught:
         config = load_config(tmp_path, {})
 
-    assert config.ring_buffer_size == 1000
+    assert config.default_message_retries == 1
     assert [str(w.message) for w in caught] == [
-        f"{path}: ring_bufer_size: unknown key ignored (did you mean 'ring_buffer_size'?)",
+        f"{path}: default_mesage_retries: unknown key ignored "
+        "(did you mean 'default_message_retries'?)",
         f"{path}: extras: unknown key ignored",
     ]
 
@@ -361,7 +382,7 @@ def test_missing_node_name_is_an_error_naming_the_field_and_the_file(tmp_path: P
 
 
 def test_malformed_toml_is_an_error_naming_the_file_and_the_line(tmp_path: Path) -> None:
-    path = write_config(tmp_path, 'node_name = "ship1"\nring_buffer_size = = 3\n')
+    path = write_config(tmp_path, 'node_name = "ship1"\ndefault_message_retries = = 3\n')
 
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path, {})
@@ -395,8 +416,7 @@ BAD_VALUES = [
     ("compression", "zstd", "must be one of 'lz4', 'none'"),
     ("embedded_broker_port", 0, "must be a port number from 1 to 65535"),
     ("embedded_broker_port", 70000, "must be a port number from 1 to 65535"),
-    ("ring_buffer_size", 0, "must be a whole number, at least 1"),
-    ("ring_buffer_size", 2.5, "must be a whole number"),
+    ("default_message_retries", 2.5, "must be a whole number"),
     ("default_message_retries", -1, "must be a whole number, at least 0"),
     ("default_method_timeout", 0, "must be a number of seconds, greater than 0"),
     ("nats_reconnect_jitter", -0.5, "must be a number of seconds, at least 0"),
@@ -445,27 +465,27 @@ def test_a_bad_file_value_names_the_file_the_key_the_value_and_what_is_allowed(
 
 
 def test_a_bad_value_under_a_steward_key_is_reported_under_that_key(tmp_path: Path) -> None:
-    path = write_config(tmp_path, 'NodeName = "ship1"\nRingBufferSize = -5\n')
+    path = write_config(tmp_path, 'NodeName = "ship1"\nDefaultMessageRetries = -5\n')
 
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path, {})
 
     assert str(caught.value) == (
-        f"{path}: RingBufferSize = -5 is not allowed: must be a whole number, at least 1"
+        f"{path}: DefaultMessageRetries = -5 is not allowed: must be a whole number, at least 0"
     )
 
 
 def test_an_override_fixes_a_bad_file_value(tmp_path: Path) -> None:
-    write_config(tmp_path, 'node_name = "ship1"\nring_buffer_size = -5\n')
+    write_config(tmp_path, 'node_name = "ship1"\ndefault_message_retries = -5\n')
 
-    assert load_config(tmp_path, {"ring_buffer_size": 10}).ring_buffer_size == 10
+    assert load_config(tmp_path, {"default_message_retries": 10}).default_message_retries == 10
 
 
 def test_constructing_a_config_directly_validates_it(tmp_path: Path) -> None:
     config = Config(home=tmp_path, node_name="ship1")
 
-    with pytest.raises(ConfigError, match=r"^ring_buffer_size = 0 is not allowed"):
-        attrs.evolve(config, ring_buffer_size=0)
+    with pytest.raises(ConfigError, match=r"^default_message_retries = -1 is not allowed"):
+        attrs.evolve(config, default_message_retries=-1)
 
 
 @pytest.mark.parametrize(

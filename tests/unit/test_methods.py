@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
+from steward_otp.config import load_config
+from steward_otp.handlers import builtin_handlers
+from steward_otp.handlers.acl import acl_handlers
+from steward_otp.handlers.keys import key_handlers
+from steward_otp.message import Message, validate_message
 from steward_otp.methods import (
     BUILTIN_METHODS,
     DEFAULT_REPLY_METHOD,
     NO_REPLY,
+    RETIRED_METHODS,
     EventKind,
     MethodSpec,
     MethodTable,
@@ -18,6 +25,7 @@ from steward_otp.methods import (
     lookup_method,
     method_base_name,
 )
+from steward_otp.security.service import NodeSecurity
 
 # Steward §5.1, plus the methods later issues add: (name, kind).
 SPEC_METHODS = [
@@ -28,7 +36,6 @@ SPEC_METHODS = [
     ("REQCliCommand", "EventACK"),
     ("REQCliCommandCont", "EventACK"),
     ("REQToConsole", "EventACK"),
-    ("REQTuiToConsole", "EventACK"),
     ("REQToFileAppend", "EventACK"),
     ("REQToFile", "EventACK"),
     ("REQToFileNACK", "EventNACK"),
@@ -63,7 +70,6 @@ SPEC_METHODS = [
     ("REQAclExport", "EventACK"),
     ("REQAclImport", "EventACK"),
     ("REQRelay", "EventACK"),
-    ("REQRelayInitial", "EventACK"),
     ("REQOpQueueList", "EventACK"),
     ("REQOpQueueCancel", "EventACK"),
     ("REQOpQueuePurge", "EventACK"),
@@ -107,7 +113,6 @@ def test_reply_methods_include_stewards_list_and_the_ones_flows_need() -> None:
     replies = set(BUILTIN_METHODS.reply_method_names())
     stewards_get_reply_methods = {
         "REQToConsole",
-        "REQTuiToConsole",
         "REQCliCommand",
         "REQCliCommandCont",
         "REQToFile",
@@ -196,3 +201,41 @@ def test_iteration_is_in_registration_order() -> None:
     names = [spec.name for spec in BUILTIN_METHODS]
     assert names == BUILTIN_METHODS.names()
     assert names[0] == "REQInitial"
+
+
+@pytest.mark.parametrize("name", ["REQTuiToConsole", "REQRelayInitial", "REQCopyFileTo"])
+def test_a_retired_steward_method_is_refused_saying_what_to_use(name: str) -> None:
+    assert lookup_method(name) is None
+    with pytest.raises(UnknownMethodError, match=rf"^method '{name}' is not a known method \("):
+        BUILTIN_METHODS.require(name)
+    problems = validate_message(Message(to_node="ship1", method=name))
+    assert [p.field for p in problems] == ["method"]
+    assert problems[0].reason.startswith("is not a known method (")
+    assert RETIRED_METHODS[name] in str(problems[0])
+
+
+def test_every_builtin_handler_declares_what_the_method_table_says(tmp_path: Path) -> None:
+    """One truth per method: what ``send`` validates against (the table) is what the
+    receiving node serves (its handler's declaration)."""
+    security = NodeSecurity(load_config(tmp_path, {"node_name": "central"}))
+    every = [*builtin_handlers(), *key_handlers(security), *acl_handlers(security.acl)]
+    for served in every:
+        spec = BUILTIN_METHODS.lookup(served.name)
+        assert spec is not None, f"{served.name} has a handler but is not in the table"
+        declared = served.method
+        assert (declared.kind, declared.reply_capable, declared.quick, declared.routable) == (
+            spec.kind,
+            spec.reply_capable,
+            spec.quick,
+            spec.routable,
+        ), served.name
+
+
+def test_every_routable_method_is_served_by_a_node(tmp_path: Path) -> None:
+    """A method in the table that no node serves would queue, and fail only when its
+    retries run out: every routable built-in method has a handler."""
+    security = NodeSecurity(load_config(tmp_path, {"node_name": "central"}))
+    served = {h.name for h in [*builtin_handlers(), *key_handlers(security)]}
+    served |= {h.name for h in acl_handlers(security.acl)}
+    served.add("REQHello")  # the node builds it around its security object
+    assert [n for n in BUILTIN_METHODS.routable_names() if n not in served] == []

@@ -65,7 +65,9 @@ async def pong(ctx: HandlerContext, msg: Message) -> bytes | None:
     return None
 
 
-@handler("REQTest", description="hand the message to an in-process test listener")
+@handler(
+    "REQTest", reply_capable=True, description="hand the message to an in-process test listener"
+)
 async def test_hook(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Give the message to the node's test listener (dropped when nobody listens)."""
     ctx.services.test_event(msg)

@@ -31,20 +31,16 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import trio
 
+from steward_otp.asgi_serve import ServeError, bind_spec, first_of, serve_asgi
 from steward_otp.inputs.answers import bounded_answers, empty_document
 from steward_otp.inputs.connections import DEFAULT_READ_TIMEOUT
 from steward_otp.inputs.document_stream import DEFAULT_MAX_DOCUMENT_BYTES, AcceptDocument
 from steward_otp.inputs.intake import document_rejection
-from steward_otp.inputs.tcp import ListenError, Report, bind_error, parse_listen_address, reporting
-
-# hypercorn is imported when the input starts, so a node without http_listener never loads it.
-if TYPE_CHECKING:
-    import hypercorn.config
-    import hypercorn.typing
+from steward_otp.inputs.tcp import ListenError, Report, parse_listen_address, reporting
 
 log = logging.getLogger(__name__)
 _server_log = logging.getLogger(f"{__name__}.server")
@@ -205,54 +201,28 @@ class HttpInput:
         """What the tree snapshot shows: the address, the bound URLs, requests served."""
         return {"address": self.address.text, "url": self.urls, "requests": self.app.requests}
 
-    def hypercorn_config(self) -> hypercorn.config.Config:
-        """The server's settings: our address, errors to our logger, no access log."""
-        import hypercorn.config  # noqa: PLC0415
-
-        config = hypercorn.config.Config()
-        host = self.address.host
-        if host is None:
-            host = "0.0.0.0"
-        elif ":" in host:
-            host = f"[{host}]"
-        config.bind = [f"{host}:{self.address.port}"]
-        config.accesslog = None
-        config.errorlog = _server_log
-        config.include_server_header = False
-        config.graceful_timeout = 1.0
-        config.read_timeout = int(DEFAULT_READ_TIMEOUT)  # half-sent requests end
-        return config
-
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled."""
-        import hypercorn.trio  # noqa: PLC0415
-
-        # The app speaks plain-dict ASGI; hypercorn's TypedDict signature is the same protocol.
-        app = cast("hypercorn.typing.Framework", self.app)
-        serve = functools.partial(hypercorn.trio.serve, app, self.hypercorn_config())
-        started = False
         try:
             async with trio.open_nursery() as nursery:
-                self.urls = await nursery.start(serve)
-                started = True
+                self.urls = await nursery.start(
+                    functools.partial(
+                        serve_asgi,
+                        self.app,
+                        bind_spec(self.address.host, self.address.port),
+                        setting="http_listener",
+                        error_logger=_server_log,
+                        read_timeout=int(DEFAULT_READ_TIMEOUT),  # half-sent requests end
+                    )
+                )
                 log.info("HTTP input listening on %s", ", ".join(self.urls))
                 task_status.started()
-        except (OSError, BaseExceptionGroup) as failure:
-            cause = None if started else _os_error(failure)
-            if cause is None:
+        except (ServeError, BaseExceptionGroup) as failure:
+            refused = first_of(failure, ServeError)
+            if refused is None:
                 raise
-            raise bind_error(self.address.text, cause) from failure
-
-
-def _os_error(failure: BaseException) -> OSError | None:
-    """The first OSError in ``failure`` (an exception group or a single exception)."""
-    if isinstance(failure, OSError):
-        return failure
-    if isinstance(failure, BaseExceptionGroup):
-        for inner in failure.exceptions:
-            if (found := _os_error(inner)) is not None:
-                return found
-    return None
+            reason = refused.reason
+            raise ListenError(f"cannot listen on {self.address.text}: {reason}") from failure
 
 
 __all__ = ["HttpInput", "HttpInputApp", "ListenError"]

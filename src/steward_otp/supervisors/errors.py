@@ -26,7 +26,7 @@ def describe_failure(exc: BaseException | None) -> str:
         return "normal exit"
     if isinstance(exc, BaseExceptionGroup):
         # A child that runs a nursery fails with a group; name what actually went wrong.
-        leaves = _leaf_exceptions(exc)
+        leaves = leaf_exceptions(exc)
         if len(leaves) == 1:
             return describe_failure(leaves[0])
         return f"{len(leaves)} failures: " + "; ".join(describe_failure(e) for e in leaves)
@@ -35,13 +35,14 @@ def describe_failure(exc: BaseException | None) -> str:
     return f"{name}: {text[0]}" if text else name
 
 
-def _leaf_exceptions(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+def leaf_exceptions(failure: BaseException) -> list[BaseException]:
+    """The exceptions inside ``failure``, through nested groups, in order (``[failure]`` for
+    a single exception)."""
+    if not isinstance(failure, BaseExceptionGroup):
+        return [failure]
     leaves: list[BaseException] = []
-    for inner in group.exceptions:
-        if isinstance(inner, BaseExceptionGroup):
-            leaves.extend(_leaf_exceptions(inner))
-        else:
-            leaves.append(inner)
+    for inner in failure.exceptions:
+        leaves.extend(leaf_exceptions(inner))
     return leaves
 
 
