@@ -123,6 +123,8 @@ async def test_an_offline_destination_never_holds_up_another(
         # ...while messages to ship1, sent after them, go straight through.
         await central.submit([append_message("ship1", f"{i}\n") for i in range(50)])
         await wait_for(lambda: len(lines_of(out)) == 50)
+        # ship1 wrote them; the ACKs reach central a moment later.
+        await wait_for(lambda: central.outbox.stats.delivered >= 50)
         held = await central.store.list_outbox()
         assert {r.to_node for r in held} == {"ghost"}
 
