@@ -211,12 +211,14 @@ class Subscriber:
             self.subject, queue=self.subject, capacity=self.inbound_capacity
         )
         handle = current_child()
+        handler_info = self.handler.info
         handle.info_provider = lambda: {
             "subject": self.subject,
             "received": self.received,
             "duplicates": self.duplicates,
             "executed": self.executed,
             "dropped": subscription.dropped,
+            **({"handler": dict(handler_info())} if handler_info is not None else {}),
         }
         task_status.started()
         try:

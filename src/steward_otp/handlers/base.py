@@ -165,12 +165,15 @@ class Handler:
 
     ``batch``, when set, handles a whole batch of a quick method's messages in one call
     (see :func:`handler`); ``func`` still handles single messages (scheduled ones, and
-    every caller that has one message).
+    every caller that has one message). ``info``, when set, tells what the handler has under
+    way (e.g. a copy's progress): the Subscriber serving it shows it in the tree's info
+    under ``"handler"``.
     """
 
     method: MethodSpec
     func: HandlerFunc
     batch: BatchFunc | None = None
+    info: Callable[[], Mapping[str, object]] | None = None
 
     @property
     def name(self) -> str:

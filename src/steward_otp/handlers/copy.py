@@ -26,6 +26,8 @@ the pull window), :mod:`copy_files` (disk), :mod:`copy_source`, :mod:`copy_targe
 
 from __future__ import annotations
 
+import attrs
+
 from steward_otp.handlers.base import Handler, handler
 from steward_otp.handlers.copy_protocol import (
     COPY_METHOD_DST,
@@ -53,11 +55,17 @@ def copy_handlers() -> tuple[Handler, ...]:
             description="copy a file from this node to another node",
             args="[srcPath, dstNode, dstPath, chunkSize?, maxTotalCopyTime?, folderPermission?]",
         )(source.copy_src),
-        handler(COPY_METHOD_DST, description="receive a copied file (sent by REQCopySrc)")(
-            target.copy_dst
+        attrs.evolve(
+            handler(COPY_METHOD_DST, description="receive a copied file (sent by REQCopySrc)")(
+                target.copy_dst
+            ),
+            info=target.info,
         ),
-        handler(SUB_METHOD_SRC, description="copy protocol: chunk requests and results")(
-            source.sub_src
+        attrs.evolve(
+            handler(SUB_METHOD_SRC, description="copy protocol: chunk requests and results")(
+                source.sub_src
+            ),
+            info=source.info,
         ),
         handler(SUB_METHOD_DST, description="copy protocol: chunks and aborts")(target.sub_dst),
     )

@@ -5,13 +5,21 @@ The source never pushes: it hashes the file once, records the copy under
 time, reading exactly the chunks asked for (memory: one chunk per want being served). A
 change of the file's size or modification time, noticed on any read, ends the copy with an
 error; so does the destination's failure or the copy's time running out.
+
+Progress: at most every :data:`PROGRESS_INTERVAL` seconds while it serves a copy, the source
+tells the requester how far it is (``info: copy <id>: 40/100 chunks sent (40 %), 1.2 MB/s``,
+in ``<fileName>.copyreply``), and the REQSUBCopySrc subscriber's tree info lists the copies
+being served. These counts live in memory (after a restart they count again from zero); the
+copy itself does not depend on them.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Final
 
+import attrs
 import trio
 
 from steward_otp.handlers.base import HandlerContext, HandlerError, NodeServices
@@ -52,6 +60,43 @@ from steward_otp.handlers.copy_protocol import (
 )
 from steward_otp.message import Message
 
+PROGRESS_INTERVAL: Final = 10.0
+"""Seconds between two progress replies of one copy."""
+
+
+@attrs.define
+class SourceProgress:
+    """What the source has sent of one copy since it (or this node) started serving it."""
+
+    chunks: int
+    started: float
+    sent: set[int] = attrs.field(factory=set)
+    bytes_sent: int = 0
+    reported: float = 0.0
+
+    def rate(self, now: float) -> float:
+        """Bytes per second sent so far."""
+        elapsed = now - self.started
+        return self.bytes_sent / elapsed if elapsed > 0 else 0.0
+
+    def as_info(self, now: float) -> dict[str, object]:
+        """The tree-info form."""
+        return {
+            "chunks_sent": len(self.sent),
+            "chunks": self.chunks,
+            "bytes_per_second": round(self.rate(now)),
+        }
+
+
+def progress_text(copy_id: str, progress: SourceProgress, now: float) -> str:
+    """The progress line a copy's requester gets."""
+    done = len(progress.sent)
+    percent = 100 * done // max(progress.chunks, 1)
+    return (
+        f"info: copy {copy_id}: {done}/{progress.chunks} chunks sent ({percent} %), "
+        f"{progress.rate(now) / 1e6:.2f} MB/s\n"
+    )
+
 
 def started_text(init: CopyInit) -> str:
     """The first line a copy's requester gets."""
@@ -71,7 +116,16 @@ async def _reply(
 
 
 class CopySource:
-    """The source side's handlers. Stateless in memory: a copy's state is its record file."""
+    """The source side's handlers. A copy's state is its record file; only the progress
+    counts (see the module docstring) are kept in memory."""
+
+    def __init__(self) -> None:
+        self._progress: dict[str, SourceProgress] = {}
+
+    def info(self) -> dict[str, object]:
+        """The copies being served, with their progress (the subscriber's tree info)."""
+        now = trio.current_time()
+        return {"copies": {c: p.as_info(now) for c, p in self._progress.items()}}
 
     async def copy_src(self, ctx: HandlerContext, msg: Message) -> bytes | None:
         """Start a copy: check the arguments, hash the file, send REQCopyDst. Never blocks long.
@@ -173,7 +227,31 @@ class CopySource:
                 data=data,
             )
             await ctx.services.submit([chunk])
+            self._sent(init, index, len(data))
+        await self._report_progress(ctx.services, record)
         return None
+
+    def _sent(self, init: CopyInit, index: int, size: int) -> None:
+        progress = self._progress.get(init.copy_id)
+        if progress is None:
+            progress = SourceProgress(init.plan.count, trio.current_time())
+            progress.reported = progress.started  # the first report after one interval
+            self._progress[init.copy_id] = progress
+        if index not in progress.sent:
+            progress.sent.add(index)
+            progress.bytes_sent += size
+
+    async def _report_progress(self, services: NodeServices, record: SourceRecord) -> None:
+        """Tell the requester how far the copy is, at most every PROGRESS_INTERVAL s."""
+        copy_id = record.init.copy_id
+        progress = self._progress.get(copy_id)
+        now = trio.current_time()
+        if progress is None or now - progress.reported < PROGRESS_INTERVAL:
+            return
+        progress.reported = now
+        text = progress_text(copy_id, progress, now)
+        tag = f"progress-{len(progress.sent)}"  # one reply per point, however often it runs
+        await _reply(services, record.request, copy_id, text, error=False, tag=tag)
 
     async def _give_up(
         self, services: NodeServices, root: Path, record: SourceRecord, why: str
@@ -196,6 +274,7 @@ class CopySource:
     ) -> None:
         """Tell the requester how the copy ended and forget it (once, whoever comes first)."""
         init = record.init
+        self._progress.pop(init.copy_id, None)
         if not await trio.to_thread.run_sync(remove_source, root, init.copy_id):
             return
         if ok:

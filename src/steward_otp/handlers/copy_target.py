@@ -115,6 +115,23 @@ class CopyTarget:
     def __init__(self) -> None:
         self._pulls: dict[tuple[str, str], trio.MemorySendChannel[TargetEvent]] = {}
         self._writers: dict[tuple[str, str], _Writers] = {}
+        self._progress: dict[str, tuple[CopyInit, PullWindow, float, int]] = {}
+
+    def info(self) -> dict[str, object]:
+        """The copies being received, with how many chunks are verified (tree info)."""
+        now = trio.current_time()
+        copies: dict[str, object] = {}
+        for copy_id, (init, pull, started, had) in self._progress.items():
+            fetched = max(len(pull.have) - had, 0)  # what arrived since this run began
+            elapsed = now - started
+            fetched_bytes = min(fetched * init.chunk_size, init.size)
+            copies[copy_id] = {
+                "from": init.src_node,
+                "chunks_verified": len(pull.have),
+                "chunks": init.plan.count,
+                "bytes_per_second": round(fetched_bytes / elapsed) if elapsed > 0 else 0,
+            }
+        return {"copies": copies}
 
     @asynccontextmanager
     async def _writing(self, key: tuple[str, str]) -> AsyncIterator[bool]:
@@ -202,6 +219,7 @@ class CopyTarget:
                     first_seen=first_seen,
                     events=events,
                 )
+            self._progress.pop(init.copy_id, None)
             await self._finish(key, session, ok, text)
             await self._send_result(ctx.services, init, ok, text)
         if not ok:
@@ -226,6 +244,7 @@ class CopyTarget:
             await trio.to_thread.run_sync(session.discard_partial_writes, time.time() - 60)
             for index in await trio.to_thread.run_sync(session.verified):
                 pull.received(index)
+            self._progress[init.copy_id] = (init, pull, trio.current_time(), len(pull.have))
             aborted = await trio.to_thread.run_sync(session.aborted)
             if aborted is not None:
                 return False, aborted

@@ -12,6 +12,8 @@ import random
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from steward_otp.handlers.base import HandlerError
 from steward_otp.handlers.copy_protocol import (
@@ -20,7 +22,7 @@ from steward_otp.handlers.copy_protocol import (
     copy_id_for,
     notice_args,
 )
-from steward_otp.handlers.copy_source import CopySource
+from steward_otp.handlers.copy_source import PROGRESS_INTERVAL, CopySource
 from steward_otp.message import Message
 from steward_otp.node import Node
 from tests.unit.handlers.fakes import FakeServices, context, request
@@ -211,3 +213,76 @@ async def test_a_copy_that_would_leave_the_data_folder_is_refused_and_copies_go_
         assert subscriber_restarts(ship1, "REQCopySrc") == 0
     assert not net.result("out", "out.txt.error").exists()
     assert "copyDstDone" not in file_text(error)
+
+
+async def test_the_source_tells_the_requester_how_far_a_copy_is(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    services = FakeServices(tmp_path)
+    source_file(tmp_path)
+    source_side = CopySource()
+    msg = copy_request("files/a.bin", "central", "incoming/a.bin", "4")
+    await source_side.copy_src(context(services, msg, seconds=30), msg)
+    copy_id = copy_id_for(msg.id)
+    services.submitted.clear()
+
+    def want(*indices: int) -> Message:
+        return request(
+            "REQSUBCopySrc", *notice_args(Want(copy_id, indices)), reply_method="REQNone"
+        )
+
+    first = want(0, 1)
+    await source_side.sub_src(context(services, first), first)
+    assert [m.method for m in services.submitted] == ["REQSUBCopyDst"] * 2  # no report yet
+    assert source_side.info()["copies"] == {
+        copy_id: {"chunks_sent": 2, "chunks": 6, "bytes_per_second": 0}
+    }
+
+    await trio.sleep(PROGRESS_INTERVAL)
+    again = want(1, 2, 3)  # chunk 1 asked for again: counted once
+    await source_side.sub_src(context(services, again), again)
+    [progress] = [m for m in services.submitted if m.file_name == "out.txt.copyreply"]
+    assert progress.to_node == "central"
+    assert progress.data.decode() == (f"info: copy {copy_id}: 4/6 chunks sent (66 %), 0.00 MB/s\n")
+    assert progress.id.endswith(f"copy-{copy_id}-progress-4")
+
+    done = request(
+        "REQSUBCopySrc", *notice_args(Result(copy_id, True, "/dst/a.bin")), reply_method="REQNone"
+    )
+    await source_side.sub_src(context(services, done), done)
+    assert source_side.info() == {"copies": {}}
+
+
+async def test_a_copy_under_way_shows_in_the_tree_of_both_nodes(tmp_path: Path) -> None:
+    net = LoopbackNet(tmp_path)
+    central, ship1 = net.node("central"), net.node("ship1")
+    source_file(net.home("ship1"), b"x" * 2_000_000)
+    seen: dict[str, object] = {}
+
+    def copies(node: Node, method: str) -> dict[str, object]:
+        for child in node.snapshot().walk():
+            if child.path == f"node/inbound/{method}":
+                return dict(child.info.get("handler", {}).get("copies", {}))  # type: ignore[union-attr]
+        return {}
+
+    async with central, ship1:
+        await central.submit(
+            [
+                message(
+                    "REQCopySrc", ["files/a.bin", "central", "in/a.bin", "16384"], to_node="ship1"
+                )
+            ]
+        )
+        with trio.fail_after(30):
+            while not (seen.get("dst") and seen.get("src")):
+                seen["dst"] = seen.get("dst") or copies(central, "REQCopyDst")
+                seen["src"] = seen.get("src") or copies(ship1, "REQSUBCopySrc")
+                await trio.sleep(0.01)
+        target = net.data("central") / "in" / "a.bin"
+        with trio.fail_after(30):
+            while not (target.exists() and target.stat().st_size == 2_000_000):
+                await trio.sleep(0.05)
+    [dst] = seen["dst"].values()  # type: ignore[union-attr]
+    assert dst["from"] == "ship1" and dst["chunks"] == 123
+    [src] = seen["src"].values()  # type: ignore[union-attr]
+    assert src["chunks"] == 123
