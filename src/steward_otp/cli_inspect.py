@@ -126,7 +126,8 @@ def queue_ls(
     ] = None,
     watch: Watch = None,
 ) -> None:
-    """List held messages: id, destination, method, state, attempts, age."""
+    """List held messages: id, destination, method, state, attempts, age; then, for each
+    node with messages waiting, how fast they are leaving and about how long is left."""
     request: dict[str, Any] = {"op": "queue.ls"}
     if to_node:
         request["toNode"] = to_node
@@ -134,8 +135,11 @@ def queue_ls(
         request["states"] = state
 
     def frame() -> str:
-        messages = ask(home, request)["messages"]
-        return json.dumps(messages, indent=2) if as_json else render_queue(messages)
+        answer = ask(home, request)
+        messages = answer["messages"]
+        if as_json:
+            return json.dumps(messages, indent=2)
+        return render_queue(messages, answer.get("draining"))
 
     _show(frame, watch)
 

@@ -250,7 +250,14 @@ async def _queue_ls(node: Inspectable, request: Mapping[str, Any]) -> dict[str, 
     except ValueError as exc:
         raise RequestError(str(exc)) from exc
     now = time.time()
+    held: dict[str, int] = {}
+    for r in rows:
+        if str(r.state) in ("queued", "in_flight"):
+            held[r.to_node] = held.get(r.to_node, 0) + 1
+    outbox = getattr(node, "outbox", None)
+    drain = getattr(outbox, "drain", None)
     return {
+        "draining": {} if drain is None else drain.progress(held, trio.current_time()),
         "messages": [
             {
                 "id": r.msg_id,
@@ -262,7 +269,7 @@ async def _queue_ls(node: Inspectable, request: Mapping[str, Any]) -> dict[str, 
                 "reason": r.reason,
             }
             for r in rows
-        ]
+        ],
     }
 
 

@@ -41,6 +41,7 @@ from steward_otp.delivery.sender import (
     SenderMachine,
     Transmit,
 )
+from steward_otp.drain import DrainMeter
 from steward_otp.errors import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Level
 from steward_otp.jetstream import (
@@ -185,6 +186,8 @@ class Outbox:
         self.defaults = defaults
         self.compress_threshold = compress_threshold
         self.stats = DeliveryStats()
+        self.drain = DrainMeter()
+        """Deliveries per destination over the last minute (``queue ls`` progress)."""
         self.mail_send, self.mail_receive = trio.open_memory_channel[RouterMail](mailbox_capacity)
 
     def prepare(self, message: Message) -> Message:
@@ -384,6 +387,7 @@ class _Destination:
     no_stream: list[str] = attrs.field(factory=list)
     """JetStream: ids whose publish found no stream, for :meth:`Publisher._no_stream`."""
     resolving: bool = False
+    to_node: str = ""
 
 
 class Publisher:
@@ -443,6 +447,7 @@ class Publisher:
         handle = current_child()
         dest = _Destination(
             SenderMachine(self.window),
+            to_node=to_node,
             ack_inbox=self.bridge.new_inbox(),
             stream=self.jetstream if jetstream is None else jetstream,
             chosen=jetstream is not None,
@@ -635,6 +640,7 @@ class Publisher:
         elif isinstance(action, Delivered):
             await store.mark_delivered_many(action.msg_ids)
             stats.delivered += len(action.msg_ids)
+            self.outbox.drain.delivered(dest.to_node, len(action.msg_ids), trio.current_time())
             for msg_id in action.msg_ids:
                 flights.pop(msg_id, None)
                 self._give_back(msg_id, delivered=True)

@@ -38,8 +38,27 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Containe
     return "\n".join(lines)
 
 
-def render_queue(messages: Sequence[Mapping[str, Any]]) -> str:
-    """``steward-otp queue ls``: one line per held message, ages in human units."""
+def render_drain(draining: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line per destination with messages waiting: how many, how fast they leave (over
+    the last minute) and about how long until none is left."""
+    lines = []
+    for node, figures in draining.items():
+        rate = float(figures.get("per_second") or 0.0)
+        if rate > 0:
+            pace = (
+                f"draining at {rate:g}/s, about {human_duration(figures.get('eta_seconds'))} left"
+            )
+        else:
+            pace = "not draining (nothing delivered in the last minute)"
+        lines.append(f"{node}: {figures.get('held')} waiting, {pace}")
+    return "".join(line + "\n" for line in lines)
+
+
+def render_queue(
+    messages: Sequence[Mapping[str, Any]], draining: Mapping[str, Mapping[str, Any]] | None = None
+) -> str:
+    """``steward-otp queue ls``: one line per held message, ages in human units; then the
+    drain progress of each destination with messages waiting (:func:`render_drain`)."""
     rows = [
         (
             str(m["id"]),
@@ -53,7 +72,9 @@ def render_queue(messages: Sequence[Mapping[str, Any]]) -> str:
         for m in messages
     ]
     header = ("ID", "TO", "METHOD", "STATE", "TRIES", "AGE", "REASON")
-    return _table(header, rows, right={4, 5})
+    table = _table(header, rows, right={4, 5})
+    drain = render_drain(draining or {})
+    return f"{table}\n{drain.rstrip()}" if drain else table
 
 
 def render_stream_queue(messages: Sequence[Mapping[str, Any]]) -> str:
