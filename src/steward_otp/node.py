@@ -47,7 +47,6 @@ from steward_otp.broker import BrokerSpec, EmbeddedBroker
 from steward_otp.config import Config, ConfigError, prepare_folders
 from steward_otp.control import ControlServer
 from steward_otp.control import answer as control_answer
-from steward_otp.data_folder_view import DataFolderView
 from steward_otp.errors import (
     ERROR_CENTRAL_NODE,
     ERROR_LOG_METHOD,
@@ -96,7 +95,6 @@ from steward_otp.supervisors import (
 from steward_otp.timers import hello_loop
 from steward_otp.transport import Transport
 from steward_otp.tree_view import render_tree
-from steward_otp.web import WebServer, central_error_log
 
 log = logging.getLogger(__name__)
 
@@ -422,7 +420,10 @@ class Node:
         if self.config.prom_host_and_port:
             server = MetricsServer(self.metrics, self.config.prom_host_and_port)
             children.append(ChildSpec("metrics", server.run))
+        # The web view and the data-folder view load only when configured (the idle footprint).
         if self.config.web_listener:
+            from steward_otp.web import WebServer, central_error_log  # noqa: PLC0415
+
             web = WebServer(
                 self,
                 self.config.web_listener,
@@ -431,6 +432,8 @@ class Node:
             )
             children.append(ChildSpec("web", web.run))
         if self.config.expose_data_folder:
+            from steward_otp.data_folder_view import DataFolderView  # noqa: PLC0415
+
             view = DataFolderView(self.config.data_dir, self.config.expose_data_folder)
             children.append(ChildSpec("data_folder", _with_info(view.run, lambda: view.info)))
         return Supervisor(
