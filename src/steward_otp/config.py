@@ -245,6 +245,23 @@ def _tls_key_file(instance: Any, attribute: "attrs.Attribute[Any]", value: objec
         )
 
 
+def method_names_setting(text: str) -> frozenset[str]:
+    """The method names of a comma-separated method list setting (``disabled_methods``)."""
+    return frozenset(name.strip() for name in text.split(",") if name.strip())
+
+
+def _method_list(_instance: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    if not isinstance(value, str) or not all(
+        _METHOD_NAME.fullmatch(name) for name in method_names_setting(value)
+    ):
+        raise _Invalid(
+            attribute.name,
+            value,
+            "must be empty or method names separated by commas (letters, digits, '_', '-'), "
+            "e.g. 'REQCliCommand,REQTailFile'",
+        )
+
+
 def _acl_check(instance: Any, attribute: "attrs.Attribute[Any]", value: object) -> None:
     """ACLs name the nodes that signed a message: without signature checks, anyone could
     claim any name, so the switch needs enable_signature_check."""
@@ -272,6 +289,34 @@ def _doc(section: str, help: str, go_key: str | None = None) -> dict[str, str | 
 
 
 _START_SUB = "Subscribers and timers"
+_METHOD_NAME: Final = re.compile(r"[A-Za-z0-9_\-]+")
+_START_SUB_GO_KEY: Final = re.compile(r"StartSub(REQ[A-Za-z0-9]+)")
+_START_SUB_KEY: Final = re.compile(r"start_sub_req_[a-z0-9_]+")
+_START_SUB_METHODS: Final = (
+    "REQHello",
+    "REQToFileAppend",
+    "REQToFile",
+    "REQToFileNACK",
+    "REQCopySrc",
+    "REQCopyDst",
+    "REQPing",
+    "REQPong",
+    "REQCliCommand",
+    "REQToConsole",
+    "REQHttpGet",
+    "REQHttpGetScheduled",
+    "REQTailFile",
+    "REQCliCommandCont",
+)
+"""The methods Steward (and earlier steward-otp versions) switched one key each for."""
+
+
+def _snake(method: str) -> str:
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z][a-z0-9]*", method.removeprefix("REQ"))
+    return "start_sub_req_" + "_".join(w.lower() for w in words)
+
+
+_BY_START_SUB_KEY: Final = {_snake(m): m for m in _START_SUB_METHODS}
 
 
 @attrs.frozen(kw_only=True)
@@ -818,78 +863,14 @@ class Config:
             "StartPubREQHello",
         ),
     )
-    start_sub_req_hello: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQHello subscriber.", "StartSubREQHello"),
-    )
-    start_sub_req_to_file_append: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQToFileAppend subscriber.", "StartSubREQToFileAppend"),
-    )
-    start_sub_req_to_file: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQToFile subscriber.", "StartSubREQToFile"),
-    )
-    start_sub_req_to_file_nack: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQToFileNACK subscriber.", "StartSubREQToFileNACK"),
-    )
-    start_sub_req_copy_src: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQCopySrc subscriber.", "StartSubREQCopySrc"),
-    )
-    start_sub_req_copy_dst: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQCopyDst subscriber.", "StartSubREQCopyDst"),
-    )
-    start_sub_req_ping: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQPing subscriber.", "StartSubREQPing"),
-    )
-    start_sub_req_pong: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQPong subscriber.", "StartSubREQPong"),
-    )
-    start_sub_req_cli_command: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQCliCommand subscriber.", "StartSubREQCliCommand"),
-    )
-    start_sub_req_to_console: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQToConsole subscriber.", "StartSubREQToConsole"),
-    )
-    start_sub_req_http_get: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQHttpGet subscriber.", "StartSubREQHttpGet"),
-    )
-    start_sub_req_http_get_scheduled: bool = attrs.field(
-        default=True,
-        validator=_flag,
+    disabled_methods: str = attrs.field(
+        default="",
+        validator=_method_list,
         metadata=_doc(
-            _START_SUB, "Run the REQHttpGetScheduled subscriber.", "StartSubREQHttpGetScheduled"
-        ),
-    )
-    start_sub_req_tail_file: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(_START_SUB, "Run the REQTailFile subscriber.", "StartSubREQTailFile"),
-    )
-    start_sub_req_cli_command_cont: bool = attrs.field(
-        default=True,
-        validator=_flag,
-        metadata=_doc(
-            _START_SUB, "Run the REQCliCommandCont subscriber.", "StartSubREQCliCommandCont"
+            _START_SUB,
+            "Methods this node does not serve (no subscriber), comma-separated, e.g. "
+            "'REQCliCommand,REQCliCommandCont'. Empty: every method it has a handler for. "
+            "Steward's StartSubREQ<method> = false keys are read into it.",
         ),
     )
 
@@ -1065,6 +1046,17 @@ are ignored with a warning saying so, and the next write removes them."""
 _SKIP: Final = object()
 
 
+def _start_sub_method(key: str) -> str | None:
+    """The method a ``StartSubREQ<method>`` (Steward) or ``start_sub_req_<method>`` (earlier
+    steward-otp) key switches, or None for any other key."""
+    match = _START_SUB_GO_KEY.fullmatch(key)
+    if match is not None:
+        return match[1]
+    if _START_SUB_KEY.fullmatch(key):
+        return _BY_START_SUB_KEY.get(key)
+    return None
+
+
 def _from_go(key: str, value: object, label: str) -> object:
     """Steward's spelling of a value in ours; ``_SKIP`` to keep our default."""
     if (
@@ -1176,8 +1168,16 @@ def load_config(home: Path, overrides: Mapping[str, object] = _NO_OVERRIDES) -> 
     origins: dict[str, tuple[str, object]] = {}
     keys_seen: dict[str, str] = {}
 
+    switched_off: list[str] = []  # StartSubREQ<method> = false (Steward, earlier versions)
     for key, raw in _read_file(path).items():
         label = f"{path}: {key}"
+        method = _start_sub_method(key)
+        if method is not None:
+            if not isinstance(raw, bool):
+                raise _Invalid("disabled_methods", raw, "must be true or false", label)
+            if raw is False:
+                switched_off.append(method)
+            continue
         if key in _BY_NAME:
             setting, value = _BY_NAME[key], raw
         elif key in _BY_GO_KEY:
@@ -1221,6 +1221,11 @@ def load_config(home: Path, overrides: Mapping[str, object] = _NO_OVERRIDES) -> 
         origins[setting.name] = (label, raw)
         keys_seen[setting.name] = key
 
+    if switched_off:
+        listed = method_names_setting(str(values.get("disabled_methods", "")))
+        merged = [*sorted(listed), *(m for m in switched_off if m not in listed)]
+        values["disabled_methods"] = ",".join(merged)
+        origins.setdefault("disabled_methods", (f"{path}: StartSub...", ",".join(merged)))
     for name, raw in overrides.items():
         if name not in _BY_NAME:
             raise ConfigError(f"unknown configuration field {name!r}", field=name)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -44,7 +43,7 @@ import trio
 
 from steward_otp.bridge import BridgeSettings, NatsBridge
 from steward_otp.broker import BrokerSpec, EmbeddedBroker
-from steward_otp.config import Config, ConfigError, prepare_folders
+from steward_otp.config import Config, ConfigError, method_names_setting, prepare_folders
 from steward_otp.control import ControlServer
 from steward_otp.control import answer as control_answer
 from steward_otp.errors import (
@@ -119,12 +118,6 @@ def _reconnect_jitter(config: Config, url: str) -> float:
     return config.nats_reconnect_jitter_tls if tls else config.nats_reconnect_jitter
 
 
-def start_flag_name(method: str) -> str:
-    """The Config flag that switches a subscriber: ``REQToFile`` is ``start_sub_req_to_file``."""
-    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z][a-z0-9]*", method.removeprefix("REQ"))
-    return "start_sub_req_" + "_".join(w.lower() for w in words)
-
-
 def _with_info(
     start: Callable[..., Awaitable[object]], info: Callable[[], Mapping[str, object]]
 ) -> Callable[..., Awaitable[object]]:
@@ -176,6 +169,8 @@ class Node:
         transport: Transport | None = None,
     ) -> None:
         self.config = config
+        self.disabled_methods = method_names_setting(config.disabled_methods)
+        """Methods whose subscriber the configuration does not start (``disabled_methods``)."""
         extra = list(handlers)
         self.table: MethodTable = builtin_table()
         for spec in [*methods, *(h.method for h in extra)]:
@@ -195,6 +190,13 @@ class Node:
                 *extra,
             ]
         )
+        unknown = sorted(m for m in self.disabled_methods if m not in self.handlers)
+        if unknown:  # a typo would leave the method it meant served
+            raise ConfigError(
+                f"disabled_methods names {', '.join(map(repr, unknown))}, which this node does "
+                f"not serve; allowed: {', '.join(self.handlers.names())}",
+                field="disabled_methods",
+            )
         self.registry = registry or Registry()
         self.reply_hub = ReplyHub()  # who waits for which replies (steward-otp cmd, send --wait)
         check_store_file(store_path(config.db_dir), home=config.home)  # empty or damaged: stop
@@ -497,7 +499,7 @@ class Node:
         served = [
             h.name
             for h in self.handlers
-            if h.name != ERROR_LOG_METHOD and getattr(self.config, start_flag_name(h.name), True)
+            if h.name != ERROR_LOG_METHOD and h.name not in self.disabled_methods
         ]
         if ERROR_LOG_METHOD in self.handlers and self.config.acts_as_central_error_logger:
             served.append(ERROR_LOG_METHOD)
@@ -512,7 +514,7 @@ class Node:
         for h in self.handlers:
             if h.name == ERROR_LOG_METHOD:
                 continue
-            if not getattr(self.config, start_flag_name(h.name), True):
+            if h.name in self.disabled_methods:
                 continue
             children.append(ChildSpec(h.name, self._subscriber(h, self.node_name).run))
         error_log = self.handlers.get(ERROR_LOG_METHOD)
@@ -741,4 +743,4 @@ def _nkey_seed_file(config: Config) -> str | None:
     return None
 
 
-__all__ = ["Node", "SecuritySetupError", "broker_url", "start_flag_name"]
+__all__ = ["Node", "SecuritySetupError", "broker_url"]

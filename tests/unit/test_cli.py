@@ -176,6 +176,7 @@ NON_DEFAULT_OPTIONS = {
     "tls_cert_file": "certs/ship.pem",
     "tls_key_file": "certs/ship-key.pem",
     "web_listener": "127.0.0.1:8090",
+    "disabled_methods": "REQCliCommand,REQTailFile",
     "nkey_seed_file": "/etc/nkey.seed",
     "nkey_from_ed25519_ssh_key_file": "ssh/id_ed25519",
     "central_public_key": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",

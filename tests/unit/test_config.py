@@ -1,6 +1,7 @@
 """Configuration: defaults, file + overrides precedence, Steward keys, errors, folders."""
 
 import stat
+import warnings
 from pathlib import Path
 
 import attrs
@@ -16,6 +17,7 @@ from steward_otp.config import (
     ConfigWarning,
     is_valid_node_name,
     load_config,
+    method_names_setting,
     prepare_folders,
     render_config,
     save_config,
@@ -66,9 +68,8 @@ def test_defaults_follow_steward_except_where_steward_otp_decided_otherwise(
     assert config.central_public_key == ""
     assert config.tcp_listener == config.http_listener == config.prom_host_and_port == ""
     assert config.root_ca_path is None and config.nkey_seed_file is None
-    start_subs = [s.name for s in SETTINGS if s.name.startswith("start_sub_req_")]
-    assert len(start_subs) == 14
-    assert all(getattr(config, name) is True for name in start_subs)
+    assert config.disabled_methods == ""  # every method with a handler is served
+    assert not [s.name for s in SETTINGS if s.name.startswith("start_sub_req_")]
 
 
 def test_folders_are_under_home_by_default(tmp_path: Path) -> None:
@@ -128,7 +129,7 @@ def test_file_values_replace_the_defaults(tmp_path: Path) -> None:
     write_config(
         tmp_path,
         'node_name = "ship1"\ndefault_message_retries = 50\nlog_level = "debug"\n'
-        'socket_folder = "/run/steward"\nstart_sub_req_ping = false\n',
+        'socket_folder = "/run/steward"\ndisabled_methods = "REQPing"\n',
     )
 
     config = load_config(tmp_path, {})
@@ -137,7 +138,7 @@ def test_file_values_replace_the_defaults(tmp_path: Path) -> None:
     assert config.default_message_retries == 50
     assert config.log_level == "debug"
     assert config.tmp_dir == Path("/run/steward")
-    assert config.start_sub_req_ping is False
+    assert config.disabled_methods == "REQPing"
     assert config.central_node_name == "central"
 
 
@@ -279,7 +280,7 @@ def test_a_stewards_config_file_is_read_with_warnings_for_dropped_keys(tmp_path:
     assert config.log_console_timestamps is True
     assert config.start_pub_hello == 60
     assert config.is_central_error_logger is False
-    assert config.start_sub_req_cli_command is False
+    assert config.disabled_methods == "REQCliCommand"  # StartSubREQCliCommand = false
     assert config.db_dir == tmp_path / "var" / "lib"
     assert config.tmp_dir == tmp_path / "tmp"
     messages = [str(w.message) for w in caught]
@@ -519,7 +520,7 @@ def test_every_setting_round_trips_through_the_file(tmp_path: Path) -> None:
         is_central_error_logger=True,
         start_pub_hello=0,
         dedupe_retention_seconds=3600.5,
-        start_sub_req_tail_file=False,
+        disabled_methods="REQTailFile,REQCliCommand",
         log_level="error",
     )
 
@@ -641,3 +642,37 @@ def test_the_reference_documents_every_setting_and_every_dropped_steward_key() -
             assert setting.default_text in text, setting.name
     for key in DROPPED_GO_KEYS:
         assert f"`{key}`" in text, key
+
+
+def test_the_start_sub_keys_of_steward_and_earlier_versions_become_disabled_methods(
+    tmp_path: Path,
+) -> None:
+    path = write_config(
+        tmp_path,
+        'node_name = "ship1"\ndisabled_methods = "REQTailFile"\n'
+        "start_sub_req_cli_command = false\nStartSubREQHttpGet = false\n"
+        "StartSubREQPing = true\nstart_sub_req_hello = true\n",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = load_config(tmp_path, {})
+
+    assert method_names_setting(config.disabled_methods) == {
+        "REQTailFile",
+        "REQCliCommand",
+        "REQHttpGet",
+    }
+    text = save_config(config).read_text(encoding="utf-8")
+    keys = [line.split("=")[0].strip() for line in text.splitlines() if "=" in line]
+    assert not [k for k in keys if k.startswith(("start_sub", "StartSub"))]
+    assert load_config(tmp_path, {}) == config
+
+    write_config(tmp_path, 'node_name = "ship1"\nStartSubREQPing = "no"\n')
+    with pytest.raises(ConfigError, match=f"{path}: StartSubREQPing = 'no' is not allowed"):
+        load_config(tmp_path, {})
+
+
+@pytest.mark.parametrize("value", ["REQ Ping", "REQPing;rm", "REQPing,,a.b"])
+def test_disabled_methods_must_be_method_names(tmp_path: Path, value: object) -> None:
+    with pytest.raises(ConfigError, match="method names separated by commas"):
+        load_config(tmp_path, {"node_name": "ship1", "disabled_methods": value})

@@ -11,7 +11,7 @@
   ``REQOpProcess*`` subscribers cannot be stopped, so the node stays controllable.
 
 Changes last until the ``inbound`` supervisor restarts (after the broker connection was
-rebuilt, or the node restarted); then the configuration's ``start_sub_*`` flags decide again.
+rebuilt, or the node restarted); then the configuration's ``disabled_methods`` decides again.
 """
 
 from __future__ import annotations
