@@ -19,7 +19,7 @@ from typing import Annotated, Any, Final, Literal, NoReturn
 import typer
 
 from steward_otp import __version__, cli_inspect, cli_send, config_env
-from steward_otp.cli_common import home_option
+from steward_otp.cli_common import AsJson, home_option
 from steward_otp.cli_help import PanelCommand
 from steward_otp.config import (
     REQUIRED,
@@ -298,12 +298,16 @@ def _load_checked(home: Path) -> Config:
 
 
 @config_app.command("check")
-def config_check(home: _CONFIG_HOME = Path(".")) -> None:
+def config_check(home: _CONFIG_HOME = Path("."), as_json: AsJson = False) -> None:
     """Validate the configuration file and the STEWARD_OTP_<NAME> environment variables:
     exit 0 and print "ok" when `steward-otp run` would accept them; exit 2 with the field
     (or variable), the value and what is allowed when not. Unknown keys are warnings.
     Nothing is written and no node is started."""
     config = _load_checked(home)
+    if as_json:
+        answer = {"ok": True, "file": str(config.config_file), "node": config.node_name}
+        typer.echo(json.dumps(answer))
+        return
     typer.echo(f"ok: {config.config_file} (node {config.node_name})")
 
 
@@ -346,9 +350,9 @@ app.command("broker-config")(
 
 
 @app.command("version", help="Print the program's version, as: steward-otp <version>.")
-def version() -> None:
-    """Print ``steward-otp <version>`` to stdout."""
-    typer.echo(f"{PROG} {__version__}")
+def version(as_json: AsJson = False) -> None:
+    """Print ``steward-otp <version>`` to stdout (with --json: ``{"version": ...}``)."""
+    typer.echo(json.dumps({"version": __version__}) if as_json else f"{PROG} {__version__}")
 
 
 cli_inspect.register(app)

@@ -3,14 +3,18 @@ sub-application's settings (plain help, no completion, no pretty tracebacks)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-__all__ = ["HOME_ENV", "home_option", "sub_app"]
+__all__ = ["HOME_ENV", "AsJson", "home_option", "sub_app"]
 
 HOME_ENV = "STEWARD_OTP_HOME"
 """The environment variable every command reads the home folder from."""
+
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+"""The ``--json`` flag of commands whose whole answer is one object."""
 
 
 def home_option(help_text: str, **extra: Any) -> Any:

@@ -8,12 +8,13 @@ once, also on a running node. The node does not need to run.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Final
 
 import typer
 
-from steward_otp.cli_common import home_option, sub_app
+from steward_otp.cli_common import AsJson, home_option, sub_app
 from steward_otp.web.token import TokenError, create_token, token_path
 
 EXIT_FAILED: Final = 1
@@ -30,7 +31,7 @@ Home = Annotated[
 
 
 @app.command("token")
-def token(home: Home = Path(".")) -> None:
+def token(home: Home = Path("."), as_json: AsJson = False) -> None:
     """Make a new access token for the web view and print it (only this once).
 
     Only its hash is kept, in <home>/etc/web-token.sha256 (mode 0600); the previous token
@@ -43,6 +44,9 @@ def token(home: Home = Path(".")) -> None:
     except TokenError as exc:
         typer.echo(f"steward-otp web: error: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+    if as_json:
+        typer.echo(json.dumps({"token": made, "hash_file": str(token_path(etc_dir))}))
+        return
     typer.echo(made)
     typer.echo(
         f"(shown once; its hash is in {token_path(etc_dir)}; a new token replaces it)", err=True

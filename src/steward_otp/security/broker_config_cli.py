@@ -8,11 +8,13 @@ folder; see :mod:`steward_otp.security.broker_config` for what each node is allo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Final
 
 import typer
 
+from steward_otp.cli_common import AsJson
 from steward_otp.security.broker_config import BrokerConfigError, write_broker_config
 
 __all__ = ["broker_config"]
@@ -49,6 +51,7 @@ def broker_config(
         bool,
         typer.Option(help="Turn JetStream on and allow what delivery = 'jetstream' needs."),
     ] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Write a nats-server configuration in which every node may only do what the protocol
     needs: subscribe to its own subjects and inboxes, publish requests, ACKs and replies.
@@ -69,6 +72,10 @@ def broker_config(
     except (BrokerConfigError, OSError) as exc:
         typer.echo(f"steward-otp: error: broker-config: {exc}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None
+    if as_json:
+        seeds = {node: str(path) for node, path in layout.seed_files.items()}
+        typer.echo(json.dumps({"config_file": str(layout.config_file), "seed_files": seeds}))
+        return
     typer.echo(f"wrote {layout.config_file}")
     for node, seed in layout.seed_files.items():
         typer.echo(f"  {node}: {seed} (copy to the node; nkey_seed_file = that path)")

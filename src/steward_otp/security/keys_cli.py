@@ -13,13 +13,14 @@ key given by hand, e.g. central's on a node), ``delete NODE...``.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Final, NoReturn
 
 import typer
 
-from steward_otp.cli_common import home_option, sub_app
+from steward_otp.cli_common import AsJson, home_option, sub_app
 from steward_otp.security.keyfiles import (
     KeyFileError,
     decode_key_text,
@@ -65,21 +66,30 @@ def _update(home: Path, change: Callable[[TrustState], TrustState]) -> TrustStat
 
 
 @app.command()
-def show(home: Home = Path(".")) -> None:
+def show(home: Home = Path("."), as_json: AsJson = False) -> None:
     """Print this node's public signing key (base64), creating the key pair if needed."""
+    folder = signing_dir(home.absolute() / "etc")
     try:
-        key, created = load_or_create(signing_dir(home.absolute() / "etc"))
+        key, created = load_or_create(folder)
     except KeyFileError as exc:
         _fail(str(exc))
+    if as_json:
+        typer.echo(
+            json.dumps({"public_key": key.public_text, "folder": str(folder), "created": created})
+        )
+        return
     if created:
-        typer.echo(f"created a new key pair in {signing_dir(home.absolute() / 'etc')}", err=True)
+        typer.echo(f"created a new key pair in {folder}", err=True)
     typer.echo(key.public_text)
 
 
 @app.command("ls")
-def list_keys(home: Home = Path(".")) -> None:
-    """List allowed and pending keys."""
+def list_keys(home: Home = Path("."), as_json: AsJson = False) -> None:
+    """List allowed and pending keys (with --json: keys.json's content)."""
     state = _store(home).state
+    if as_json:
+        typer.echo(state.to_json(), nl=False)
+        return
     for node, key in state.allowed.items():
         typer.echo(f"allowed  {node}  {encode_key_text(key)}")
     for node, pending in state.pending.items():
