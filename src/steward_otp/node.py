@@ -186,7 +186,10 @@ class Node:
                 hello_handler(self.security.register_hello),
                 self.error_log_senders.handler(),  # REQErrorLog from known nodes only
                 *key_handlers(self.security),
-                *acl_handlers(self.security.acl),
+                *acl_handlers(
+                    self.security.acl,
+                    lambda: [*self.security.trust.state.allowed, *self.hellos],
+                ),
                 *extra,
             ]
         )

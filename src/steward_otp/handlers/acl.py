@@ -13,7 +13,7 @@ before the reply; the reply texts are Steward's, plus a note when nothing change
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, handler
 from steward_otp.message import Message
@@ -96,14 +96,21 @@ def arguments(msg: Message, spec: Sequence[tuple[str, Check]]) -> list[str]:
     return args
 
 
-def acl_handlers(acl: AclService) -> tuple[Handler, ...]:
-    """The ACL method handlers of one node."""
+def acl_handlers(
+    acl: AclService, known_nodes: Callable[[], Iterable[str]] = tuple
+) -> tuple[Handler, ...]:
+    """The ACL method handlers of one node. ``known_nodes`` names the nodes a ``*`` rule
+    reaches (for pushing a changed ACL to them)."""
 
-    async def edit(change: Callable[[CentralAcl], CentralAcl]) -> bool:
+    async def edit(ctx: HandlerContext, change: Callable[[CentralAcl], CentralAcl]) -> bool:
+        """Apply an edit, then push the new ACL to every node whose ACL it changed."""
         try:
-            return await acl.edit(change)
+            changed, pushes = await acl.edit(change, push_to=known_nodes())
         except AclError as exc:
             raise HandlerError(str(exc)) from None
+        if pushes:
+            await ctx.services.submit(pushes)
+        return changed
 
     def authority() -> None:
         try:
@@ -155,7 +162,7 @@ def acl_handlers(acl: AclService) -> tuple[Handler, ...]:
         host, source, command = arguments(
             msg, [("host", _host), ("source", _host), ("command", _command)]
         )
-        await edit(lambda s: s.add_command(host, source, command))
+        await edit(ctx, lambda s: s.add_command(host, source, command))
         return f"acl added: host={host}, source={source}, command={command}\n".encode()
 
     @handler(
@@ -168,7 +175,7 @@ def acl_handlers(acl: AclService) -> tuple[Handler, ...]:
         host, source, command = arguments(
             msg, [("host", _host), ("source", _host), ("command", _command)]
         )
-        changed = await edit(lambda s: s.delete_command(host, source, command))
+        changed = await edit(ctx, lambda s: s.delete_command(host, source, command))
         note = "" if changed else UNCHANGED
         return f"acl deleted: host={host}, source={source}, command={command}{note}\n".encode()
 
@@ -178,7 +185,7 @@ def acl_handlers(acl: AclService) -> tuple[Handler, ...]:
     async def delete_source(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         host, source = arguments(msg, [("host", _host), ("source", _host)])
-        changed = await edit(lambda s: s.delete_source(host, source))
+        changed = await edit(ctx, lambda s: s.delete_source(host, source))
         note = "" if changed else UNCHANGED
         return f"acl deleted: host={host}, source={source}{note}\n".encode()
 
@@ -190,7 +197,7 @@ def acl_handlers(acl: AclService) -> tuple[Handler, ...]:
     async def group_nodes_add(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         group, node = arguments(msg, [("nodeGroup", _node_group), ("node", _node)])
-        await edit(lambda s: s.group_nodes_add(group, node))
+        await edit(ctx, lambda s: s.group_nodes_add(group, node))
         return f"added node to nodeGroup: nodeGroup={group}, node={node}\n".encode()
 
     @handler(
@@ -201,7 +208,7 @@ def acl_handlers(acl: AclService) -> tuple[Handler, ...]:
     async def group_nodes_delete_node(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         group, node = arguments(msg, [("nodeGroup", _node_group), ("node", _node)])
-        changed = await edit(lambda s: s.group_nodes_delete_node(group, node))
+        changed = await edit(ctx, lambda s: s.group_nodes_delete_node(group, node))
         note = "" if changed else UNCHANGED
         return f"deleted node from nodeGroup: nodeGroup={group}, node={node}{note}\n".encode()
 
@@ -209,7 +216,7 @@ def acl_handlers(acl: AclService) -> tuple[Handler, ...]:
     async def group_nodes_delete_group(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         (group,) = arguments(msg, [("nodeGroup", _node_group)])
-        changed = await edit(lambda s: s.group_nodes_delete_group(group))
+        changed = await edit(ctx, lambda s: s.group_nodes_delete_group(group))
         note = "" if changed else UNCHANGED
         return f"deleted nodeGroup: nodeGroup={group}{note}\n".encode()
 
@@ -221,7 +228,7 @@ def acl_handlers(acl: AclService) -> tuple[Handler, ...]:
     async def group_commands_add(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         group, command = arguments(msg, [("commandGroup", _command_group), ("command", _command)])
-        await edit(lambda s: s.group_commands_add(group, command))
+        await edit(ctx, lambda s: s.group_commands_add(group, command))
         return f"added command to commandGroup: commandGroup={group}, command={command}\n".encode()
 
     @handler(
@@ -232,7 +239,7 @@ def acl_handlers(acl: AclService) -> tuple[Handler, ...]:
     async def group_commands_delete_command(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         group, command = arguments(msg, [("commandGroup", _command_group), ("command", _command)])
-        changed = await edit(lambda s: s.group_commands_delete_command(group, command))
+        changed = await edit(ctx, lambda s: s.group_commands_delete_command(group, command))
         note = "" if changed else UNCHANGED
         return (
             f"deleted command from commandGroup: commandGroup={group}, command={command}"
@@ -247,7 +254,7 @@ def acl_handlers(acl: AclService) -> tuple[Handler, ...]:
     async def group_commands_delete_group(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         (group,) = arguments(msg, [("commandGroup", _command_group)])
-        changed = await edit(lambda s: s.group_commands_delete_group(group))
+        changed = await edit(ctx, lambda s: s.group_commands_delete_group(group))
         note = "" if changed else UNCHANGED
         return f"deleted commandGroup: commandGroup={group}{note}\n".encode()
 
@@ -276,7 +283,7 @@ def acl_handlers(acl: AclService) -> tuple[Handler, ...]:
             imported = CentralAcl.from_json(msg.method_args[0], source='field "methodArgs[0]"')
         except AclError as exc:
             raise HandlerError(str(exc)) from None
-        await edit(lambda s: s.replace(imported))
+        await edit(ctx, lambda s: s.replace(imported))
         return f"Imported acl's sent from: {msg.from_node}\n".encode()
 
     return (

@@ -318,6 +318,14 @@ class CentralAcl:
 
     # ------------------------------------------------------------------ generation
 
+    def named_hosts(self) -> frozenset[str]:
+        """Every node a rule names, directly or through a node group (not ``*``)."""
+        hosts: set[str] = set()
+        for host in self.rules:
+            if host != ALL:
+                hosts |= self._hosts_of(host)
+        return frozenset(hosts)
+
     def _hosts_of(self, name: str) -> frozenset[str]:
         if name.startswith(NODE_GROUP_PREFIX):
             return self.node_groups.get(name, frozenset())

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 import trio
@@ -22,7 +22,7 @@ import trio
 from steward_otp.config import Config
 from steward_otp.message import Message
 from steward_otp.methods import method_base_name
-from steward_otp.security.acl import AclError, CentralAcl, NodeAcl, decide
+from steward_otp.security.acl import ALL, AclError, CentralAcl, NodeAcl, decide
 from steward_otp.security.acl_store import CentralAclStore, NodeAclStore, acl_dir
 from steward_otp.security.signing import Signature, SignatureFormatError
 from steward_otp.timers import Outbox, submit_every
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 ACL_REQUEST_DIRECTORY: Final = "aclRequestUpdate"
 ACL_REQUEST_FILE: Final = "aclRequestUpdate.log"
+PUSH_ACK_TIMEOUT: Final = 10
+PUSH_RETRIES: Final = 3
+"""A pushed ACL tries for about half a minute; a node that misses it still gets the change
+at its next request (every ``acl_update_interval`` seconds)."""
 
 VerifyHook = Callable[[Message], Awaitable[str | None]]
 
@@ -155,12 +159,41 @@ class AclService:
             self._central_problem = None
         return self.central
 
-    async def edit(self, change: Callable[[CentralAcl], CentralAcl]) -> bool:
-        """Apply ``change`` to central's ACL, persisted; True when something changed."""
+    async def edit(
+        self, change: Callable[[CentralAcl], CentralAcl], *, push_to: Iterable[str] = ()
+    ) -> tuple[bool, list[Message]]:
+        """Apply ``change`` to central's ACL, persisted. Returns whether something changed,
+        and the pushes of the new ACL (REQAclDeliverUpdate) to every node whose ACL changed:
+        the nodes its rules name, and ``push_to`` (the nodes a ``*`` rule reaches, e.g. those
+        with an allowed key) when one of the two versions has a ``*`` rule."""
         store = self.authority()
-        before = store.state.version
+        before = store.state
         after = await trio.to_thread.run_sync(store.update, change)
-        return after.version != before
+        if after.version == before.version:
+            return False, []
+        nodes = set(before.named_hosts() | after.named_hosts())
+        if ALL in before.rules or ALL in after.rules:
+            nodes |= set(push_to)
+        nodes.discard(self.node_name)  # central uses its own store directly
+        pushes = []
+        for node in sorted(nodes):
+            acl = after.acl_for(node)
+            if acl.hash == before.acl_for(node).hash:
+                continue
+            pushes.append(
+                Message(
+                    to_node=node,
+                    from_node=self.node_name,
+                    method="REQAclDeliverUpdate",
+                    data=acl.to_json(after.version).encode(),
+                    directory=ACL_REQUEST_DIRECTORY,
+                    file_name=ACL_REQUEST_FILE,
+                    ack_timeout=PUSH_ACK_TIMEOUT,
+                    retries=PUSH_RETRIES,
+                    reply_method="REQNone",
+                )
+            )
+        return True, pushes
 
     def answer_request(self, node: str, their_hash: bytes) -> bytes | None:
         """Central's answer to ``node`` asking with ``their_hash``: the ACL document, or

@@ -368,3 +368,22 @@ async def test_method_rules_let_an_operator_node_edit_the_acl_on_a_checking_cent
             lambda: "ops1" in central.security.acl.authority().state.rules.get("ship1", {})
         )
     assert "does not allow 'ops1' to run REQAclAddCommand" in reason
+
+
+async def test_central_pushes_a_changed_acl_to_the_nodes_it_concerns(net: LoopbackNet) -> None:
+    central = authority(net)
+    # No requests from the ships: what they get, they get by push.
+    ship1 = ship(net, "ship1", enable_acl_updates=False)
+    ship2 = ship(net, "ship2", enable_acl_updates=False)
+    trust(central, ship1, ship2)
+    trust(ship1, central)
+    trust(ship2, central)
+    async with central, ship1, ship2:
+        await central.submit([to_central("REQAclAddCommand", ["ship1", "central", "uptime"])])
+        await wait_for(lambda: has_acl(ship1, central=["uptime"]))
+        assert ship2.security.acl.node_store.acl is None  # not concerned: nothing pushed
+
+        # A "*" rule reaches every node central knows (here: by their allowed keys).
+        await central.submit([to_central("REQAclAddCommand", ["*", "central", "date"])])
+        await wait_for(lambda: has_acl(ship2, central=["date"]))
+        await wait_for(lambda: has_acl(ship1, central=["date", "uptime"]))
