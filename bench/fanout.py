@@ -30,6 +30,8 @@ that time and its resident memory after it (``central_rss_mb``; peak ``central_p
 come from ``/proc``. Every reply file is then checked to hold the data exactly once.
 
 With ``--json`` the figures go to stdout as one JSON object (the table to stderr).
+``--profile-central FILE`` runs central under cProfile; ``--py-spy FILE`` samples it with
+py-spy over the measured window only (see docs/chaos.md).
 Figures only: nothing here is asserted by a test.
 """
 
@@ -151,6 +153,32 @@ def wait_socket(path: Path, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
+def start_sampler(output: Path, pid: int) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` into ``output`` (collapsed stacks, one line per thread and
+    stack): only the thread holding the GIL, i.e. what keeps the interpreter busy, sampled
+    without pausing the process."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    argv = [str(py_spy), "record", "--pid", str(pid), "--rate", "250", "--nonblocking"]
+    argv += ["--threads", "--gil", "--format", "raw", "--output", str(output)]
+    sampler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)  # attached and sampling
+    if sampler.poll() is not None:
+        raise RuntimeError(
+            f"py-spy did not start: {sampler.stderr.read().decode() if sampler.stderr else ''}"
+        )
+    return sampler
+
+
+def stop_sampler(sampler: subprocess.Popen[bytes]) -> None:
+    """Stop py-spy; it writes its file on SIGINT."""
+    sampler.send_signal(signal.SIGINT)
+    try:
+        sampler.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        sampler.kill()
+        sampler.wait()
+
+
 def inject(socket_path: Path, document: bytes) -> list[dict[str, Any]]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(str(socket_path))
@@ -226,6 +254,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             ]
         ).encode()
         replies = {n: central_home / "data" / "fanout" / n / "reply.log" for n in names}
+        sampler = start_sampler(args.py_spy, central.pid) if args.py_spy else None
         rss_before = proc_status_mb(central.pid, "VmRSS")
         cpu_before = cpu_seconds(central.pid)
         start = time.perf_counter()
@@ -249,6 +278,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         elapsed = time.perf_counter() - start
         cpu = cpu_seconds(central.pid) - cpu_before
         rss_after = proc_status_mb(central.pid, "VmRSS")
+        if sampler is not None:
+            stop_sampler(sampler)
         time.sleep(0.5)  # a reply written twice would show now
         wrong = [n for n in names if replies[n].read_text() != f"{token}\n"]
         if wrong:
@@ -304,6 +335,13 @@ def main() -> None:
         "--profile-central",
         type=Path,
         help="run central under cProfile and write its profile here (slows central down)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="FILE",
+        help="sample central with py-spy (the thread holding the GIL) from the injection "
+        "until the last reply; collapsed stacks, the measured window only, little slow-down",
     )
     args = parser.parse_args()
     if not 0 <= args.real_nodes <= args.nodes or args.real_per_process < 1:

@@ -68,7 +68,7 @@ from steward_otp.message import (
 from steward_otp.methods import MethodTable
 from steward_otp.store import Store
 from steward_otp.store_schema import OutboxEntry, OutboxRow
-from steward_otp.supervisors import DynamicSupervisor, current_child
+from steward_otp.supervisors import ChildStartError, DynamicSupervisor, current_child
 from steward_otp.transport import NO_RESPONDERS_STATUS, BridgeBusy, InboundMessage, Transport
 
 log = logging.getLogger(__name__)
@@ -285,10 +285,32 @@ class Router:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sweep_periodically)
             async for mail in self.outbox.mail_receive:
-                if isinstance(mail, Finished):
-                    self._held.discard(mail.msg_id)
-                else:
-                    await self._route(mail.message)
+                await self._handle_mail(self._with_waiting_mail(mail))
+
+    def _with_waiting_mail(self, first: RouterMail) -> list[RouterMail]:
+        """``first`` and whatever else waits in the mailbox, up to ROUTER_BATCH items."""
+        batch = [first]
+        while len(batch) < ROUTER_BATCH:
+            try:
+                batch.append(self.outbox.mail_receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        return batch
+
+    async def _handle_mail(self, batch: Sequence[RouterMail]) -> None:
+        """Act on ``batch`` as if item by item, in order, routing the Dispatches together."""
+        dispatched: dict[str, Message] = {}
+        for mail in batch:
+            if isinstance(mail, Dispatch):
+                dispatched.setdefault(mail.message.id, mail.message)
+                continue
+            if mail.msg_id in dispatched:
+                # Its Dispatch came first: route what came before this Finished first.
+                await self._route(list(dispatched.values()))
+                dispatched = {}
+            self._held.discard(mail.msg_id)
+        if dispatched:
+            await self._route(list(dispatched.values()))
 
     async def _sweep_periodically(self) -> None:
         while True:
@@ -297,28 +319,79 @@ class Router:
 
     async def _sweep(self) -> None:
         rows = await self.outbox.store.pending()
+        messages = []
         for row in rows:
             if row.msg_id not in self._held:
                 message = _message_from_row(row)
                 if message is not None:
-                    await self._route(message)
+                    messages.append(message)
+        for i in range(0, len(messages), ROUTER_BATCH):
+            await self._route(messages[i : i + ROUTER_BATCH])
 
-    async def _route(self, message: Message) -> None:
-        if message.id in self._held:
-            return
-        self._held.add(message.id)
-        key = publisher_id(message.to_node, message.method, message.jetstream)
+    async def _route(self, messages: Sequence[Message]) -> None:
+        """Hand each of ``messages`` not held yet to the Publisher of its destination.
+
+        The Publishers that do not run yet are started together, PUBLISHER_STARTS_AT_ONCE
+        at a time (``start_children``), not one after another. A Publisher that fails to
+        start crashes the Router, as one start at a time did, after the others have their
+        messages (every message stays in the store; the restarted Router sweeps it).
+        """
+        by_publisher: dict[str, list[Message]] = {}
+        for message in messages:
+            if message.id in self._held:
+                continue
+            self._held.add(message.id)
+            key = publisher_id(message.to_node, message.method, message.jetstream)
+            by_publisher.setdefault(key, []).append(message)
+        to_start: dict[str, list[Message]] = {}
+        for key, held in by_publisher.items():
+            inbox = self.publishers.whereis(key)
+            if inbox is None or not _hand_over(inbox, held):
+                to_start[key] = held
+        failure: ChildStartError | None = None
+        waiting = list(to_start.items())
+        for i in range(0, len(waiting), PUBLISHER_STARTS_AT_ONCE):
+            chunk = waiting[i : i + PUBLISHER_STARTS_AT_ONCE]
+            started = await self.publishers.start_children(
+                (key, (held[0].to_node, held[0].method, held[0].jetstream)) for key, held in chunk
+            )
+            for key, held in chunk:
+                value = started[key]
+                if isinstance(value, ChildStartError):
+                    failure = failure or value
+                elif not _hand_over(value, held):
+                    for message in held:
+                        await self._route_one(key, message)
+        if failure is not None:
+            raise failure
+
+    async def _route_one(self, key: str, message: Message) -> None:
         while True:
             inbox = await self.publishers.start_child(
                 key, message.to_node, message.method, message.jetstream
             )
-            try:
-                inbox.send_nowait(message)  # the inbox is unbounded
+            if _hand_over(inbox, [message]):
                 return
-            except (trio.ClosedResourceError, trio.BrokenResourceError, AttributeError):
-                # The Publisher stopped (idle, or crashed) between lookup and send: start
-                # a fresh one and try again.
-                await trio.lowlevel.checkpoint()
+            # The Publisher stopped (idle, or crashed) between lookup and send: start a
+            # fresh one and try again.
+            await trio.lowlevel.checkpoint()
+
+
+ROUTER_BATCH = 4096
+"""Mail items the Router takes from its mailbox at once (and messages a sweep routes at once)."""
+PUBLISHER_STARTS_AT_ONCE = 64
+"""Publishers the Router starts together; the first ones deliver while the next start."""
+
+
+def _hand_over(inbox: Any, messages: Sequence[Message]) -> bool:
+    """Put ``messages`` into a Publisher's (unbounded) inbox: all of them, or none (False)
+    when it has stopped (there is no checkpoint in between)."""
+    try:
+        for message in messages:
+            inbox.send_nowait(message)
+    except (trio.ClosedResourceError, trio.BrokenResourceError, AttributeError):
+        return False
+    return True
 
 
 def publisher_id(to_node: str, method: str, jetstream: bool | None = None) -> str:

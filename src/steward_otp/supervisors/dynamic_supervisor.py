@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import trio
 
 from ._core import SupervisorCore, logger
-from ._records import Child, Incarnation, Started
+from ._records import Aborted, Child, Incarnation, Started, StartFailed
 from .child_spec import ChildSpec, validate_id
 from .errors import ChildStartError, UnknownChild
+from .handle import ChildHandle
 from .snapshot import ChildState
 
 __all__ = ["DynamicSupervisor"]
+
+_IdleEntry = tuple[float, int, Child, ChildHandle]
+"""The reaper's heap entry: (idle deadline, tie-breaker, child, the incarnation's handle)."""
 
 
 class DynamicSupervisor(SupervisorCore):
@@ -30,7 +37,10 @@ class DynamicSupervisor(SupervisorCore):
 
     With ``idle_timeout`` set, a child whose handle saw no activity (``touch()``, or its
     start) for that many seconds is stopped within its grace, as a normal shutdown, and
-    removed; the next :meth:`start_child` for its id starts it afresh.
+    removed; the next :meth:`start_child` for its id starts it afresh. The reaper keeps the
+    running children in a heap by idle deadline and looks only at those whose deadline has
+    come (a child touched since is put back with its new deadline), so starting, touching
+    and reaping cost O(log n) per child and idle period, however many children there are.
 
     Raises:
         ValueError: from the constructor, for a bad id, intensity, period or idle timeout.
@@ -51,6 +61,8 @@ class DynamicSupervisor(SupervisorCore):
         self._template = template
         self._idle_timeout = idle_timeout
         self._by_id: dict[str, Child] = {}
+        self._idle_heap: list[_IdleEntry] = []
+        self._idle_order = itertools.count()
         self._reaper_wakeup = trio.Event()
         self._reaper_next_due = math.inf
 
@@ -119,10 +131,89 @@ class DynamicSupervisor(SupervisorCore):
                     self._remove(child)
             if not isinstance(result, Started):
                 raise ChildStartError(child.path, child.last_failure_reason) from result.reason
-            if self._reaper_next_due == math.inf:
-                # A new child is due last: the reaper needs waking only when it watches none.
-                self._reaper_wakeup.set()
+            self._watch_idle(child)
             return result.value
+
+    async def start_children(
+        self, requests: Iterable[tuple[str, Sequence[Any]]]
+    ) -> dict[str, Any | ChildStartError]:
+        """Start a child for each ``(child_id, args)`` of ``requests`` that does not exist
+        yet, all at the same time; return once each is ready or has failed.
+
+        The result maps every requested id to what :meth:`start_child` would have returned
+        for it -- the child's ``started()`` value (an existing child's current one; the
+        ``args`` of a later request for the same id are ignored) -- or to the
+        :class:`ChildStartError` it would have raised (returned here, so that one failure
+        does not hide the children that did start). Children are added in request order.
+        The starts run concurrently under one hold of the supervisor's lock, so starting
+        n children takes a few scheduler passes instead of a few per child. As with
+        :meth:`start_child`, a child that fails to start is not kept, and the failure does
+        not count against the restart intensity.
+
+        On cancellation the children not yet ready are not started.
+
+        Raises:
+            NotRunning: if the supervisor is not running, or stops meanwhile.
+            ValueError: for an id that is empty or contains ``/`` (nothing is started).
+        """
+        results: dict[str, Any | ChildStartError] = {}
+        wanted: dict[str, Sequence[Any]] = {}
+        for child_id, args in requests:
+            if child_id in results or child_id in wanted:
+                continue
+            existing = self._by_id.get(child_id)
+            live = None if existing is None else existing.live_handle
+            if live is not None:
+                results[child_id] = live.value
+            else:
+                validate_id("child id", child_id)
+                wanted[child_id] = args
+        if not wanted:
+            await trio.lowlevel.checkpoint()
+            return results
+        async with self._exclusive():
+            starting: list[Child] = []
+            for child_id, args in wanted.items():
+                existing = self._by_id.get(child_id)
+                if existing is not None and existing.incarnation is not None:
+                    results[child_id] = existing.incarnation.handle.value
+                    continue
+                spec = self._template.with_arguments(child_id, *args)
+                child = Child(spec, self._child_path(child_id))
+                self._add(child)
+                starting.append(child)
+            outcomes: dict[str, Started | StartFailed | Aborted] = {}
+            try:
+                async with trio.open_nursery() as nursery:
+                    for child in starting:
+                        nursery.start_soon(self._start_into, child, outcomes)
+            finally:
+                for child in starting:
+                    if child.incarnation is None:
+                        self._remove(child)
+            for child in starting:
+                outcome = outcomes[child.spec.id]
+                if isinstance(outcome, Aborted):
+                    raise outcome
+                if isinstance(outcome, Started):
+                    results[child.spec.id] = outcome.value
+                else:
+                    error = ChildStartError(child.path, child.last_failure_reason)
+                    error.__cause__ = outcome.reason
+                    results[child.spec.id] = error
+        return results
+
+    async def _start_into(
+        self, child: Child, outcomes: dict[str, Started | StartFailed | Aborted]
+    ) -> None:
+        try:
+            outcome = await self._start(child, restarting=False)
+        except Aborted as aborted:
+            outcomes[child.spec.id] = aborted
+            return
+        if isinstance(outcome, Started):
+            self._watch_idle(child)  # at once: it runs on even if the caller is cancelled
+        outcomes[child.spec.id] = outcome
 
     async def terminate_child(self, child_id: str) -> None:
         """Stop the child ``child_id`` within its grace and remove it.
@@ -145,6 +236,7 @@ class DynamicSupervisor(SupervisorCore):
     def _reset(self) -> None:
         self._children = []
         self._by_id = {}
+        self._idle_heap = []
         self._reaper_wakeup = trio.Event()
         self._reaper_next_due = math.inf
 
@@ -174,40 +266,68 @@ class DynamicSupervisor(SupervisorCore):
         while True:
             result = await self._start(child, restarting=True)
             if isinstance(result, Started):
+                self._watch_idle(child)
                 return
             self._check_intensity(child, result.reason)
+
+    def _watch_idle(self, child: Child) -> None:
+        """Put the running incarnation of ``child`` under the reaper's watch (O(log n))."""
+        if self._idle_timeout is None:
+            return
+        handle = child.live_handle
+        if handle is None:
+            return  # exited already: its exit is handled (and a restart watched) on its own
+        deadline = handle.last_activity + self._idle_timeout
+        heapq.heappush(self._idle_heap, (deadline, next(self._idle_order), child, handle))
+        if deadline < self._reaper_next_due:
+            self._reaper_wakeup.set()
+
+    def _due_children(self, now: float, idle_timeout: float) -> list[tuple[Child, ChildHandle]]:
+        """Take from the heap the running children idle for ``idle_timeout`` s as of ``now``.
+
+        Each running incarnation has exactly one entry. An entry whose incarnation no longer
+        runs (stopped, restarted, removed) is dropped; a child touched since its entry was
+        made goes back with its new deadline.
+        """
+        heap = self._idle_heap
+        due: list[tuple[Child, ChildHandle]] = []
+        while heap and heap[0][0] <= now:
+            _, _, child, handle = heapq.heappop(heap)
+            if child.live_handle is not handle or self._by_id.get(child.spec.id) is not child:
+                continue
+            deadline = handle.last_activity + idle_timeout
+            if deadline <= now:
+                due.append((child, handle))
+            else:
+                heapq.heappush(heap, (deadline, next(self._idle_order), child, handle))
+        return due
 
     async def _reap_idle_children(self, idle_timeout: float) -> None:
         """Stop children idle for ``idle_timeout`` seconds; sleeps until the next one is due."""
         while self._accepting:
-            now = trio.current_time()
-            due: list[Child] = []
-            next_due = math.inf
-            for child in self._children:
-                handle = child.live_handle
-                if handle is None:
-                    continue
-                deadline = handle.last_activity + idle_timeout
-                if deadline <= now:
-                    due.append(child)
-                else:
-                    next_due = min(next_due, deadline)
+            due = self._due_children(trio.current_time(), idle_timeout)
             if due:
                 await self._reap(due, idle_timeout)
                 continue
-            self._reaper_next_due = next_due
-            with trio.move_on_at(next_due):
+            self._reaper_next_due = self._idle_heap[0][0] if self._idle_heap else math.inf
+            with trio.move_on_at(self._reaper_next_due):
                 await self._reaper_wakeup.wait()
             self._reaper_wakeup = trio.Event()
 
-    async def _reap(self, due: list[Child], idle_timeout: float) -> None:
+    async def _reap(self, due: list[tuple[Child, ChildHandle]], idle_timeout: float) -> None:
         async with self._lock:
-            for child in due:
+            for child, handle in due:
                 if not self._accepting:
                     return
-                handle = child.live_handle
-                if handle is None or handle.last_activity + idle_timeout > trio.current_time():
-                    continue  # restarted, stopped or touched meanwhile
+                if child.live_handle is not handle or self._by_id.get(child.spec.id) is not child:
+                    continue  # stopped, removed or restarted meanwhile (a restart is watched)
+                deadline = handle.last_activity + idle_timeout
+                if deadline > trio.current_time():
+                    # Touched meanwhile: watch its new deadline.
+                    heapq.heappush(
+                        self._idle_heap, (deadline, next(self._idle_order), child, handle)
+                    )
+                    continue
                 logger.info(
                     "supervisor %s: child %s idle for %gs; stopping it",
                     self._path,
