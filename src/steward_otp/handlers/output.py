@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+import trio
+
 from steward_otp.append_journal import append_once
 from steward_otp.handlers.base import (
     BatchResult,
@@ -46,6 +48,10 @@ async def write_for(ctx: HandlerContext, msg: Message, data: bytes, *, append: b
     return path
 
 
+FILES_AT_ONCE: Final = 16
+"""Output files one batch writes at the same time."""
+
+
 def _path_key(msg: Message) -> tuple[str, ...]:
     """Every field the output path of ``msg`` and its checks depend on: messages with equal
     keys write to the same file, checked the same way (see :mod:`.paths`)."""
@@ -66,13 +72,15 @@ async def write_batch(
     one open, one append, one fsync); replacements are applied one by one, in order. Returns
     per message None (written, on disk) or the :class:`HandlerError` it failed with: the
     path's refusal, or the write's error (shared by every message of that file's write).
-    Files are written one after another; cancellation leaves the later ones unwritten.
+    Different files are written concurrently (up to :data:`FILES_AT_ONCE` at a time; their
+    append-journal records share one fsync); cancellation may leave some unwritten.
     """
     results: list[BatchResult] = [None] * len(messages)
     groups: dict[tuple[str, ...], list[int]] = {}
     for index, msg in enumerate(messages):
         groups.setdefault(_path_key(msg), []).append(index)
-    for indexes in groups.values():
+
+    async def write_group(indexes: list[int]) -> None:
         try:
             path = safe_output_path(
                 messages[indexes[0]], data_dir=services.data_dir, home=services.home
@@ -80,20 +88,29 @@ async def write_batch(
         except HandlerError as exc:
             for index in indexes:
                 results[index] = exc
-            continue
+            return
         chunks = [messages[i].data for i in indexes]
         writes = [b"".join(chunks)] if append else chunks
         try:
-            if append:  # each message's data once, even when a kill -9 makes it run again
-                await append_once(services, path, [messages[i] for i in indexes])
-            else:
-                for data in writes:
-                    await services.write_file(path, data, append=append)
+            async with files_at_once:
+                if append:  # each message's data once, even when a kill -9 makes it run again
+                    await append_once(services, path, [messages[i] for i in indexes])
+                else:
+                    for data in writes:
+                        await services.write_file(path, data, append=append)
         except OSError as exc:
             error = HandlerError(f"cannot write {path}: {exc.strerror or exc}")
             error.__cause__ = exc
             for index in indexes:
                 results[index] = error
+
+    files_at_once = trio.CapacityLimiter(FILES_AT_ONCE)
+    if len(groups) == 1:
+        await write_group(next(iter(groups.values())))
+    else:
+        async with trio.open_nursery() as nursery:
+            for indexes in groups.values():
+                nursery.start_soon(write_group, indexes)
     return results
 
 
