@@ -35,7 +35,7 @@ import trio
 
 from steward_otp import codec
 from steward_otp.delivery import receiver
-from steward_otp.errors import ERROR_LOG_METHOD
+from steward_otp.error_kernel import ERROR_LOG_METHOD
 from steward_otp.handlers.base import (
     BatchResult,
     Handler,

@@ -29,7 +29,7 @@ import trio
 
 from steward_otp import __version__
 from steward_otp.asgi_serve import ServeError, serve_asgi
-from steward_otp.errors import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD, ErrorKernel
+from steward_otp.error_kernel import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD, ErrorKernel
 from steward_otp.outbound import Outbox
 from steward_otp.store import ACTIVE_STATES, Store, StoreError
 from steward_otp.supervisors import ProcessSnapshot

@@ -46,7 +46,7 @@ from steward_otp.broker import BrokerSpec, EmbeddedBroker
 from steward_otp.config import Config, ConfigError, method_names_setting, prepare_folders
 from steward_otp.control import ControlServer
 from steward_otp.control import answer as control_answer
-from steward_otp.errors import (
+from steward_otp.error_kernel import (
     ERROR_CENTRAL_NODE,
     ERROR_LOG_METHOD,
     ErrorKernel,

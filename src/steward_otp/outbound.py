@@ -42,7 +42,7 @@ from steward_otp.delivery.sender import (
     Transmit,
 )
 from steward_otp.drain import DrainMeter
-from steward_otp.errors import ERROR_LOG_METHOD
+from steward_otp.error_kernel import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Level
 from steward_otp.jetstream import (
     BROADCAST_NODE,

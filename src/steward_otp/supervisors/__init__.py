@@ -19,11 +19,11 @@ from .errors import (
     UnknownChild,
     describe_failure,
 )
-from .handle import ChildHandle, current_child
+from .handle import ChildHandle, ChildInfo, current_child
 from .intensity import RestartIntensity
 from .registry import Registry
 from .root import EXIT_ESCALATED, EXIT_OK, run_root
-from .snapshot import ChildCounts, ChildInfo, ChildState, FailureRecord, ProcessSnapshot
+from .snapshot import ChildCounts, ChildState, FailureRecord, ProcessSnapshot
 from .strategy import Strategy
 from .supervisor import Supervisor
 

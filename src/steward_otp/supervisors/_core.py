@@ -38,10 +38,10 @@ from ._records import (
 from ._runner import ChildRunner
 from .child_spec import ChildKind, ChildSpec, Restart, validate_id
 from .errors import NotRunning, SupervisorEscalation, UnknownChild, describe_failure
-from .handle import ChildHandle, current_child_or_none
+from .handle import ChildHandle, ChildInfo, current_child_or_none
 from .intensity import RestartIntensity
 from .registry import Registry
-from .snapshot import ChildCounts, ChildInfo, ChildState, ProcessSnapshot
+from .snapshot import ChildCounts, ChildState, ProcessSnapshot
 
 logger = logging.getLogger(__name__)
 

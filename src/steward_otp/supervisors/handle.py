@@ -8,17 +8,18 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
 import trio
 
-from .child_spec import ChildKind
+from .child_spec import ChildKind, Restart
 from .errors import describe_failure
 from .registry import Registry
-from .snapshot import json_safe
+from .snapshot import ChildState, json_safe
 
 if TYPE_CHECKING:
     from .snapshot import ProcessSnapshot
 
-__all__ = ["ChildHandle", "current_child"]
+__all__ = ["ChildHandle", "ChildInfo", "current_child"]
 
 InfoProvider = Callable[[], Mapping[str, object]]
 
@@ -172,3 +173,18 @@ class ChildHandle:
         self._hard_deadline = -math.inf
         for scope in self._cleanup_scopes:
             scope.cancel()
+
+
+@attrs.frozen
+class ChildInfo:
+    """One entry of ``which_children()`` (OTP's ``{Id, Child, Type, Modules}``).
+
+    ``handle`` is the running incarnation (OTP's pid): ``None`` while the child is not
+    running (stopped, or restarting: check ``state``).
+    """
+
+    id: str
+    handle: ChildHandle | None
+    kind: ChildKind
+    restart: Restart
+    state: ChildState

@@ -6,18 +6,12 @@ import enum
 import json
 import math
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-from .child_spec import ChildKind, Restart
-
-if TYPE_CHECKING:
-    from .handle import ChildHandle
-
 __all__ = [
     "ChildCounts",
-    "ChildInfo",
     "ChildState",
     "FailureRecord",
     "ProcessSnapshot",
@@ -137,21 +131,6 @@ class ProcessSnapshot:
     def find(self, path: str) -> ProcessSnapshot | None:
         """The entry with this path in this subtree, or ``None``."""
         return next((entry for entry in self.walk() if entry.path == path), None)
-
-
-@attrs.frozen
-class ChildInfo:
-    """One entry of ``which_children()`` (OTP's ``{Id, Child, Type, Modules}``).
-
-    ``handle`` is the running incarnation (OTP's pid): ``None`` while the child is not
-    running (stopped, or restarting: check ``state``).
-    """
-
-    id: str
-    handle: ChildHandle | None
-    kind: ChildKind
-    restart: Restart
-    state: ChildState
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from steward_otp.asgi_serve import bind_spec, serve_asgi
-from steward_otp.errors import ERROR_CENTRAL_NODE, ERROR_LOG_DIRECTORY, ERROR_LOG_FILE
+from steward_otp.error_kernel import ERROR_CENTRAL_NODE, ERROR_LOG_DIRECTORY, ERROR_LOG_FILE
 from steward_otp.inputs.tcp import parse_listen_address
 from steward_otp.supervisors.handle import current_child_or_none
 from steward_otp.web.operations import WebNode
