@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from steward_otp.errors import ErrorKernel
+from steward_otp.error_kernel import ErrorKernel
 from steward_otp.handlers.output import MAX_LINES_PER_REPORT, central_log_lines
 from steward_otp.loglines import MAX_LINE_CHARS, RepeatLimiter, clean_line, similarity_key
 from steward_otp.message import Message

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from steward_otp.errors import ErrorLogSenders, KnownNodes
+from steward_otp.error_kernel import ErrorLogSenders, KnownNodes
 from steward_otp.message import Message
 from steward_otp.timers import hello_message
 from tests.unit.handlers.loopback_nodes import LoopbackNet, file_text, wait_for

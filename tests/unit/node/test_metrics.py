@@ -17,7 +17,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from steward_otp.bridge import BridgeSettings, ConnectionState, NatsBridge
-from steward_otp.errors import ErrorKernel
+from steward_otp.error_kernel import ErrorKernel
 from steward_otp.message import MessageDefaults
 from steward_otp.methods import builtin_table
 from steward_otp.metrics import MetricsListenError, MetricsServer, NodeMetrics, StoreFigures
