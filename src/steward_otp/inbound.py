@@ -330,8 +330,9 @@ class Subscriber:
         """One call of the handler's batch function for ``messages``: outcomes, replies and
         failures exactly as running each alone would give (see ``handler(batch=...)``).
 
-        It runs under the earliest ``methodTimeout`` of the batch; a timeout or a crash
-        fails every message of the batch.
+        It runs under the earliest ``methodTimeout`` of the batch; a timeout fails every
+        message of the batch. When the batch function crashes, each message runs again alone
+        (the single-message handler), so only a message that crashes by itself fails.
         """
         batch = self.handler.batch
         assert batch is not None
@@ -343,6 +344,24 @@ class Subscriber:
                 if len(results) != len(messages):
                     raise RuntimeError(f"{len(results)} results for {len(messages)} messages")
         except Exception as exc:
+            if len(messages) > 1:
+                # One message must not fail the others: run each alone (the single-message
+                # path; appends are journalled, replacements idempotent), so only the one
+                # that crashes fails, and the Subscriber still restarts with its crash.
+                log.warning(
+                    "%s: a batch of %d crashed (%r); running its messages one by one",
+                    self.subject,
+                    len(messages),
+                    exc,
+                )
+                for message in messages:
+                    try:
+                        outcome, reason = await self._run_once(message, replies)
+                    except HandlerCrashed as failed:
+                        crashes.append(failed)
+                        outcome, reason = "crash", repr(failed.__cause__)
+                    outcomes.append((message.id, outcome, reason))
+                return
             for message in messages:
                 ctx = HandlerContext(services=self.services, message=message, deadline=deadline)
                 await self._fail(ctx, message, f"error: {message.method}: handler crashed: {exc!r}")

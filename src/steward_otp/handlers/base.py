@@ -208,8 +208,10 @@ def handler(
     it handles a whole batch at once, with the same effects as calling the function on each
     message in order, and returns one result per message, in order -- the output (``bytes``
     becomes the reply, ``None`` means none) or the ``HandlerError`` that message failed
-    with. Any other exception is a bug and fails every message of the batch, as a crash of
-    the single-message function does. The Subscriber runs it under the earliest
+    with. Any other exception is a bug: the Subscriber then runs each message of the batch
+    alone with the single-message function, so only a message that crashes that too fails
+    (and the Subscriber restarts, as for any crash); the batch function must therefore be
+    safe to repeat for the messages it saw. The Subscriber runs it under the earliest
     ``methodTimeout`` of the batch; running out fails every message of the batch with a
     timeout. Raises ``ValueError`` for a ``batch`` without ``quick``.
     """

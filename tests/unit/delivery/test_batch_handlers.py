@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 from steward_otp.handlers.base import (
@@ -36,16 +37,20 @@ class Probe:
     batches: list[int] = attrs.field(factory=list)
     singles: list[bytes] = attrs.field(factory=list)
     crash: bool = False
+    poison: bytes | None = None
+    """Data that crashes both functions (a bug one message triggers)."""
 
 
 def probe_handler(probe: Probe) -> Handler:
     async def one(ctx: HandlerContext, msg: Message) -> bytes | None:
         probe.singles.append(msg.data)
+        if msg.data == probe.poison:
+            raise RuntimeError("probe bug on one message")
         return None
 
     async def many(services: NodeServices, messages: Sequence[Message]) -> list[BatchResult]:
         probe.batches.append(len(messages))
-        if probe.crash:
+        if probe.crash or any(m.data == probe.poison for m in messages):
             raise RuntimeError("probe bug")
         results: list[BatchResult] = []
         for msg in messages:
@@ -129,3 +134,26 @@ async def test_a_crashing_batch_fails_its_messages_and_restarts_the_subscriber(
     # Recorded as a crash: it does not run again (exactly once, even for a bug).
     assert outcomes == {"central:c": "crash"}
     assert probe.batches == [1]
+
+
+async def test_a_message_that_crashes_its_batch_fails_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    probe = Probe(poison=b"boom")
+    central, ship1 = pair(tmp_path, probe)
+    batch = [
+        message("REQBatchProbe", id=f"central:{i}", data=data)
+        for i, data in enumerate([b"a", b"boom", b"c", b"d"])
+    ]
+    async with central, ship1:
+        await central.submit(batch)
+        outcomes = await inbound_outcomes(ship1, 4)
+    assert outcomes == {
+        "central:0": "ok",
+        "central:1": "crash",
+        "central:2": "ok",
+        "central:3": "ok",
+    }
+    if any(size > 1 for size in probe.batches):  # they came as one batch: run one by one
+        assert "running its messages one by one" in caplog.text
+        assert b"boom" in probe.singles
