@@ -3,11 +3,11 @@ sub-application's settings (plain help, no completion, no pretty tracebacks)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-__all__ = ["HOME_ENV", "AsJson", "home_option", "sub_app"]
+__all__ = ["HOME_ENV", "AsJson", "fail", "home_option", "sub_app"]
 
 HOME_ENV = "STEWARD_OTP_HOME"
 """The environment variable every command reads the home folder from."""
@@ -27,6 +27,12 @@ def home_option(help_text: str, **extra: Any) -> Any:
         file_okay=False,
         **extra,
     )
+
+
+def fail(command: str, text: str, status: int = 1) -> NoReturn:
+    """Print ``<command>: error: <text>`` on stderr and exit with ``status``."""
+    typer.echo(f"{command}: error: {text}", err=True)
+    raise typer.Exit(status)
 
 
 def sub_app(name: str, help_text: str) -> typer.Typer:

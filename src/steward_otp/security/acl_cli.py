@@ -16,7 +16,7 @@ from typing import Annotated, Final, NoReturn
 
 import typer
 
-from steward_otp.cli_common import home_option, sub_app
+from steward_otp.cli_common import fail, home_option, sub_app
 from steward_otp.security.acl import AclError, CentralAcl
 from steward_otp.security.acl_store import CentralAclStore, acl_dir
 
@@ -36,8 +36,7 @@ Home = Annotated[
 
 
 def _fail(text: str) -> NoReturn:
-    typer.echo(f"acl: error: {text}", err=True)
-    raise typer.Exit(EXIT_REFUSED)
+    fail("acl", text, EXIT_REFUSED)
 
 
 def _store(home: Path) -> CentralAclStore:

@@ -20,7 +20,7 @@ from typing import Annotated, Final, NoReturn
 
 import typer
 
-from steward_otp.cli_common import AsJson, home_option, sub_app
+from steward_otp.cli_common import AsJson, fail, home_option, sub_app
 from steward_otp.security.keyfiles import (
     KeyFileError,
     decode_key_text,
@@ -46,8 +46,7 @@ Home = Annotated[
 
 
 def _fail(text: str) -> NoReturn:
-    typer.echo(f"keys: error: {text}", err=True)
-    raise typer.Exit(EXIT_REFUSED)
+    fail("keys", text, EXIT_REFUSED)
 
 
 def _store(home: Path) -> TrustStore:
