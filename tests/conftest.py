@@ -9,6 +9,7 @@ tests can take the broker away in the middle of traffic.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,11 +32,31 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 START_TIMEOUT = 15.0
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out as a connection's local port."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Taken below the kernel's ephemeral range: a port the kernel picks (``bind(0)``) can be
+    given to some client's outgoing connection before the server that is to listen on it
+    starts, and that server then fails with "address already in use".
+    """
+    high = max(_ephemeral_low(), 12_000)
+    for _ in range(1000):
+        port = random.randrange(10_000, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range on 127.0.0.1")
 
 
 class NatsServer:
