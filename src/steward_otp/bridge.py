@@ -90,6 +90,9 @@ class BridgeSettings:
     max_batch: int = 4096
     default_inbound_capacity: int = 4096
     nkeys_seed_file: str | None = None
+    user_credentials_file: str | None = None
+    """A NATS ``.creds`` file (user JWT and nkey seed) for a server in operator mode; used
+    instead of ``nkeys_seed_file``."""
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
@@ -367,7 +370,9 @@ class NatsBridge:
             "closed_cb": self._on_closed,
             "error_cb": self._on_error,
         }
-        if self.settings.nkeys_seed_file:
+        if self.settings.user_credentials_file:
+            options["user_credentials"] = self.settings.user_credentials_file
+        elif self.settings.nkeys_seed_file:
             options["nkeys_seed"] = self.settings.nkeys_seed_file
         if self.settings.tls_ca_file or self.settings.tls_cert_file:
             context = ssl.create_default_context(cafile=self.settings.tls_ca_file)
@@ -482,8 +487,8 @@ class NatsBridge:
             hint = "check root_ca_path, tls_cert_file and tls_key_file against the broker's tls"
         elif _REFUSAL.search(text) is not None:
             hint = (
-                "check nkey_seed_file and the broker's users and permissions, e.g. from "
-                "steward-otp broker-config"
+                "check nkey_seed_file or nats_creds_file and the broker's users, accounts "
+                "and permissions, e.g. from steward-otp broker-config"
             )
         else:
             log.debug("bridge %s: nats error: %r", self.settings.name, exc)

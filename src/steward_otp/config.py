@@ -245,6 +245,22 @@ def _tls_key_file(instance: Any, attribute: "attrs.Attribute[Any]", value: objec
         )
 
 
+def _creds_file(instance: Any, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    """A ``.creds`` file carries the user's nkey seed: no other nkey goes with it."""
+    _optional_file(instance, attribute, value)
+    if value is None:
+        return
+    for other in ("nkey_seed_file", "nkey_from_ed25519_ssh_key_file"):
+        if getattr(instance, other) is not None:
+            raise _Invalid(
+                attribute.name,
+                value,
+                f"{attribute.name} and {other} exclude each other: the .creds file carries "
+                f"the user's nkey seed; leave {other} empty (it is "
+                f"{str(getattr(instance, other))!r}) or {attribute.name} empty",
+            )
+
+
 def method_names_setting(text: str) -> frozenset[str]:
     """The method names of a comma-separated method list setting (``disabled_methods``)."""
     return frozenset(name.strip() for name in text.split(",") if name.strip())
@@ -457,6 +473,16 @@ class Config:
             "OpenSSH ed25519 private key to derive the NATS nkey from; takes precedence over "
             "nkey_seed_file. Empty: not used.",
             "NkeyFromED25519SSHKeyFile",
+        ),
+    )
+    nats_creds_file: Path | None = attrs.field(
+        default=None,
+        validator=_creds_file,
+        metadata=_doc(
+            "Broker",
+            "NATS .creds file (a user JWT and its nkey seed, e.g. from nsc) to authenticate "
+            "with to a server in operator (JWT) mode; excludes nkey_seed_file and "
+            "nkey_from_ed25519_ssh_key_file. Empty: not used.",
         ),
     )
 

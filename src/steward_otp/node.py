@@ -264,6 +264,7 @@ class Node:
                 connect_retry_interval=config.nats_connect_retry_interval,
                 reconnect_jitter=_reconnect_jitter(config, self.url),
                 nkeys_seed_file=_nkey_seed_file(config),
+                user_credentials_file=_nats_creds_file(config),
                 tls_ca_file=str(config.resolve_path(config.root_ca_path))
                 if config.root_ca_path
                 else None,
@@ -744,6 +745,55 @@ def _nkey_seed_file(config: Config) -> str | None:
     if config.nkey_seed_file is not None:
         return str(config.resolve_path(config.nkey_seed_file))
     return None
+
+
+_CREDS_SECTIONS: tuple[tuple[str, str, str], ...] = (
+    ("-----BEGIN NATS USER JWT-----", "a user JWT", "ey"),
+    ("-----BEGIN USER NKEY SEED-----", "a user nkey seed", "SU"),
+)
+"""The sections nats-py reads from a ``.creds`` file: the line after each ``marker`` holds
+``what``, which starts with ``prefix``."""
+
+
+def _nats_creds_file(config: Config) -> str | None:
+    """The NATS ``.creds`` file to authenticate with (relative paths resolve against home).
+
+    Raises ConfigError naming ``nats_creds_file`` and the path when the file cannot be read,
+    lacks the user JWT or the user nkey seed section, or has ``\\r\\n`` line ends (which
+    nats-py reads into the JWT and the seed): the start stops rather than every connection
+    attempt failing later.
+    """
+    if config.nats_creds_file is None:
+        return None
+    path = config.resolve_path(config.nats_creds_file)
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(
+            f"nats_creds_file = {str(path)!r}: cannot read it: {exc.strerror or exc}",
+            field="nats_creds_file",
+        ) from None
+    if "\r" in text:
+        raise ConfigError(
+            f"nats_creds_file = {str(path)!r} has \\r\\n line ends, which the NATS client "
+            "reads as part of the JWT and the seed; convert it to \\n line ends",
+            field="nats_creds_file",
+        )
+    lines = text.splitlines()
+    after = {line.strip(): lines[i + 1].strip() for i, line in enumerate(lines[:-1])}
+    missing = [
+        what
+        for marker, what, prefix in _CREDS_SECTIONS
+        if not after.get(marker, "").startswith(prefix)
+    ]
+    if missing:
+        raise ConfigError(
+            f"nats_creds_file = {str(path)!r} is not a NATS .creds file: it lacks "
+            f"{' and '.join(missing)} (each on the line after its '-----BEGIN ...' line, "
+            "as nsc generate creds writes them)",
+            field="nats_creds_file",
+        )
+    return str(path)
 
 
 __all__ = ["Node", "SecuritySetupError", "broker_url"]
