@@ -58,7 +58,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import nats
 import trio
 from bench_node import bench_echo  # this folder is on sys.path: the script's own
-from processes import free_port, proc_status_mb, stopping
+from processes import (
+    cpu_seconds,
+    free_port,
+    proc_status_mb,
+    start_sampler,
+    stop_sampler,
+    stopping,
+)
 
 from steward_otp import codec
 from steward_otp.broker import BrokerSpec, find_nats_server_binary, ready_in_log
@@ -110,12 +117,6 @@ def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def subscribed_subjects(monitor: int) -> set[str]:
     """Subjects with at least one subscription on the broker (from its /subsz endpoint)."""
     url = f"http://127.0.0.1:{monitor}/subsz?subs=1&limit=1000000"
@@ -151,32 +152,6 @@ def wait_socket(path: Path, timeout: float = 60) -> None:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"no socket at {path}") from None
         time.sleep(0.02)
-
-
-def start_sampler(output: Path, pid: int) -> subprocess.Popen[bytes]:
-    """py-spy sampling ``pid`` into ``output`` (collapsed stacks, one line per thread and
-    stack): only the thread holding the GIL, i.e. what keeps the interpreter busy, sampled
-    without pausing the process."""
-    py_spy = Path(sys.executable).with_name("py-spy")
-    argv = [str(py_spy), "record", "--pid", str(pid), "--rate", "250", "--nonblocking"]
-    argv += ["--threads", "--gil", "--format", "raw", "--output", str(output)]
-    sampler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(0.5)  # attached and sampling
-    if sampler.poll() is not None:
-        raise RuntimeError(
-            f"py-spy did not start: {sampler.stderr.read().decode() if sampler.stderr else ''}"
-        )
-    return sampler
-
-
-def stop_sampler(sampler: subprocess.Popen[bytes]) -> None:
-    """Stop py-spy; it writes its file on SIGINT."""
-    sampler.send_signal(signal.SIGINT)
-    try:
-        sampler.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        sampler.kill()
-        sampler.wait()
 
 
 def inject(socket_path: Path, document: bytes) -> list[dict[str, Any]]:

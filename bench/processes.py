@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,3 +55,47 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     # After the command: state is field 3, utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_sampler(output: Path, pid: int) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` into ``output`` (collapsed stacks, one line per thread and
+    stack): only the thread holding the GIL, i.e. what keeps the interpreter busy, sampled
+    without pausing the process. py-spy is not a dependency: ``pip install py-spy``."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    argv = [str(py_spy), "record", "--pid", str(pid), "--rate", "250", "--nonblocking"]
+    argv += ["--threads", "--gil", "--format", "raw", "--output", str(output)]
+    sampler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)  # attached and sampling
+    if sampler.poll() is not None:
+        raise RuntimeError(
+            f"py-spy did not start: {sampler.stderr.read().decode() if sampler.stderr else ''}"
+        )
+    return sampler
+
+
+def stop_sampler(sampler: subprocess.Popen[bytes]) -> None:
+    """Stop py-spy; it writes its file on SIGINT."""
+    sampler.send_signal(signal.SIGINT)
+    try:
+        sampler.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        sampler.kill()
+        sampler.wait()
+
+
+@contextmanager
+def sampled(output_dir: Path | None, phase: str, **pids: int) -> Iterator[None]:
+    """py-spy samples of each named process while the block runs, written to
+    ``<output_dir>/<phase>-<name>.txt``; nothing at all when ``output_dir`` is None."""
+    if output_dir is None:
+        yield
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    samplers = [
+        start_sampler(output_dir / f"{phase}-{name}.txt", pid) for name, pid in pids.items()
+    ]
+    try:
+        yield
+    finally:
+        for sampler in samplers:
+            stop_sampler(sampler)

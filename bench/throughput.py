@@ -30,7 +30,10 @@ Besides, the CPU time each node process used per message during (b), (d) and (e)
 (``*_cpu_us_*``, from ``/proc/<pid>/stat``): on a machine shared with other work the rates
 move with the load, the CPU per message much less, so it is the figure to compare changes by.
 
-    .venv/bin/python bench/throughput.py [--json] [--quick] [--no-jetstream]
+    .venv/bin/python bench/throughput.py [--json] [--quick] [--no-jetstream] [--py-spy DIR]
+
+``--py-spy DIR`` samples the nodes of (b) and (d) with py-spy (not a dependency) into DIR,
+one collapsed-stack file per phase and node, the input for a profile.
 
 With ``--json`` the figures go to stdout as one JSON object (the table goes to stderr).
 Figures only: nothing here is asserted anywhere.
@@ -54,7 +57,7 @@ from typing import Any, Literal, NamedTuple, TextIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from processes import cpu_seconds, free_port, proc_status_mb, stop, stopping
+from processes import cpu_seconds, free_port, proc_status_mb, sampled, stop, stopping
 
 from steward_otp.broker import BrokerSpec, find_nats_server_binary, ready_in_log
 
@@ -273,6 +276,7 @@ class Settings(NamedTuple):
     baseline_seconds: float
     idle_seconds: float
     jetstream: bool = True
+    py_spy: Path | None = None
 
 
 def raw_baseline(url: str, seconds: float) -> float:
@@ -355,14 +359,20 @@ def measure_nodes(
     figures["node_a_idle_rss_mb"] = proc_status_mb(a.pid)
 
     # (b) two legs.
-    with cpu_per_message(figures, settings.two_leg, two_leg_cpu_us_a=a, two_leg_cpu_us_b=b):
+    with (
+        sampled(settings.py_spy, "two-leg", a=a.pid, b=b.pid),
+        cpu_per_message(figures, settings.two_leg, two_leg_cpu_us_a=a, two_leg_cpu_us_b=b),
+    ):
         seconds = two_leg(a_home, settings.two_leg, settings.batch)
     figures["two_leg_seconds"] = seconds
     figures["two_leg_per_s"] = settings.two_leg / seconds
 
     # (d) one leg, into the daemon; then its memory after the burst.
     counted = {"one_leg_cpu_us_sender": a, "one_leg_cpu_us_receiver": daemon}
-    with cpu_per_message(figures, settings.one_leg, **counted):
+    with (
+        sampled(settings.py_spy, "one-leg", sender=a.pid, receiver=daemon.pid),
+        cpu_per_message(figures, settings.one_leg, **counted),
+    ):
         seconds = one_leg(a_home, c_home, "c", settings.one_leg, settings.batch)
     figures["one_leg_seconds"] = seconds
     figures["one_leg_per_s"] = settings.one_leg / seconds
@@ -519,10 +529,16 @@ def main() -> None:
     parser.add_argument(
         "--no-jetstream", action="store_true", help="skip the JetStream figures (g)"
     )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="sample the nodes of (b) and (d) with py-spy into DIR (raw collapsed stacks)",
+    )
     args = parser.parse_args()
     jetstream = not args.no_jetstream
     if args.quick:
-        settings = Settings(300, 300, 500, 100, 0.5, 0.5, jetstream)
+        settings = Settings(300, 300, 500, 100, 0.5, 0.5, jetstream, args.py_spy)
     else:
         settings = Settings(
             args.messages,
@@ -532,6 +548,7 @@ def main() -> None:
             args.baseline_seconds,
             args.idle_seconds,
             jetstream,
+            args.py_spy,
         )
     with tempfile.TemporaryDirectory(prefix="steward-bench-") as tmp:
         figures = run(settings, Path(tmp))
