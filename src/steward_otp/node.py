@@ -471,7 +471,7 @@ class Node:
             period=10.0,
             idle_timeout=self.config.keep_publishers_alive_for,
         )
-        router = Router(self.outbox, publishers)
+        router = Router(self.outbox, publishers, report=self.report)
         return Supervisor(
             "outbound",
             [publishers.child_spec(), ChildSpec("router", router.run)],

@@ -266,15 +266,23 @@ class Router:
 
     On start, and every ``sweep_interval`` seconds, it reads the undelivered messages from
     the store (oldest first) and routes those no Publisher holds, so messages survive crashes
-    of any outbound process and of the whole node.
+    of any outbound process and of the whole node. A stored message that can no longer be
+    decoded (a damaged row) is marked failed with the reason and reported once through
+    ``report``; it is never skipped silently on every sweep, nor allowed to stop the others.
     """
 
     def __init__(
-        self, outbox: Outbox, publishers: DynamicSupervisor, *, sweep_interval: float = 5.0
+        self,
+        outbox: Outbox,
+        publishers: DynamicSupervisor,
+        *,
+        sweep_interval: float = 5.0,
+        report: Callable[[Level, str], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.publishers = publishers
         self.sweep_interval = sweep_interval
+        self.report = report
         self._held: set[str] = set()
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
@@ -322,11 +330,23 @@ class Router:
         messages = []
         for row in rows:
             if row.msg_id not in self._held:
-                message = _message_from_row(row)
-                if message is not None:
-                    messages.append(message)
+                try:
+                    messages.append(codec.decode(row.payload, codec.RAW_CBOR_HEADERS))
+                except codec.DecodeError as exc:
+                    await self._fail_undecodable(row, exc)
         for i in range(0, len(messages), ROUTER_BATCH):
             await self._route(messages[i : i + ROUTER_BATCH])
+
+    async def _fail_undecodable(self, row: OutboxRow, exc: codec.DecodeError) -> None:
+        text = (
+            f"error: outbox message {row.msg_id} for {row.to_node}.{row.method} cannot be "
+            f"decoded from the store, marked failed: {exc}"
+        )
+        log.error("%s", text)
+        if await self.outbox.store.mark_failed(row.msg_id, text):
+            self.outbox.stats.failed += 1
+        if self.report is not None:
+            self.report("error", text)
 
     async def _route(self, messages: Sequence[Message]) -> None:
         """Hand each of ``messages`` not held yet to the Publisher of its destination.
@@ -401,14 +421,6 @@ def publisher_id(to_node: str, method: str, jetstream: bool | None = None) -> st
     if jetstream is None:
         return f"{to_node}.{method}"
     return f"{to_node}.{method}@{'jetstream' if jetstream else 'core'}"
-
-
-def _message_from_row(row: OutboxRow) -> Message | None:
-    try:
-        return codec.decode(row.payload, codec.RAW_CBOR_HEADERS)
-    except codec.DecodeError as exc:
-        log.error("outbox message %s cannot be decoded, skipping it: %s", row.msg_id, exc)
-        return None
 
 
 class _Mailbox(Generic[T]):

@@ -3,16 +3,20 @@ started together (DynamicSupervisor.start_children), each once, messages in orde
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from steward_otp.message import Message, MessageDefaults
 from steward_otp.methods import builtin_table
 from steward_otp.outbound import Outbox, Router, publisher_id
+from steward_otp.store import Store as RealStore
 from steward_otp.supervisors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 from tests.unit.delivery.test_publisher_timing import MemoryStore
 from tests.unit.supervisors.probes import running
+from tests.unit.test_store import running as running_store
 
 
 class Store(MemoryStore):
@@ -85,3 +89,45 @@ async def test_publishers_for_a_batch_start_together_and_get_their_messages_in_o
         assert fakes.received["node007"] == ["node007-1", "later"]
         assert len(fakes.starts) == len(nodes)
         assert publishers.whereis(publisher_id("node007", "REQToFileAppend")) is not None
+
+
+async def test_an_undecodable_outbox_row_is_failed_with_the_reason_and_the_rest_route(
+    tmp_path: Path,
+) -> None:
+    reports: list[tuple[str, str]] = []
+    async with running_store(RealStore(tmp_path / "steward.db")) as store:
+        outbox = Outbox(
+            store,
+            "central",
+            table=builtin_table(),
+            defaults=MessageDefaults(),
+            compress_threshold=None,
+        )
+        good = outbox.entries_for([outbox.prepare(message("ship1", "good-1"))])
+        damaged = attrs.evolve(good[0], msg_id="damaged-1", payload=b"\xff\x00 not cbor")
+        await store.enqueue([damaged, *good])
+        fakes = FakePublishers()
+        publishers = DynamicSupervisor(
+            "publishers", ChildSpec("publisher", fakes.run, restart=Restart.TRANSIENT)
+        )
+        router = Router(
+            outbox, publishers, report=lambda level, text: reports.append((level, text))
+        )
+        outbound = Supervisor(
+            "outbound",
+            [publishers.child_spec(), ChildSpec("router", router.run)],
+            strategy=Strategy.ONE_FOR_ALL,
+        )
+        async with running(outbound):
+            with trio.fail_after(10):
+                while not fakes.received.get("ship1"):
+                    await trio.sleep(0.01)
+        assert fakes.received["ship1"] == ["good-1"]
+        failed = await store.list_outbox(states=["failed"])
+        assert [row.msg_id for row in failed] == ["damaged-1"]
+        assert "cannot be decoded" in (failed[0].reason or "")
+        assert [row.msg_id for row in await store.pending()] == ["good-1"]
+        assert len(reports) == 1
+        assert reports[0][0] == "error"
+        assert "damaged-1" in reports[0][1]
+        assert "ship1.REQToFileAppend" in reports[0][1]
