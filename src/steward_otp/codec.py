@@ -37,9 +37,11 @@ __all__ = [
     "RAW_CBOR_HEADERS",
     "DecodeError",
     "EncodedMessage",
+    "cbor_payload",
     "decode",
     "decode_with_cbor",
     "encode",
+    "frame",
 ]
 
 DEFAULT_COMPRESS_THRESHOLD: Final = 1024
@@ -107,13 +109,26 @@ def encode(
     Message. Raises ``ValueError`` only when a text field holds a lone surrogate, which has
     no UTF-8 form.
     """
+    return frame(cbor_payload(message), message.from_node, compress_threshold=compress_threshold)
+
+
+def cbor_payload(message: Message) -> bytes:
+    """The uncompressed CBOR array of ``message`` (what the outbox stores; ``encode``'s
+    payload below the compression threshold). Raises ``ValueError`` for a lone surrogate."""
     try:
-        raw: bytes = cbor2.dumps(_to_wire(message))
+        return bytes(cbor2.dumps(_to_wire(message)))
     except UnicodeEncodeError as exc:
         raise ValueError(f"message text is not valid Unicode: {exc}") from exc
+
+
+def frame(
+    raw: bytes, from_node: str, *, compress_threshold: int | None = DEFAULT_COMPRESS_THRESHOLD
+) -> EncodedMessage:
+    """:func:`encode` of a message whose :func:`cbor_payload` is ``raw`` and whose
+    ``fromNode`` is ``from_node``: the same payload and headers, without encoding it again."""
     headers = {"serial": "cbor", "cmp": "none"}
-    if message.from_node and message.from_node.isprintable():
-        headers["fromNode"] = message.from_node
+    if from_node and from_node.isprintable():
+        headers["fromNode"] = from_node
     if compress_threshold is not None and len(raw) > compress_threshold:
         packed: bytes = lz4.frame.compress(raw)
         if len(packed) < len(raw):

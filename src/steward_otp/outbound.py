@@ -53,7 +53,7 @@ from steward_otp.jetstream import (
     parse_pub_ack,
     stream_subject,
 )
-from steward_otp.limits import unsendable_reason
+from steward_otp.limits import WIRE_HEADROOM, current_max_payload, unsendable_reason
 from steward_otp.message import (
     FIELD_NAMES,
     LOCAL_NODE,
@@ -189,6 +189,9 @@ class Outbox:
         self.drain = DrainMeter()
         """Deliveries per destination over the last minute (``queue ls`` progress)."""
         self.mail_send, self.mail_receive = trio.open_memory_channel[RouterMail](mailbox_capacity)
+        self._checked: dict[str, bytes] = {}
+        """Stored CBOR of messages :meth:`prepare` checked, by id, until a Publisher takes it."""
+        self._checked_bytes = 0
 
     def prepare(self, message: Message) -> Message:
         """``message`` as it will be stored: with id, fromNode and defaults.
@@ -235,17 +238,35 @@ class Outbox:
         For callers that store them inside a larger store operation, then :meth:`route` them.
         """
         now = time.time()
-        return [
+        entries = [
             OutboxEntry(
                 msg_id=m.id,
                 to_node=m.to_node,
                 method=m.method,
-                payload=codec.encode(m, compress_threshold=None).payload,
+                payload=codec.cbor_payload(m),
                 created_at=now,
                 not_before=now,
             )
             for m in prepared
         ]
+        checked = self._checked
+        for entry in entries:
+            if entry.msg_id not in checked:
+                checked[entry.msg_id] = entry.payload
+                self._checked_bytes += len(entry.payload)
+        while self._checked_bytes > CHECKED_BYTES_KEPT or len(checked) > CHECKED_KEPT:
+            # The oldest go first; their Publishers check and encode them again.
+            self._checked_bytes -= len(checked.pop(next(iter(checked))))
+        return entries
+
+    def take_checked(self, msg_id: str) -> bytes | None:
+        """The stored CBOR of message ``msg_id`` if it went through :meth:`prepare` in this
+        process (its node names checked, its encoding known), once; else None (a message
+        read back from the store is checked and encoded again before it is published)."""
+        raw = self._checked.pop(msg_id, None)
+        if raw is not None:
+            self._checked_bytes -= len(raw)
+        return raw
 
     def route(self, prepared: Sequence[Message], new_ids: Sequence[str]) -> None:
         """Hand the newly stored ones among ``prepared`` to the Router."""
@@ -397,6 +418,10 @@ class Router:
             await trio.lowlevel.checkpoint()
 
 
+CHECKED_KEPT = 65_536
+"""Encodings :meth:`Outbox.entries_for` keeps for the Publishers at most (oldest go first)."""
+CHECKED_BYTES_KEPT = 16 * 1024 * 1024
+"""Bytes of such encodings kept at most: memory stays bounded after a burst of big messages."""
 ROUTER_BATCH = 4096
 """Mail items the Router takes from its mailbox at once (and messages a sweep routes at once)."""
 PUBLISHER_STARTS_AT_ONCE = 64
@@ -748,8 +773,7 @@ class Publisher:
             message = flight.message
             if flight.payload is None or flight.headers is None:
                 try:  # a message that can never be sent is failed, not retried for ever
-                    unsendable = unsendable_reason(message)
-                    encoded = codec.encode(message, compress_threshold=compress)
+                    encoded, unsendable = self._encode(message, compress)
                 except Exception as exc:
                     unsendable = f"it cannot be encoded: {type(exc).__name__}: {exc}"
                 if unsendable is None and not dest.stream and message.to_node == BROADCAST_NODE:
@@ -781,6 +805,22 @@ class Publisher:
             except BridgeBusy:
                 await self.bridge.publish(flight.subject, flight.payload, flight.headers, reply)
         return fire_and_forget
+
+    def _encode(
+        self, message: Message, compress: int | None
+    ) -> tuple[codec.EncodedMessage, str | None]:
+        """``message`` encoded for publishing, and why it can never be published (or None).
+
+        A message this process prepared is framed from its stored CBOR and, its names
+        checked already, only its size is checked again (the broker's ``max_payload`` may
+        have changed since); any other is checked in full and encoded.
+        """
+        raw = self.outbox.take_checked(message.id)
+        if raw is None:
+            return codec.encode(message, compress_threshold=compress), unsendable_reason(message)
+        encoded = codec.frame(raw, message.from_node, compress_threshold=compress)
+        fits = len(raw) <= current_max_payload() - WIRE_HEADROOM
+        return encoded, None if fits else unsendable_reason(message)
 
     async def _flush_fire_and_forget(self, msg_ids: list[str], dest: _Destination) -> None:
         # Fire-and-forget still means "handed to the broker": only then does it leave the

@@ -6,8 +6,9 @@ import json
 
 import lz4.frame
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from steward_otp.codec import DEFAULT_COMPRESS_THRESHOLD, decode, encode
+from steward_otp.codec import DEFAULT_COMPRESS_THRESHOLD, cbor_payload, decode, encode, frame
 from steward_otp.message import (
     Message,
     dump_json,
@@ -72,3 +73,14 @@ def test_wire_codec_round_trip_without_compression(message: Message) -> None:
 def test_from_field_values_equals_constructor(message: Message) -> None:
     assert Message.from_field_values(message.field_values()) == message
     assert Message.from_field_values(list(message.field_values())) == message
+
+
+@given(any_messages(), st.sampled_from([None, 0, 64, DEFAULT_COMPRESS_THRESHOLD]))
+def test_framing_the_stored_cbor_gives_what_encode_gives(
+    message: Message, threshold: int | None
+) -> None:
+    raw = cbor_payload(message)
+    assert raw == encode(message, compress_threshold=None).payload
+    assert frame(raw, message.from_node, compress_threshold=threshold) == encode(
+        message, compress_threshold=threshold
+    )

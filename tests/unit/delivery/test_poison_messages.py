@@ -91,3 +91,27 @@ async def test_a_broadcast_over_core_nats_is_failed_at_once_saying_how_to_send_i
     assert row.msg_id == msg_id
     assert 'toNode "all" reaches every node only through JetStream' in (row.reason or "")
     assert '"jetstream": true' in (row.reason or "")
+
+
+async def test_a_message_accepted_under_a_larger_max_payload_is_failed_when_it_shrinks(
+    tmp_path: Path,
+) -> None:
+    # Its Publisher takes the encoding stored at acceptance; the size is checked again
+    # against the limit in effect when it is published.
+    net = LoopbackNet(tmp_path)
+    net.broker.max_payload = 256 * 1024
+    central, ship1 = net.node("central"), net.node("ship1")
+    async with central, ship1:
+        (big,) = await central.submit([_append("ship1", "x" * (100 * 1024))])
+        # No checkpoint since the submit stored it: its Publisher has not published yet.
+        net.broker.max_payload = 64 * 1024
+        with trio.fail_after(10):
+            while not await central.store.list_outbox(states=["failed"]):
+                await trio.sleep(0.05)
+        (row,) = await central.store.list_outbox(states=["failed"])
+        assert row.msg_id == big
+        assert "max_payload is 65536 bytes" in (row.reason or "")
+        await central.submit([_append("ship1", "small\n")])
+        out = net.data("ship1") / "in" / "ship1" / "in.log"
+        await wait_for(lambda: file_text(out) == "small\n")
+    assert net.transports["central"].publish_errors == 0
