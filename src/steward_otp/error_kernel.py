@@ -7,7 +7,11 @@ error logger) appends it to ``<data>/errorLog/errorCentral/error.log``.
 
 Loops are impossible by construction: the kernel never reports the failure of a
 ``REQErrorLog`` delivery. When events arrive faster than they can be queued, the surplus is
-counted and logged locally (``dropped``), never allowed to block the reporter.
+counted and logged locally (``dropped``), never allowed to block the reporter. A full disk
+(the outbox refuses the batch with :class:`~steward_otp.store_schema.StoreFull`) does not
+stop the kernel: the batch is kept and submitted again every few seconds until it is
+stored, events queue up behind it meanwhile, and the local log says so once when it starts
+and once when it ends (never through the kernel itself).
 
 Hygiene (:mod:`steward_otp.loglines`): every text becomes one printable line (control
 characters escaped, cut at :data:`~steward_otp.loglines.MAX_LINE_CHARS` characters with a
@@ -39,6 +43,7 @@ from steward_otp.handlers.base import Handler, HandlerContext, Level
 from steward_otp.handlers.output import error_log as _write_error_log
 from steward_otp.loglines import RepeatLimiter, clean_line, similarity_key
 from steward_otp.message import Message, ensure_id
+from steward_otp.store_schema import StoreFull
 from steward_otp.timers import HELLO_DIRECTORY
 from steward_otp.timestamps import steward_timestamp
 
@@ -51,6 +56,9 @@ ERROR_CENTRAL_NODE = "errorCentral"
 ERROR_LOG_METHOD = "REQErrorLog"
 ERROR_LOG_DIRECTORY = "errorLog"
 ERROR_LOG_FILE = "error.log"
+
+FULL_RETRY_SECONDS = 2.0
+"""Seconds between two attempts to store the pending batch while the disk is full."""
 
 _LOG_LEVELS = {
     "error": logging.ERROR,
@@ -119,6 +127,7 @@ class ErrorKernel:
         self.limiter = limiter or RepeatLimiter()
         self._clock = clock
         self._next_summary = 0.0
+        self._full_since: float | None = None
         self.info: dict[str, object] = {"reported": 0, "dropped": 0, "suppressed": 0}
 
     @property
@@ -163,7 +172,8 @@ class ErrorKernel:
 
         Nothing is lost across restarts of this process: the queue outlives them, and a
         batch taken off the queue but not yet durable in the outbox is submitted again by the
-        next incarnation.
+        next incarnation. A batch refused for a full disk is submitted again every
+        :data:`FULL_RETRY_SECONDS` until it is stored (see the module docstring).
         """
         task_status.started()
         while True:
@@ -190,8 +200,33 @@ class ErrorKernel:
                     )
                     for e in events
                 ]
+            if not await self._submit_unsent():
+                await trio.sleep(FULL_RETRY_SECONDS)
+
+    async def _submit_unsent(self) -> bool:
+        """Submit the pending batch; False (and it stays pending) when the disk is full."""
+        try:
             await self._submit(self._unsent)
-            self._unsent = []
+        except StoreFull as exc:
+            if self._full_since is None:
+                self._full_since = time.monotonic()
+                log.warning(
+                    "error kernel: %d event(s) for the central error log wait: %s; "
+                    "retrying every %s s",
+                    len(self._unsent),
+                    exc,
+                    FULL_RETRY_SECONDS,
+                )
+            return False
+        if self._full_since is not None:
+            log.info(
+                "error kernel: events for the central error log are stored again after %d s "
+                "of a full disk",
+                round(time.monotonic() - self._full_since),
+            )
+            self._full_since = None
+        self._unsent = []
+        return True
 
 
 # --------------------------------------------------------------------------------------------

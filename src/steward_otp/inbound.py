@@ -21,16 +21,34 @@ wake-up drains what has arrived (up to ``max_batch``) and
 Handler errors go back as error replies (``<fileName>.error``) and to the central error log.
 An unexpected exception in a handler crashes the Subscriber, which its supervisor restarts;
 the other Subscribers keep running.
+
+A full disk (:class:`~steward_otp.store.StoreFull`) crashes nothing:
+
+* a batch whose persisting is refused is not ACKed and nothing of it runs; its senders keep
+  the messages and send them again (within their ``retries``), and once the store accepts
+  writes again they are stored, ACKed and run once (nothing of them was stored before, so
+  none is taken for a duplicate);
+* a handler that already ran keeps its outcome and replies in memory and its completion is
+  written again, every :data:`FULL_RETRY_MIN` .. :data:`FULL_RETRY_MAX` seconds, until it
+  commits: the message stays unfinished in the store meanwhile and the handler does not run
+  again -- not even when the Subscriber restarts (the completion is kept on the Subscriber
+  and written by the next run). Only a node that stops before the write commits runs the
+  message again at its next start, exactly as after a crash mid-handler;
+* the error kernel hears of it sparingly (:class:`DiskFullNotice`): a line when it starts,
+  at most one per :data:`DISK_FULL_REPORT_INTERVAL` while it lasts, one when it is over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+import attrs
 import trio
 
 from steward_otp import codec
@@ -48,7 +66,8 @@ from steward_otp.jetstream import TERMINATE
 from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply
 from steward_otp.outbound import Outbox
 from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
-from steward_otp.store import Store
+from steward_otp.store import Store, StoreFull
+from steward_otp.store_schema import InboundOutcome
 from steward_otp.supervisors import current_child
 from steward_otp.transport import BridgeBusy, InboundMessage, Transport
 
@@ -57,6 +76,96 @@ log = logging.getLogger(__name__)
 
 VerifyHook = Callable[[Message], Awaitable[str | None]]
 """Returns None to allow the message, or the reason it is refused."""
+
+T = TypeVar("T")
+
+DISK_FULL_REPORT_INTERVAL = 60.0
+"""While the disk stays full, seconds between two lines of one Subscriber saying so."""
+
+FULL_RETRY_MIN = 0.5
+FULL_RETRY_MAX = 10.0
+"""Seconds between two attempts to store a finished handler's completion on a full disk
+(doubling from the first to the second)."""
+
+REFUSED = "refused and not acknowledged (their senders send them again)"
+PENDING = "finished, waiting for their outcome and replies to be stored (not run again)"
+LOOKUP = "unfinished messages from before an interruption wait to be looked up"
+
+
+class DiskFullNotice:
+    """Tells the error kernel, sparingly, that one Subscriber's writes meet a full disk.
+
+    The first refusal of an episode is reported at once; while the disk stays full at most
+    one line per ``interval`` seconds (timed by ``clock``) follows, counting the messages
+    met since the last line; the first write that succeeds afterwards reports one line
+    saying the episode is over. A flood of redeliveries thus costs a few lines, never one
+    per message or per batch. Never blocks.
+    """
+
+    def __init__(
+        self,
+        subject: str,
+        method: str,
+        report: Callable[[Level, str], None],
+        *,
+        interval: float = DISK_FULL_REPORT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.subject = subject
+        self.method = method
+        self.interval = interval
+        self._report = report
+        self._clock = clock
+        self.refused = 0
+        """Messages whose store write met a full disk since start (each attempt counts)."""
+        self._since: float | None = None
+        self._counted_from = 0.0
+        self._unreported = 0
+        self._in_episode = 0
+        self._next_line = -math.inf
+
+    @property
+    def full(self) -> bool:
+        """Whether the last write of this Subscriber met a full disk."""
+        return self._since is not None
+
+    def refused_messages(self, count: int, what: str, error: StoreFull) -> None:
+        """``count`` messages were ``what`` because of ``error``; say so if a line is due."""
+        now = self._clock()
+        self.refused += count
+        self._unreported += count
+        self._in_episode += count
+        if self._since is None:
+            self._since = self._counted_from = now
+        if now < self._next_line:
+            return
+        tally = ""
+        if self._unreported:
+            tally = f"{self._unreported} message(s) "
+            if now > self._counted_from:
+                tally += f"in the last {round(now - self._counted_from)} s "
+        self._report(
+            "error",
+            f"error: {self.subject}: {self.method}: {tally}{what}: {error}; said again at most "
+            f"every {round(self.interval)} s while it lasts",
+        )
+        self._unreported = 0
+        self._counted_from = now
+        self._next_line = now + self.interval
+
+    def cleared(self) -> None:
+        """A write succeeded: end the episode (one line) if there was one."""
+        if self._since is None:
+            return
+        lasted = round(self._clock() - self._since)
+        self._report(
+            "info",
+            f"info: {self.subject}: the store accepts writes for {self.method} again after "
+            f"{lasted} s of a full disk ({self._in_episode} message write(s) refused meanwhile)",
+        )
+        self._since = None
+        self._unreported = self._in_episode = 0
+        self._next_line = -math.inf
 
 
 def method_deadline(message: Message, default_timeout: float) -> float:
@@ -112,11 +221,16 @@ async def settle_batch(
     store: Store,
     services: NodeServices,
     verify_hooks: Sequence[VerifyHook] = (),
+    disk_full: DiskFullNotice | None = None,
 ) -> receiver.Settlement:
     """Report, verify, persist and acknowledge one triaged batch; returns what to run.
 
     The ids are durable (one store operation) before any ACK goes out; refused messages are
     rejected by id; deliveries that can never run are terminated at the broker.
+
+    When the store refuses the batch for a full disk, none of its messages is ACKed and none
+    runs (their senders send them again); rejections and terminations still go out. It is
+    told to ``disk_full`` (rate-limited there), or else reported once for this batch.
     """
     for problem in triaged.problems:
         services.report(_level(problem.level), problem.text)
@@ -129,7 +243,18 @@ async def settle_batch(
         candidates = await _verify(subject, candidates, rejections, verify_hooks, services)
     new_ids: list[str] = []
     if candidates:
-        new_ids = await store.accept_inbound_many(receiver.stored_rows(candidates))
+        try:
+            new_ids = await store.accept_inbound_many(receiver.stored_rows(candidates))
+        except StoreFull as exc:
+            if disk_full is None:
+                text = f"error: {subject}: {REFUSED} ({len(candidates)} message(s)): {exc}"
+                services.report("error", text)
+            else:
+                disk_full.refused_messages(len(candidates), REFUSED, exc)
+            candidates = []
+        else:
+            if disk_full is not None:
+                disk_full.cleared()
     settlement = receiver.settle(candidates, new_ids, rejections)
     for ack in settlement.acks:
         # Outbound queue full: no ACK this time; the sender retries, dedupe stops a rerun.
@@ -166,6 +291,16 @@ class HandlerCrashed(Exception):
     """A handler raised something other than HandlerError; the Subscriber crashes with it."""
 
 
+@attrs.frozen(eq=False)
+class _Completion:
+    """Finished handlers whose outcome (and replies) are still to be stored."""
+
+    ids: frozenset[str]
+    write: Callable[[], Awaitable[None]]
+    """The store write; safe to repeat (a message already done is left as it is)."""
+    messages: tuple[Message, ...]
+
+
 class Subscriber:
     """Supervised process serving one method on one node name."""
 
@@ -200,6 +335,10 @@ class Subscriber:
         self.received = 0
         self.duplicates = 0
         self.executed = 0
+        self.disk_full = DiskFullNotice(subject, handler.name, services.report)
+        """Says when this Subscriber's writes meet a full disk (see the module docstring)."""
+        self._unstored: set[_Completion] = set()
+        """Completions not yet stored; they outlive a restart of :meth:`run`."""
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Subscribe and serve until cancelled; ready as soon as the subscription is queued.
@@ -218,6 +357,7 @@ class Subscriber:
             "duplicates": self.duplicates,
             "executed": self.executed,
             "dropped": subscription.dropped,
+            "disk_full_refused": self.disk_full.refused,
             **({"handler": dict(handler_info())} if handler_info is not None else {}),
         }
         task_status.started()
@@ -241,14 +381,22 @@ class Subscriber:
         They were ACKed (so their sender will not send them again) but the node stopped or
         this process crashed before their handler completed: they run now, once, each in its
         own task (one that runs for the life of the node does not hold up the others).
+        Messages whose handler already ran in this node's life, with only the completion
+        unstored (a full disk), do not run again: their completion is stored instead.
         """
-        for row in await self.store.unfinished_inbound():
-            if row.method != self.handler.name:
+        pending = {msg_id for completion in self._unstored for msg_id in completion.ids}
+        for completion in list(self._unstored):
+            nursery.start_soon(self._store_completion, completion)
+        unfinished = await self._until_stored(self.store.unfinished_inbound, 0, LOOKUP)
+        for row in unfinished:
+            if row.method != self.handler.name or row.msg_id in pending:
                 continue
             try:
                 message = codec.decode(row.payload, codec.RAW_CBOR_HEADERS)
             except codec.DecodeError as exc:
-                await self.store.mark_inbound_done(row.msg_id, "error", f"undecodable: {exc}")
+                reason = f"undecodable: {exc}"
+                done = functools.partial(self.store.mark_inbound_done, row.msg_id, "error", reason)
+                await self._until_stored(done, 1, PENDING)
                 continue
             log.info("%s: running %s again after an interruption", self.subject, row.msg_id)
             self.executed += 1
@@ -262,6 +410,7 @@ class Subscriber:
             store=self.store,
             services=self.services,
             verify_hooks=self.verify_hooks,
+            disk_full=self.disk_full,
         )
         self.duplicates += settlement.duplicates
         await self.start_runs(settlement.run, nursery)
@@ -290,7 +439,8 @@ class Subscriber:
         Until that operation commits the messages are unfinished in the store: a crash
         before it runs them again at the next start. Quick handlers write idempotently, and
         appends go through :mod:`steward_otp.append_journal`, so a rerun neither loses nor
-        repeats a line.
+        repeats a line. On a full disk the operation is repeated until it commits, the
+        handlers are not run again (see :meth:`_store_completion`).
         """
         outcomes: list[tuple[str, str, str | None]] = []
         replies: list[Message] = []
@@ -311,10 +461,7 @@ class Subscriber:
                 async with trio.open_nursery() as nursery:
                     for message in messages:
                         nursery.start_soon(run_one, message)
-            with trio.CancelScope(shield=True):
-                await self._finish(outcomes, replies)
-            if self.on_finished is not None:
-                self.on_finished(messages)
+            await self._store_completion(self._finished(messages, outcomes, replies))
         finally:
             self._quick_batches.release()
         if crashes:
@@ -393,9 +540,13 @@ class Subscriber:
                 await context(message).reply(result)
             outcomes.append((message.id, "ok", None))
 
-    async def _finish(
-        self, outcomes: list[tuple[str, str, str | None]], replies: list[Message]
-    ) -> None:
+    def _finished(
+        self,
+        messages: Sequence[Message],
+        outcomes: Sequence[InboundOutcome],
+        replies: Sequence[Message],
+    ) -> _Completion:
+        """The completion of a quick batch: outcomes and replies, prepared once."""
         prepared: list[Message] = []
         for reply in replies:
             try:
@@ -403,7 +554,46 @@ class Subscriber:
             except ValueError as exc:  # UnknownMethodError is a ValueError
                 self.services.report("error", f"error: {reply.method}: reply not sent: {exc}")
         entries = self.outbox.entries_for(prepared)
-        self.outbox.route(prepared, await self.store.finish_inbound(outcomes, entries))
+        done = tuple(outcomes)
+
+        async def write() -> None:
+            self.outbox.route(prepared, await self.store.finish_inbound(done, entries))
+
+        return _Completion(frozenset(o[0] for o in done), write, tuple(messages))
+
+    async def _store_completion(self, completion: _Completion) -> None:
+        """Store ``completion``, then tell :attr:`on_finished`.
+
+        Each attempt runs even while this process is being cancelled. On a full disk it is
+        kept on the Subscriber and written again until it commits: cancelled meanwhile, the
+        next :meth:`run` writes it (and does not run its messages again).
+        """
+        self._unstored.add(completion)
+        await self._until_stored(completion.write, len(completion.ids), PENDING)
+        self._unstored.discard(completion)
+        if self.on_finished is not None:
+            self.on_finished(completion.messages)
+
+    async def _until_stored(self, write: Callable[[], Awaitable[T]], count: int, what: str) -> T:
+        """Run the store operation ``write`` (for ``count`` messages) until it commits.
+
+        Each attempt is shielded from cancellation: once begun it commits or fails. A full
+        disk is told to :attr:`disk_full` (the messages ``what``) and waited out, cancellably,
+        :data:`FULL_RETRY_MIN` to :data:`FULL_RETRY_MAX` seconds between attempts. Any other
+        store error propagates.
+        """
+        delay = FULL_RETRY_MIN
+        while True:
+            try:
+                with trio.CancelScope(shield=True):
+                    result = await write()
+            except StoreFull as exc:
+                self.disk_full.refused_messages(count, what, exc)
+            else:
+                self.disk_full.cleared()
+                return result
+            await trio.sleep(delay)
+            delay = min(2 * delay, FULL_RETRY_MAX)
 
     async def execute(self, message: Message) -> None:
         """Run the handler for ``message`` (already accepted), send its replies, mark it done.
@@ -413,7 +603,9 @@ class Subscriber:
         ``total`` seconds have passed; runs may overlap, each has its own ``methodTimeout``
         and its own replies, and the message is marked done when the last run has ended.
         Cancellation (the node or this subscriber stops) leaves the message unfinished, so
-        it runs again, schedule and all, when the subscriber starts again.
+        it runs again, schedule and all, when the subscriber starts again. Once the handler
+        has finished, its completion is stored as :meth:`_store_completion` says: a full
+        disk delays it and never makes the handler run again in this node's life.
         """
         outcome: str | None = None
         reason: str | None = None
@@ -434,10 +626,15 @@ class Subscriber:
             raise
         finally:
             if outcome is not None:
-                with trio.CancelScope(shield=True):
-                    await self.store.mark_inbound_done(message.id, outcome, reason)
-                if self.on_finished is not None:
-                    self.on_finished([message])
+                await self._store_completion(self._done(message, outcome, reason))
+
+    def _done(self, message: Message, outcome: str, reason: str | None) -> _Completion:
+        """The completion of one message run in its own task (its replies are stored)."""
+
+        async def write() -> None:
+            await self.store.mark_inbound_done(message.id, outcome, reason)
+
+        return _Completion(frozenset([message.id]), write, (message,))
 
     async def _run_once(
         self, message: Message, replies: list[Message] | None = None
@@ -445,6 +642,8 @@ class Subscriber:
         """One run of the handler under ``methodTimeout``: (outcome, reason) for the store.
 
         With ``replies`` given, the handler's replies are gathered there (not submitted).
+        Its last reply waits out a full disk; a reply the handler sent itself that met one
+        ends the run as an error (the handler ran, but not to its end).
         """
         deadline = method_deadline(message, self.default_method_timeout)
         ctx = HandlerContext(
@@ -461,11 +660,14 @@ class Subscriber:
                 await self._fail(ctx, message, text)
                 return "timeout", "timeout"
             if output is not None:
-                await ctx.reply(output)
+                await self._until_stored(lambda: ctx.reply(output), 1, PENDING)
             return "ok", None
         except HandlerError as exc:
             await self._fail(ctx, message, f"error: {message.method}: {exc}")
             return "error", str(exc)
+        except StoreFull as exc:
+            await self._fail(ctx, message, f"error: {message.method}: a reply was not sent: {exc}")
+            return "error", f"a reply was not sent: {exc}"
         except Exception as exc:
             await self._fail(ctx, message, f"error: {message.method}: handler crashed: {exc!r}")
             raise HandlerCrashed(f"handler for {message.method} crashed: {exc!r}") from exc
@@ -502,4 +704,4 @@ class Subscriber:
         self.services.report("error", text)
         reply = build_reply(message, text.encode() + b"\n", error=True)
         if reply is not None:
-            await self.services.submit([reply])
+            await self._until_stored(lambda: self.services.submit([reply]), 1, PENDING)

@@ -25,7 +25,13 @@ import trio
 from steward_otp import codec
 from steward_otp.delivery import receiver
 from steward_otp.handlers.base import NodeServices
-from steward_otp.inbound import Subscriber, VerifyHook, next_batch, settle_batch
+from steward_otp.inbound import (
+    DiskFullNotice,
+    Subscriber,
+    VerifyHook,
+    next_batch,
+    settle_batch,
+)
 from steward_otp.jetstream import (
     BROADCAST_NODE,
     JetStreamUnavailable,
@@ -71,6 +77,10 @@ class StreamIntake:
         self.duplicates = 0
         self.ready = False
         self.problem = ""
+        self.disk_full = DiskFullNotice(
+            f"stream intake of {node_name}", "JetStream deliveries", services.report
+        )
+        """Says, sparingly, when the store refuses deliveries for a full disk."""
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Consume until cancelled; ready at once (the stream is set up in the background)."""
@@ -145,6 +155,7 @@ class StreamIntake:
             store=self.store,
             services=self.services,
             verify_hooks=self.verify_hooks,
+            disk_full=self.disk_full,
         )
         self.duplicates += settlement.duplicates
         by_method: dict[str, list[Message]] = {}
