@@ -29,7 +29,12 @@ import trio
 
 from steward_otp import __version__
 from steward_otp.asgi_serve import ServeError, serve_asgi
-from steward_otp.error_kernel import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD, ErrorKernel
+from steward_otp.error_kernel import (
+    ERROR_CENTRAL_NODE,
+    ERROR_LOG_METHOD,
+    ErrorKernel,
+    ErrorLogSenders,
+)
 from steward_otp.outbound import Outbox
 from steward_otp.store import ACTIVE_STATES, Store, StoreError
 from steward_otp.supervisors import ProcessSnapshot
@@ -64,6 +69,9 @@ class MetricsSource(Protocol):
 
     @property
     def errors(self) -> ErrorKernel: ...
+
+    @property
+    def error_log_senders(self) -> ErrorLogSenders: ...
 
     @property
     def bridge(self) -> Transport: ...
@@ -121,6 +129,14 @@ SCALARS: tuple[tuple[str, str, str, Read], ...] = (
     ("counter", "steward_error_messages_dropped_total",
      "Events not forwarded to the central error log because the kernel's queue was full.",
      lambda n: n.errors.dropped),
+    ("counter", "steward_error_messages_suppressed_total",
+     "Events held back by the error kernel's rate limit (a flood of similar lines), logged "
+     "nowhere but counted in one summary line per kind.",
+     lambda n: n.errors.suppressed),
+    ("counter", "steward_error_messages_unknown_sender_dropped_total",
+     "REQErrorLog messages the central error log dropped because it does not know their "
+     "sender node (central error logger only).",
+     lambda n: n.error_log_senders.dropped),
     ("counter", "steward_nats_reconnects_total",
      "Times the broker connection was re-established after a loss.",
      lambda n: n.bridge.reconnects),
@@ -147,6 +163,9 @@ SUBSCRIBER_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("dropped", "steward_inbound_dropped_messages_total",
      "Messages dropped because the subscriber's inbound channel was full (not ACKed, so an "
      "ACK-mode sender retries); counted from the subscriber's last restart."),
+    ("disk_full_refused", "steward_inbound_disk_full_refused_total",
+     "Store writes for the subscriber's messages refused because the disk is full: received "
+     "ones are not ACKed (their senders retry), finished ones are written again later."),
 )  # fmt: skip
 
 

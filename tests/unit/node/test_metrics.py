@@ -17,7 +17,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from steward_otp.bridge import BridgeSettings, ConnectionState, NatsBridge
-from steward_otp.error_kernel import ErrorKernel
+from steward_otp.error_kernel import ErrorKernel, ErrorLogSenders
+from steward_otp.loglines import RepeatLimiter
 from steward_otp.message import MessageDefaults
 from steward_otp.methods import builtin_table
 from steward_otp.metrics import MetricsListenError, MetricsServer, NodeMetrics, StoreFigures
@@ -67,6 +68,7 @@ class FakeNode:
     hellos: dict[str, float] = attrs.field(factory=dict)
     outbox: Outbox = attrs.field(init=False)
     errors: ErrorKernel = attrs.field(init=False)
+    error_log_senders: ErrorLogSenders = attrs.field(init=False)
     bridge: NatsBridge = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -78,6 +80,7 @@ class FakeNode:
             compress_threshold=None,
         )
         self.errors = ErrorKernel(self.node_name, self.outbox.submit)
+        self.error_log_senders = ErrorLogSenders(lambda node: node == "ship2", lambda _: None)
         self.bridge = NatsBridge(BridgeSettings(url=self.url, name=self.node_name))
 
     def snapshot(self) -> ProcessSnapshot:
@@ -141,6 +144,28 @@ def test_counters_are_read_from_the_node_at_scrape_time(tmp_path: Path) -> None:
     assert value(samples, "steward_hello_nodes_total") == 1
     assert value(samples, "steward_hello_node_contact_last", nodeName="ship2") == 1700000000.0
     assert value(samples, "steward_node_info", nodeName="ship1", broker=node.url) == 1
+
+
+def test_dropped_and_suppressed_error_reports_are_counted(tmp_path: Path) -> None:
+    node = fake_node(tmp_path)
+    # A queue of 2 and at most 3 similar lines per window: 5 alike, 3 pass, 2 are held back.
+    node.errors = ErrorKernel(
+        "ship1",
+        node.outbox.submit,
+        capacity=2,
+        limiter=RepeatLimiter(burst=3),
+        clock=lambda: 100.0,
+    )
+    for i in range(5):
+        node.errors.report("error", f"error: REQCliCommand: exit status {i}")
+    for sender in ["ship2", "intruder1", "intruder2"]:
+        node.error_log_senders.admit(sender)
+    samples = parse(NodeMetrics(node).render())
+
+    assert value(samples, "steward_error_messages_sent_total") == 5
+    assert value(samples, "steward_error_messages_suppressed_total") == 2
+    assert value(samples, "steward_error_messages_dropped_total") == 1  # 3 passed, 2 fit
+    assert value(samples, "steward_error_messages_unknown_sender_dropped_total") == 2
 
 
 def test_tree_metrics_follow_the_snapshot(tmp_path: Path) -> None:
