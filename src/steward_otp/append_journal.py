@@ -34,7 +34,7 @@ import logging
 import os
 import stat
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -60,6 +60,14 @@ class Writer(Protocol):
     def home(self) -> Path: ...
 
     async def write_file(self, path: Path, data: bytes, *, append: bool) -> None: ...
+
+
+class ManyWriter(Writer, Protocol):
+    """A writer that also writes many files in one call (the node's file writer does)."""
+
+    async def write_many(
+        self, writes: Mapping[Path, bytes], *, append: bool
+    ) -> dict[Path, OSError | None]: ...
 
 
 @attrs.frozen
@@ -145,11 +153,54 @@ class AppendJournal:
         if mine.error is not None:
             raise mine.error
 
-    async def _append_group(self, writer: Writer, path: Path, messages: list[Message]) -> None:
-        size, is_socket = await trio.to_thread.run_sync(_size, path)
-        if is_socket:
-            await writer.write_file(path, b"".join(m.data for m in messages), append=True)
-            return
+    async def append_many(
+        self, writer: ManyWriter, groups: Mapping[Path, Sequence[Message]]
+    ) -> dict[Path, OSError | None]:
+        """:meth:`append` of each path's messages, for many paths at once: one worker-thread
+        crossing reads every file's size, one journal write (and fsync) records every
+        append, and the writer's :meth:`~ManyWriter.write_many` appends to every file in a
+        few crossings. Returns per path None (appended, on disk) or the error it failed with.
+        """
+        await self._load()
+        results: dict[Path, OSError | None] = dict.fromkeys(groups)
+        async with contextlib.AsyncExitStack() as locks:
+            for key in sorted(str(path) for path in groups):  # one order: no lock cycles
+                await locks.enter_async_context(self._path_lock(key))
+            sizes = await trio.to_thread.run_sync(_sizes, list(groups))
+            records: list[Record] = []
+            writes: dict[Path, bytes] = {}
+            for path, messages in groups.items():
+                size, is_socket = sizes[path]
+                if is_socket:
+                    try:
+                        await writer.write_file(
+                            path, b"".join(m.data for m in messages), append=True
+                        )
+                    except OSError as exc:
+                        results[path] = exc
+                    continue
+                try:
+                    todo, path_records = await self._plan(path, size, messages)
+                except OSError as exc:
+                    results[path] = exc
+                    continue
+                if todo:
+                    records += path_records
+                    writes[path] = b"".join(m.data for m in todo)
+            if records:
+                try:
+                    await self._log(records)
+                except OSError as exc:
+                    return {path: results[path] or exc for path in groups}
+            if writes:
+                results.update(await writer.write_many(writes, append=True))
+        return results
+
+    async def _plan(
+        self, path: Path, size: int, messages: Sequence[Message]
+    ) -> tuple[list[Message], list[Record]]:
+        """The messages still to append to ``path`` (``size`` bytes now; a message run again
+        whose append was made is left out, one cut short is cut back) and their records."""
         todo: list[Message] = []
         for message in messages:
             record = None if message.schedule else self.record_of(message.id)
@@ -175,8 +226,6 @@ class AppendJournal:
                         size,
                     )
             todo.append(message)
-        if not todo:
-            return
         records: list[Record] = []
         offset = size
         for message in todo:
@@ -184,6 +233,16 @@ class AppendJournal:
                 data = message.data
                 records.append(Record(message.id, str(path), offset, len(data), digest(data)))
             offset += len(message.data)
+        return todo, records
+
+    async def _append_group(self, writer: Writer, path: Path, messages: list[Message]) -> None:
+        size, is_socket = await trio.to_thread.run_sync(_size, path)
+        if is_socket:
+            await writer.write_file(path, b"".join(m.data for m in messages), append=True)
+            return
+        todo, records = await self._plan(path, size, messages)
+        if not todo:
+            return
         if records:
             await self._log(records)
         await writer.write_file(path, b"".join(m.data for m in todo), append=True)
@@ -250,6 +309,10 @@ def _size(path: Path) -> tuple[int, bool]:
     except (FileNotFoundError, NotADirectoryError):
         return 0, False
     return info.st_size, stat.S_ISSOCK(info.st_mode)
+
+
+def _sizes(paths: list[Path]) -> dict[Path, tuple[int, bool]]:
+    return {path: _size(path) for path in paths}
 
 
 def _check(path: Path, record: Record, data: bytes) -> str:
@@ -321,3 +384,10 @@ async def append_once(writer: Writer, path: Path, messages: Sequence[Message]) -
     """Append the messages' data to ``path`` through ``writer``, each message's at most
     once across crashes and restarts of the node (see the module docstring)."""
     await journal_of(writer).append(writer, path, messages)
+
+
+async def append_once_many(
+    writer: ManyWriter, groups: Mapping[Path, Sequence[Message]]
+) -> dict[Path, OSError | None]:
+    """:func:`append_once` for many paths at once (see :meth:`AppendJournal.append_many`)."""
+    return await journal_of(writer).append_many(writer, groups)

@@ -309,6 +309,12 @@ class Node:
         """Write ``data`` to ``path`` durably, grouped with concurrent writes to the same file."""
         await self.files.write(path, data, append=append)
 
+    async def write_many(
+        self, writes: Mapping[Path, bytes], *, append: bool
+    ) -> dict[Path, OSError | None]:
+        """Write many files durably, in a few worker-thread crossings (see FileWriter)."""
+        return await self.files.write_many(writes, append=append)
+
     def note_hello(self, node: str) -> None:
         """Remember when ``node`` last said hello."""
         self.hellos[node] = time.time()

@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
 import trio
 
-from steward_otp.append_journal import AppendJournal, Record, append_once, digest, journal_of
+from steward_otp.append_journal import (
+    AppendJournal,
+    Record,
+    append_once,
+    append_once_many,
+    digest,
+    journal_of,
+)
 from steward_otp.files import FileWriter
 from steward_otp.handlers.output import write_batch
 from steward_otp.message import Message
@@ -36,6 +44,12 @@ class Services:
     async def write_file(self, path: Path, data: bytes, *, append: bool) -> None:
         self.writes += 1
         await self.files.write(path, data, append=append)
+
+    async def write_many(
+        self, writes: Mapping[Path, bytes], *, append: bool
+    ) -> dict[Path, OSError | None]:
+        self.writes += len(writes)
+        return await self.files.write_many(writes, append=append)
 
 
 def line(msg_id: str, text: str) -> Message:
@@ -186,3 +200,50 @@ async def test_the_single_message_handler_is_guarded_too(tmp_path: Path) -> None
     node = restarted(node)
     await to_file_append(HandlerContext(services=node, message=message), message)
     assert (tmp_path / "data" / "out" / "ship1" / "out.log").read_text() == "one\n"
+
+
+def to_directory(msg_id: str, text: str, directory: str) -> Message:
+    return attrs.evolve(line(msg_id, text), directory=directory)
+
+
+async def test_a_batch_to_many_files_run_again_after_a_crash_appends_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    node = Services(tmp_path)
+    batch = [to_directory(f"central:{i}", f"line {i}", f"d{i % 5}") for i in range(20)]
+    assert await write_batch(node, batch, append=True) == [None] * 20
+    assert node.files.batches == 5  # one append per file
+    node = restarted(node)  # killed before the store recorded them finished
+    again = [*batch, to_directory("central:new", "new", "d0")]
+    assert await write_batch(node, again, append=True) == [None] * 21
+    assert journal_of(node).skipped == 20
+    for d in range(5):
+        text = (tmp_path / "data" / f"d{d}" / "ship1" / "out.log").read_text()
+        expected = [f"line {i}" for i in range(d, 20, 5)] + (["new"] if d == 0 else [])
+        assert text.splitlines() == expected
+
+
+async def test_many_files_at_once_complete_a_cut_write_and_fail_only_the_bad_path(
+    tmp_path: Path,
+) -> None:
+    cut, fresh = tmp_path / "cut.log", tmp_path / "fresh" / "out.log"
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    cut.write_bytes(b"before\n")
+    message = line("central:9", "a longer line of output")
+    await AppendJournal(tmp_path / "var")._log([_record(message, cut, offset=len(b"before\n"))])
+    cut.write_bytes(b"before\n" + message.data[:5])  # the kill came mid-write
+    node = Services(tmp_path)
+    results = await append_once_many(
+        node,
+        {
+            cut: [message],
+            fresh: [line("central:10", "ten"), line("central:11", "eleven")],
+            blocker / "out.log": [line("central:12", "lost")],
+        },
+    )
+    assert results[cut] is None and results[fresh] is None
+    assert isinstance(results[blocker / "out.log"], OSError)
+    assert cut.read_bytes() == b"before\n" + message.data
+    assert fresh.read_text() == "ten\neleven\n"
+    assert journal_of(node).cut_back == 1

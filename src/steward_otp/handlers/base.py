@@ -72,6 +72,13 @@ class NodeServices(Protocol):
         """Write ``data`` to ``path`` durably (fsync), appending or replacing."""
         ...
 
+    async def write_many(
+        self, writes: Mapping[Path, bytes], *, append: bool
+    ) -> dict[Path, OSError | None]:
+        """:meth:`write_file` of each ``(path, data)``, concurrently; returns per path None
+        (on disk) or the error its write failed with."""
+        ...
+
     def note_hello(self, node: str) -> None:
         """Remember that ``node`` said hello just now (for status and metrics)."""
         ...

@@ -20,7 +20,7 @@ from typing import Final
 
 import trio
 
-from steward_otp.append_journal import append_once
+from steward_otp.append_journal import append_once, append_once_many
 from steward_otp.handlers.base import (
     BatchResult,
     HandlerContext,
@@ -72,15 +72,17 @@ async def write_batch(
     one open, one append, one fsync); replacements are applied one by one, in order. Returns
     per message None (written, on disk) or the :class:`HandlerError` it failed with: the
     path's refusal, or the write's error (shared by every message of that file's write).
-    Different files are written concurrently (up to :data:`FILES_AT_ONCE` at a time; their
-    append-journal records share one fsync); cancellation may leave some unwritten.
+    Appends to several files are made together (:func:`append_once_many`: one size check,
+    one journal record, the files written in at most :data:`FILES_AT_ONCE` worker-thread
+    crossings); replacements of different files run concurrently, up to
+    :data:`FILES_AT_ONCE` at a time. Cancellation may leave some unwritten.
     """
     results: list[BatchResult] = [None] * len(messages)
     groups: dict[tuple[str, ...], list[int]] = {}
     for index, msg in enumerate(messages):
         groups.setdefault(_path_key(msg), []).append(index)
-
-    async def write_group(indexes: list[int]) -> None:
+    paths: dict[Path, list[int]] = {}
+    for indexes in groups.values():
         try:
             path = safe_output_path(
                 messages[indexes[0]], data_dir=services.data_dir, home=services.home
@@ -88,29 +90,44 @@ async def write_batch(
         except HandlerError as exc:
             for index in indexes:
                 results[index] = exc
-            return
-        chunks = [messages[i].data for i in indexes]
-        writes = [b"".join(chunks)] if append else chunks
+            continue
+        paths.setdefault(path, []).extend(indexes)
+    for indexes in paths.values():
+        indexes.sort()  # several keys for one file: its data in message order all the same
+
+    def failed(path: Path, exc: OSError) -> None:
+        error = HandlerError(f"cannot write {path}: {exc.strerror or exc}")
+        error.__cause__ = exc
+        for index in paths[path]:
+            results[index] = error
+
+    if append and len(paths) > 1:
+        # each message's data once, even when a kill -9 makes it run again
+        by_path = {path: [messages[i] for i in indexes] for path, indexes in paths.items()}
+        for path, problem in (await append_once_many(services, by_path)).items():
+            if problem is not None:
+                failed(path, problem)
+        return results
+
+    async def write_path(path: Path, indexes: list[int]) -> None:
         try:
             async with files_at_once:
-                if append:  # each message's data once, even when a kill -9 makes it run again
+                if append:
                     await append_once(services, path, [messages[i] for i in indexes])
                 else:
-                    for data in writes:
-                        await services.write_file(path, data, append=append)
+                    for i in indexes:
+                        await services.write_file(path, messages[i].data, append=False)
         except OSError as exc:
-            error = HandlerError(f"cannot write {path}: {exc.strerror or exc}")
-            error.__cause__ = exc
-            for index in indexes:
-                results[index] = error
+            failed(path, exc)
 
     files_at_once = trio.CapacityLimiter(FILES_AT_ONCE)
-    if len(groups) == 1:
-        await write_group(next(iter(groups.values())))
+    if len(paths) == 1:
+        ((path, indexes),) = paths.items()
+        await write_path(path, indexes)
     else:
         async with trio.open_nursery() as nursery:
-            for indexes in groups.values():
-                nursery.start_soon(write_group, indexes)
+            for path, indexes in paths.items():
+                nursery.start_soon(write_path, path, indexes)
     return results
 
 

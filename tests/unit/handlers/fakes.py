@@ -94,6 +94,19 @@ class FakeServices:
         self.writes.append(Write(path, data, append))
         self.files[path] = (self.files.get(path, b"") if append else b"") + data
 
+    async def write_many(
+        self, writes: Mapping[Path, bytes], *, append: bool
+    ) -> dict[Path, OSError | None]:
+        results: dict[Path, OSError | None] = {}
+        for path, data in writes.items():
+            try:
+                await self.write_file(path, data, append=append)
+            except OSError as exc:
+                results[path] = exc
+            else:
+                results[path] = None
+        return results
+
     def note_hello(self, node: str) -> None:
         self.hellos.append(node)
 

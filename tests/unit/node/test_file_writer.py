@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from steward_otp.files import FileWriter
 
@@ -68,3 +69,31 @@ async def test_a_socket_that_never_reads_fails_the_write_instead_of_hanging(
             await FileWriter().write(path, b"x" * (16 * 1024 * 1024), append=True)
     finally:
         server.close()
+
+
+async def test_many_files_are_written_in_few_crossings_each_failing_alone(tmp_path: Path) -> None:
+    writer = FileWriter()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    writes = {tmp_path / f"n{i}" / "reply.log": f"{i}\n".encode() for i in range(100)}
+    writes[blocker / "reply.log"] = b"lost\n"
+    results = await writer.write_many(writes, append=True, crossings=4)
+    assert isinstance(results.pop(blocker / "reply.log"), OSError)
+    assert results == dict.fromkeys(results)
+    for i in range(100):
+        assert (tmp_path / f"n{i}" / "reply.log").read_text() == f"{i}\n"
+    assert writer.writes == 101
+
+
+async def test_a_write_queued_on_a_path_before_write_many_lands_first(tmp_path: Path) -> None:
+    writer = FileWriter()
+    target, other = tmp_path / "target", tmp_path / "other"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: writer.write(target, b"first\n", append=True))
+        await trio.testing.wait_all_tasks_blocked()  # its leader is in the worker thread
+        results = await writer.write_many({target: b"second\n", other: b"x\n"}, append=True)
+    assert results == {target: None, other: None}
+    assert target.read_text() == "first\nsecond\n"
+    assert other.read_text() == "x\n"
+    await writer.write(target, b"third\n", append=True)  # the path is free again
+    assert target.read_text() == "first\nsecond\nthird\n"
