@@ -35,8 +35,9 @@ class DynamicSupervisor(SupervisorCore):
     ``SupervisorEscalation``). A child that is not restarted (temporary, or transient after
     a normal exit) is removed.
 
-    With ``idle_timeout`` set, a child whose handle saw no activity (``touch()``, or its
-    start) for that many seconds is stopped within its grace, as a normal shutdown, and
+    With ``idle_timeout`` set, a child whose handle saw no activity (``touch()``, its
+    start, or its ``busy()`` saying it has work in hand when the reaper looks) for that many
+    seconds is stopped within its grace, as a normal shutdown, and
     removed; the next :meth:`start_child` for its id starts it afresh. The reaper keeps the
     running children in a heap by idle deadline and looks only at those whose deadline has
     come (a child touched since is put back with its new deadline), so starting, touching
@@ -295,7 +296,7 @@ class DynamicSupervisor(SupervisorCore):
             _, _, child, handle = heapq.heappop(heap)
             if child.live_handle is not handle or self._by_id.get(child.spec.id) is not child:
                 continue
-            deadline = handle.last_activity + idle_timeout
+            deadline = handle.idle_since() + idle_timeout
             if deadline <= now:
                 due.append((child, handle))
             else:
@@ -321,7 +322,7 @@ class DynamicSupervisor(SupervisorCore):
                     return
                 if child.live_handle is not handle or self._by_id.get(child.spec.id) is not child:
                     continue  # stopped, removed or restarted meanwhile (a restart is watched)
-                deadline = handle.last_activity + idle_timeout
+                deadline = handle.idle_since() + idle_timeout
                 if deadline > trio.current_time():
                     # Touched meanwhile: watch its new deadline.
                     heapq.heappush(

@@ -72,7 +72,10 @@ class ChildHandle:
       ``handle.info_provider`` to a function returning a mapping, called whenever a snapshot
       is taken (it must be quick and must not block); values are made JSON-safe;
     * report activity with :meth:`touch` (a DynamicSupervisor with ``idle_timeout`` stops
-      children that stay idle that long);
+      children that stay idle that long), or set ``handle.busy`` to a function saying
+      whether it has work in hand: the idle reaper asks it (quick, must not block) before
+      stopping the child and counts a busy child as active just then, so a child that only
+      waits for something it is owed needs no timer of its own to stay alive;
     * run shutdown cleanup inside :meth:`cleanup_scope`, protected from the soft stop and
       bounded by the shutdown grace;
     * reach other processes through ``handle.registry``.
@@ -87,6 +90,7 @@ class ChildHandle:
         self.registry = registry
         self.info: dict[str, object] = {}
         self.info_provider: InfoProvider | None = None
+        self.busy: Callable[[], bool] | None = None
         self._value: Any = None
         self._inbox: trio.MemorySendChannel[Any] | None = None
         self._last_activity = now
@@ -118,6 +122,13 @@ class ChildHandle:
     def touch(self) -> None:
         """Record activity now, postponing idle reaping. Cheap; call it freely."""
         self._last_activity = trio.current_time()
+
+    def idle_since(self) -> float:
+        """Trio time since which the child counts as idle: now while ``busy()`` says it has
+        work in hand (which counts as activity), else its last activity."""
+        if self.busy is not None and self.busy():
+            self.touch()
+        return self._last_activity
 
     @contextmanager
     def cleanup_scope(self) -> Iterator[trio.CancelScope]:

@@ -269,3 +269,32 @@ async def test_start_children_needs_a_running_supervisor() -> None:
     dyn = supervisor(Workers(), idle_timeout=10.0)
     with pytest.raises(NotRunning):
         await dyn.start_children([("a", ("a",))])
+
+
+async def test_a_child_whose_busy_says_so_is_kept_and_reaped_once_it_is_idle(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # No touch at all: "holder" only says it has work in hand until t=25.
+    stopped: list[float] = []
+    work_until = 25.0
+
+    async def holder(task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        me = current_child()
+        me.busy = lambda: trio.current_time() < work_until
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            stopped.append(trio.current_time())
+            raise
+
+    dyn = DynamicSupervisor(
+        "holders", ChildSpec("holder", holder, restart=Restart.TRANSIENT), idle_timeout=10.0
+    )
+    async with running(dyn):
+        await dyn.start_child("h")
+        await trio.sleep(100.0)
+        assert "h" not in dyn
+    # Busy when the reaper looked at t=10 and t=20 (each counts as activity then); idle
+    # at t=30, so reaped then -- within one idle period of its work ending.
+    assert stopped == [pytest.approx(30.0)]
