@@ -23,6 +23,7 @@ from typing import Any, Final, Literal, get_args, get_origin
 import attrs
 import tomli_w
 
+from steward_otp.atomic_file import write_atomically
 from steward_otp.logs import LOG_LEVELS, LogLevel
 
 Compression = Literal["lz4", "none"]
@@ -1333,18 +1334,10 @@ def save_config(config: Config) -> Path:
     with contextlib.suppress(OSError, UnicodeDecodeError):
         if path.read_text(encoding="utf-8") == text:
             return path  # unchanged: no write, so a restart on a full disk is not stopped
-    temporary = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o660)
-        with open(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        write_atomically(path, text, mode=0o660)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {path}: {error.strerror}") from None
     return path
 

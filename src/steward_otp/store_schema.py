@@ -35,6 +35,8 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import attrs
 
+from steward_otp.atomic_file import fsync_folder
+
 SCHEMA_VERSION = 1
 """Stored in ``PRAGMA user_version``; bumped by every incompatible change of the tables."""
 
@@ -378,11 +380,7 @@ SCHEMA: tuple[str, ...] = (
 
 def _fsync_folder(folder: Path) -> None:
     with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_folder(folder)
 
 
 def create_database(path: str | Path) -> None:

@@ -40,6 +40,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Final
 
+from steward_otp.atomic_file import write_atomically
+
 __all__ = [
     "COMMANDS_FOLDER",
     "GATE_OPEN",
@@ -96,14 +98,6 @@ def _start_time(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_record(home: Path, message_id: str, pgid: int) -> Path:
     """Write the record of ``pgid`` durably (file and folder fsynced); returns its path.
     Blocking."""
@@ -117,15 +111,7 @@ def write_record(home: Path, message_id: str, pgid: int) -> Path:
         "incarnation": _INCARNATION,
         "written": time.time(),
     }
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, json.dumps(record).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    _fsync_folder(path.parent)
+    write_atomically(path, json.dumps(record), sync_folder=True)
     return path
 
 

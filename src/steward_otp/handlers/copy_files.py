@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import attrs
 
+from steward_otp.atomic_file import fsync_folder, write_atomically
 from steward_otp.handlers.copy_plan import ChunkPlan, chunk_digest
 from steward_otp.handlers.copy_protocol import DRIVER_GRACE, CopyInit, ProtocolError
 from steward_otp.message import Message, MessageFieldsError
@@ -113,16 +114,6 @@ def read_chunk(path: Path, init: CopyInit, index: int) -> bytes:
     if len(data) != length:
         raise SourceChanged(f"source file {path} is shorter than when the copy started")
     return data
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
-    temporary = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-    with temporary.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
 
 
 # --------------------------------------------------------------------------- source side
@@ -354,7 +345,7 @@ class DstSession:
                 )
             part.chmod(init.file_mode)
             part.replace(destination)
-            _fsync_folder(destination.parent)
+            fsync_folder(destination.parent)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 part.unlink()
@@ -390,14 +381,6 @@ def make_folders(folder: Path, mode: int) -> None:
             path.chmod(mode)
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder")
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sweep_destination(root: Path, now: float, active: set[str]) -> list[str]:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
+from steward_otp.atomic_file import write_atomically
 from steward_otp.security.acl import AclError, CentralAcl, NodeAcl
 
 __all__ = ["CENTRAL_FILE", "NODE_FILE", "CentralAclStore", "NodeAclStore", "acl_dir"]
@@ -47,17 +48,9 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
     try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        write_atomically(path, text)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
         raise AclError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 

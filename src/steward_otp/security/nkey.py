@@ -12,13 +12,14 @@ same way. Both are written to the socket folder (``seed_from_ssh_key.txt``, mode
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 from typing import Final
 
 import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+
+from steward_otp.atomic_file import write_atomically
 
 __all__ = [
     "SEED_FILE",
@@ -103,10 +104,6 @@ def write_nkey_files(nkey: UserNkey, folder: Path) -> Path:
     file's path."""
     folder.mkdir(mode=0o770, parents=True, exist_ok=True)
     seed_path = folder / SEED_FILE
-    temporary = folder / f".{SEED_FILE}.tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(descriptor, "w", encoding="ascii") as file:
-        file.write(nkey.seed + "\n")
-    os.replace(temporary, seed_path)
+    write_atomically(seed_path, nkey.seed + "\n")
     (folder / USER_FILE).write_text(nkey.public + "\n", encoding="ascii")
     return seed_path

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import attrs
 
+from steward_otp.atomic_file import write_atomically
 from steward_otp.config import is_valid_node_name
 from steward_otp.security.keyfiles import decode_key_text, encode_key_text
 
@@ -283,15 +284,7 @@ class TrustStore:
             return new
 
     def _write(self, state: TrustState) -> None:
-        temporary = self.path.with_name(f".{KEYS_FILE}.tmp")
         try:
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with open(descriptor, "w", encoding="utf-8") as file:
-                file.write(state.to_json())
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
+            write_atomically(self.path, state.to_json())
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
             raise TrustError(f"cannot write {self.path}: {exc.strerror or exc}") from None

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 from typing import Final
+
+from steward_otp.atomic_file import write_atomically
 
 TOKEN_FILE_NAME: Final = "web-token.sha256"
 TOKEN_BYTES: Final = 32
@@ -38,16 +39,9 @@ def create_token(etc_dir: Path) -> str:
     return the token. Raises :class:`TokenError` when the file cannot be written."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
     path = token_path(etc_dir)
-    temporary = path.with_name(path.name + ".new")
     try:
         etc_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="ascii") as file:
-            file.write(_digest(token) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o600)  # an older file of that name may have had another mode
-        os.replace(temporary, path)
+        write_atomically(path, _digest(token) + "\n", mode=0o600)
     except OSError as exc:
         raise TokenError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return token
