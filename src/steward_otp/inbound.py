@@ -44,7 +44,6 @@ import contextlib
 import functools
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -53,6 +52,7 @@ import trio
 
 from steward_otp import codec
 from steward_otp.delivery import receiver
+from steward_otp.disk_full import DiskFullNotice
 from steward_otp.error_kernel import ERROR_LOG_METHOD
 from steward_otp.handlers.base import (
     BatchResult,
@@ -79,9 +79,6 @@ VerifyHook = Callable[[Message], Awaitable[str | None]]
 
 T = TypeVar("T")
 
-DISK_FULL_REPORT_INTERVAL = 60.0
-"""While the disk stays full, seconds between two lines of one Subscriber saying so."""
-
 FULL_RETRY_MIN = 0.5
 FULL_RETRY_MAX = 10.0
 """Seconds between two attempts to store a finished handler's completion on a full disk
@@ -90,82 +87,6 @@ FULL_RETRY_MAX = 10.0
 REFUSED = "refused and not acknowledged (their senders send them again)"
 PENDING = "finished, waiting for their outcome and replies to be stored (not run again)"
 LOOKUP = "unfinished messages from before an interruption wait to be looked up"
-
-
-class DiskFullNotice:
-    """Tells the error kernel, sparingly, that one Subscriber's writes meet a full disk.
-
-    The first refusal of an episode is reported at once; while the disk stays full at most
-    one line per ``interval`` seconds (timed by ``clock``) follows, counting the messages
-    met since the last line; the first write that succeeds afterwards reports one line
-    saying the episode is over. A flood of redeliveries thus costs a few lines, never one
-    per message or per batch. Never blocks.
-    """
-
-    def __init__(
-        self,
-        subject: str,
-        method: str,
-        report: Callable[[Level, str], None],
-        *,
-        interval: float = DISK_FULL_REPORT_INTERVAL,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.subject = subject
-        self.method = method
-        self.interval = interval
-        self._report = report
-        self._clock = clock
-        self.refused = 0
-        """Messages whose store write met a full disk since start (each attempt counts)."""
-        self._since: float | None = None
-        self._counted_from = 0.0
-        self._unreported = 0
-        self._in_episode = 0
-        self._next_line = -math.inf
-
-    @property
-    def full(self) -> bool:
-        """Whether the last write of this Subscriber met a full disk."""
-        return self._since is not None
-
-    def refused_messages(self, count: int, what: str, error: StoreFull) -> None:
-        """``count`` messages were ``what`` because of ``error``; say so if a line is due."""
-        now = self._clock()
-        self.refused += count
-        self._unreported += count
-        self._in_episode += count
-        if self._since is None:
-            self._since = self._counted_from = now
-        if now < self._next_line:
-            return
-        tally = ""
-        if self._unreported:
-            tally = f"{self._unreported} message(s) "
-            if now > self._counted_from:
-                tally += f"in the last {round(now - self._counted_from)} s "
-        self._report(
-            "error",
-            f"error: {self.subject}: {self.method}: {tally}{what}: {error}; said again at most "
-            f"every {round(self.interval)} s while it lasts",
-        )
-        self._unreported = 0
-        self._counted_from = now
-        self._next_line = now + self.interval
-
-    def cleared(self) -> None:
-        """A write succeeded: end the episode (one line) if there was one."""
-        if self._since is None:
-            return
-        lasted = round(self._clock() - self._since)
-        self._report(
-            "info",
-            f"info: {self.subject}: the store accepts writes for {self.method} again after "
-            f"{lasted} s of a full disk ({self._in_episode} message write(s) refused meanwhile)",
-        )
-        self._since = None
-        self._unreported = self._in_episode = 0
-        self._next_line = -math.inf
 
 
 def method_deadline(message: Message, default_timeout: float) -> float:

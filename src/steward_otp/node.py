@@ -463,7 +463,6 @@ class Node:
             self.outbox,
             self.bridge,
             self.report,
-            idle_tick=min(1.0, self.config.keep_publishers_alive_for / 3),
             jetstream=self.config.delivery == "jetstream",
             limits=StreamLimits(
                 max_age_seconds=self.config.jetstream_max_age_seconds,

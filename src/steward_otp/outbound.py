@@ -16,6 +16,29 @@ Delivery of one message (Steward §3.5, with a private reply inbox per message):
 
 Nothing is lost when any of these processes crash: the store holds every undelivered
 message, and the Router re-reads it on start and every ``sweep_interval`` seconds.
+
+A full disk (:class:`~steward_otp.store.StoreFull` from a store write) crashes none of them
+and keeps both guarantees -- nothing lost (a message leaves the outbox only by a committed
+write), nothing run twice (the receiver dedupes what is sent again):
+
+* a send whose record (``mark_in_flight_many`` / ``record_attempts``) is refused is not
+  published: the messages leave the Publisher's window, stay in the outbox and in the
+  Publisher, and are offered again after the backoff with the attempts they had left;
+* an ACK whose ``mark_delivered_many`` is refused is kept in memory and written again after
+  the backoff until it commits; nothing is sent again meanwhile. Should the Publisher stop
+  before that (the node stops), the messages are still undelivered in the store and are
+  sent again later: the receiver ACKs them again without running them again;
+* a failure (``mark_failed``: attempts ran out, refused by the receiver, unsendable) is kept
+  and written again the same way; its error-log line goes out once the mark commits;
+* the backoff is per destination, :data:`FULL_RETRY_MIN` doubling to :data:`FULL_RETRY_MAX`
+  seconds on trio's clock; while it runs the Publisher makes no store write, sends nothing
+  new and lets no ACK deadline run out (no attempts are used up by a full disk);
+* the Router reads the outbox (a read shares its commit with whatever writes wait, so it
+  can meet a full disk too): a sweep that is refused is made again after the backoff, and
+  a damaged row whose ``mark_failed`` is refused is found and failed by the next sweep;
+* the error kernel hears of it sparingly, through one
+  :class:`~steward_otp.disk_full.DiskFullNotice` for all Publishers: a line when it starts, at
+  most one a minute while it lasts, one when every refused write has committed.
 """
 
 from __future__ import annotations
@@ -38,9 +61,11 @@ from steward_otp.delivery.sender import (
     Delivered,
     GaveUp,
     Outgoing,
+    Refused,
     SenderMachine,
     Transmit,
 )
+from steward_otp.disk_full import DiskFullNotice
 from steward_otp.drain import DrainMeter
 from steward_otp.error_kernel import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Level
@@ -66,7 +91,7 @@ from steward_otp.message import (
     uses_ack,
 )
 from steward_otp.methods import MethodTable
-from steward_otp.store import Store
+from steward_otp.store import Store, StoreFull
 from steward_otp.store_schema import OutboxEntry, OutboxRow
 from steward_otp.supervisors import ChildStartError, DynamicSupervisor, current_child
 from steward_otp.transport import NO_RESPONDERS_STATUS, BridgeBusy, InboundMessage, Transport
@@ -77,6 +102,15 @@ T = TypeVar("T")
 
 NACK_FLUSH_TIMEOUT = 10.0
 """Seconds a fire-and-forget message may take to reach the broker before it is retried."""
+
+FULL_RETRY_MIN = 0.5
+FULL_RETRY_MAX = 10.0
+"""Seconds between two attempts of a write refused for a full disk (doubling from the first
+to the second; back to the first once every refused write of the destination committed)."""
+
+NOT_SENT = "not sent, their attempt could not be recorded (kept in the outbox, sent later)"
+NOT_MARKED_DELIVERED = "acknowledged, waiting to be marked delivered (not sent again)"
+NOT_MARKED_FAILED = "failed, waiting to be marked failed (not sent again)"
 
 
 @attrs.frozen
@@ -290,6 +324,11 @@ class Router:
     of any outbound process and of the whole node. A stored message that can no longer be
     decoded (a damaged row) is marked failed with the reason and reported once through
     ``report``; it is never skipped silently on every sweep, nor allowed to stop the others.
+
+    A full disk stops neither: a sweep whose read is refused (:class:`StoreFull`) is made
+    again after :data:`FULL_RETRY_MIN` .. ``sweep_interval`` seconds (the start sweep too:
+    the Router is ready without it), and a damaged row whose mark is refused stays in the
+    outbox, is failed by a later sweep and reported once that mark commits.
     """
 
     def __init__(
@@ -307,12 +346,13 @@ class Router:
         self._held: set[str] = set()
 
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        """Route until cancelled. Ready once the recovery list is routed."""
+        """Route until cancelled. Ready once the recovery list is routed, or once reading it
+        met a full disk (the next sweeps route it)."""
         self._held = set()
-        await self._sweep()
+        swept = await self._sweep()
         task_status.started()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._sweep_periodically)
+            nursery.start_soon(self._sweep_periodically, swept)
             async for mail in self.outbox.mail_receive:
                 await self._handle_mail(self._with_waiting_mail(mail))
 
@@ -341,13 +381,25 @@ class Router:
         if dispatched:
             await self._route(list(dispatched.values()))
 
-    async def _sweep_periodically(self) -> None:
+    async def _sweep_periodically(self, swept: bool) -> None:
+        delay = FULL_RETRY_MIN
         while True:
-            await trio.sleep(self.sweep_interval)
-            await self._sweep()
+            if swept:
+                delay = FULL_RETRY_MIN
+                await trio.sleep(self.sweep_interval)
+            else:
+                await trio.sleep(min(delay, self.sweep_interval))
+                delay = min(2 * delay, self.sweep_interval)
+            swept = await self._sweep()
 
-    async def _sweep(self) -> None:
-        rows = await self.outbox.store.pending()
+    async def _sweep(self) -> bool:
+        """Route what the outbox holds and no Publisher does; False if the read met a full
+        disk (nothing routed)."""
+        try:
+            rows = await self.outbox.store.pending()
+        except StoreFull as exc:
+            log.warning("outbox sweep refused for a full disk, made again shortly: %s", exc)
+            return False
         messages = []
         for row in rows:
             if row.msg_id not in self._held:
@@ -357,14 +409,21 @@ class Router:
                     await self._fail_undecodable(row, exc)
         for i in range(0, len(messages), ROUTER_BATCH):
             await self._route(messages[i : i + ROUTER_BATCH])
+        return True
 
     async def _fail_undecodable(self, row: OutboxRow, exc: codec.DecodeError) -> None:
         text = (
             f"error: outbox message {row.msg_id} for {row.to_node}.{row.method} cannot be "
             f"decoded from the store, marked failed: {exc}"
         )
+        try:
+            failed = await self.outbox.store.mark_failed(row.msg_id, text)
+        except StoreFull as full:
+            # Still active in the outbox: the next sweep finds it and fails it again.
+            log.warning("%s; not marked yet: %s", text, full)
+            return
         log.error("%s", text)
-        if await self.outbox.store.mark_failed(row.msg_id, text):
+        if failed:
             self.outbox.stats.failed += 1
         if self.report is not None:
             self.report("error", text)
@@ -476,6 +535,8 @@ class _Flight:
     subject: str
     payload: bytes | None = None
     headers: dict[str, str] | None = None
+    sent: int = 0
+    """Times this Publisher published it."""
 
 
 @attrs.define
@@ -498,6 +559,28 @@ class _Destination:
     """JetStream: ids whose publish found no stream, for :meth:`Publisher._no_stream`."""
     resolving: bool = False
     to_node: str = ""
+    deferred: dict[str, None] = attrs.field(factory=dict)
+    """Messages whose send could not be recorded (a full disk): out of the machine, their
+    flights kept, offered to it again when the backoff is over (in this order)."""
+    acked: dict[str, None] = attrs.field(factory=dict)
+    """ACKed messages whose mark as delivered a full disk refused: written again after the
+    backoff (their flights kept until it commits)."""
+    unfailed: dict[str, tuple[_Flight, str, Level]] = attrs.field(factory=dict)
+    """Failed messages whose mark a full disk refused, with their failure text and level:
+    written again after the backoff."""
+    rewriting: bool = False
+    """A task writes :attr:`acked` and :attr:`unfailed` again right now."""
+    full_until: float = -math.inf
+    """Trio time until which no store write is tried (a full disk refused the last one)."""
+    full_delay: float = FULL_RETRY_MIN
+    """The next backoff."""
+    wake: trio.Event = attrs.field(factory=trio.Event)
+    """Wakes the pump (a write was refused: it has a backoff to wait out)."""
+
+    @property
+    def held_for_disk(self) -> int:
+        """Messages whose store write a full disk refused, waiting to be written again."""
+        return len(self.deferred) + len(self.acked) + len(self.unfailed)
 
 
 class Publisher:
@@ -512,8 +595,12 @@ class Publisher:
 
     At most ``window`` messages are unacknowledged at a time: a destination is never sent
     more than it can take before their ACK timeouts run out. The window is per destination,
-    so a slow or offline node never holds up another. While it holds messages it reports
-    activity, so idle reaping never cuts a delivery short.
+    so a slow or offline node never holds up another. While it holds messages its handle's
+    ``busy()`` says so, so idle reaping never cuts a delivery short.
+
+    A store write refused for a full disk never crashes it: see the module docstring for
+    what happens to each kind of write. Whatever it holds for a full disk keeps it alive,
+    and is given back to the Router unfinished if it stops (the store still has it active).
     """
 
     def __init__(
@@ -522,7 +609,6 @@ class Publisher:
         bridge: Transport,
         report: Callable[[Level, str], None],
         *,
-        idle_tick: float = 1.0,
         window: int = 128,
         jetstream: bool = False,
         limits: StreamLimits | None = None,
@@ -530,7 +616,6 @@ class Publisher:
         self.outbox = outbox
         self.bridge = bridge
         self.report = report
-        self.idle_tick = idle_tick
         self.window = window
         self.jetstream = jetstream
         """The node's delivery default; a message's ``jetstream`` field wins."""
@@ -539,6 +624,14 @@ class Publisher:
         self._jetstream_missing_reported = False
         self._probe_lock = trio.Lock()
         self._probed: tuple[float, bool | None] = (-math.inf, None)
+        # inbound imports this module: the notice comes in once both are loaded.
+
+        self.disk_full = DiskFullNotice(
+            f"{outbox.node_name}.outbound", "the outbox", report, clock=trio.current_time
+        )
+        """Tells the error kernel, sparingly, of writes refused for a full disk."""
+        self._full_destinations: set[int] = set()
+        """The destinations (by ``id``) holding writes a full disk refused."""
 
     async def run(
         self,
@@ -567,24 +660,28 @@ class Publisher:
         # JetStream: one reply subject per publish (the broker's acknowledgement names no id).
         ack_subject = f"{dest.ack_inbox}.*" if dest.stream else dest.ack_inbox
         ack_subscription = self.bridge.subscribe(ack_subject, capacity=ACK_INBOX_CAPACITY)
+        handle.busy = lambda: bool(
+            dest.machine.outstanding or dest.machine.queued or dest.busy or dest.held_for_disk
+        )
         handle.info_provider = lambda: {
             "to_node": to_node,
             "method": method,
             "delivery": "jetstream" if dest.stream else "core",
             "in_flight": dest.machine.outstanding,
             "queued": dest.machine.queued + len(new_messages.items),
+            "held_for_disk": dest.held_for_disk,
         }
         task_status.started(send)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._keep_alive_while_busy, dest)
                 nursery.start_soon(new_messages.feed_from, receive)
                 nursery.start_soon(acks.feed_from, ack_subscription.receive)
                 await self._pump(dest, new_messages, acks, nursery)
         finally:
             self.bridge.unsubscribe(ack_subscription)
+            self._full_destinations.discard(id(dest))
             # Hand back what was held here unfinished: the Router routes it again.
-            for msg_id in dest.flights:
+            for msg_id in {**dest.flights, **dest.unfailed}:
                 self._give_back(msg_id, delivered=False)
             for message in new_messages.take():
                 self._give_back(message.id, delivered=False)
@@ -606,10 +703,14 @@ class Publisher:
 
         Store operations and publishes of different wake-ups overlap (the store commits
         concurrent operations together), so the window never idles behind an fsync.
+
+        While a full disk's backoff runs (:attr:`_Destination.full_until`) the machine is not
+        polled: nothing new is sent and no ACK deadline runs out; ACKs are still taken. When
+        it is over, the deferred messages are offered again and the refused marks written.
         """
         machine, stats = dest.machine, self.outbox.stats
         while True:
-            new_messages.wake = acks.wake = wake = trio.Event()
+            new_messages.wake = acks.wake = dest.wake = wake = trio.Event()
             for message in new_messages.take():
                 if machine.offer(_outgoing(message, jetstream=dest.stream)):
                     subject = subject_for(message, self.outbox.table)
@@ -624,17 +725,24 @@ class Publisher:
                 if _no_responders(inbound):
                     continue  # nobody listens at the destination: its ACK deadline decides
                 try:
-                    actions += machine.acked(Ack.decode(inbound.payload))
+                    actions += _acked(dest, Ack.decode(inbound.payload))
                 except AckDecodeError as exc:
                     log.warning("ACK on %s ignored: %s", inbound.subject, exc)
-            missed = machine.missed_acks
-            actions += machine.poll(trio.current_time())
-            stats.missed_acks += machine.missed_acks - missed
+            paused = trio.current_time() < dest.full_until
+            if not paused:
+                if dest.deferred:
+                    _offer_deferred(dest)
+                if (dest.acked or dest.unfailed) and not dest.rewriting:
+                    dest.rewriting = True
+                    nursery.start_soon(self._write_held, dest)
+                missed = machine.missed_acks
+                actions += machine.poll(trio.current_time())
+                stats.missed_acks += machine.missed_acks - missed
             for action in actions:
                 nursery.start_soon(self._carry_out, action, dest)
             if new_messages.items or acks.items:
                 continue
-            deadline = machine.next_deadline()
+            deadline = dest.full_until if paused else machine.next_deadline()
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 await wake.wait()
 
@@ -658,7 +766,7 @@ class Publisher:
             log.warning("JetStream refused %s: %s; it is sent again", msg_id, answer.error)
             return []
         self._jetstream_missing_reported = False
-        return dest.machine.acked(Ack(accepted=(msg_id,)))
+        return _acked(dest, Ack(accepted=(msg_id,)))
 
     async def _no_stream(self, dest: _Destination) -> None:
         """Publishes into the stream that found none: make the stream when the broker has
@@ -678,7 +786,7 @@ class Publisher:
                     dest.machine.forget({f.message.id for f in flights})
                     for flight in flights:
                         dest.flights.pop(flight.message.id, None)
-                        await self._fail(flight, self._no_jetstream_text(flight), "error")
+                        await self._fail(dest, flight, self._no_jetstream_text(flight), "error")
                 elif available is False and not self._jetstream_missing_reported:
                     self._jetstream_missing_reported = True
                     self.report(
@@ -731,11 +839,22 @@ class Publisher:
             dest.busy -= 1
 
     async def _carry_out_now(self, action: Action, dest: _Destination) -> None:
-        store, stats, flights = self.outbox.store, self.outbox.stats, dest.flights
+        store, flights = self.outbox.store, dest.flights
         if isinstance(action, Transmit):
-            active = await store.mark_in_flight_many(action.first) if action.first else []
-            if action.again:
-                active += await store.record_attempts(action.again)
+            # A message offered again after a full disk was sent before: a retry.
+            first = [i for i in action.first if (f := flights.get(i)) is None or not f.sent]
+            again = [*action.again, *(i for i in action.first if i not in first)]
+            try:
+                active = await store.mark_in_flight_many(first) if first else []
+                if again:
+                    active += await store.record_attempts(again)
+            except StoreFull as exc:
+                # Not published: out of the window, offered again after the backoff.
+                deferred = dest.machine.release(action.first + action.again)
+                dest.deferred.update(dict.fromkeys(deferred))
+                self._refused(dest, len(deferred), NOT_SENT, exc)
+                return
+            self._stored(dest)
             stopped = set(action.first + action.again).difference(active)
             if stopped:
                 # Delivered, cancelled or purged meanwhile: never send it (again).
@@ -748,22 +867,74 @@ class Publisher:
             if fire_and_forget:
                 await self._flush_fire_and_forget(fire_and_forget, dest)
         elif isinstance(action, Delivered):
-            await store.mark_delivered_many(action.msg_ids)
-            stats.delivered += len(action.msg_ids)
-            self.outbox.drain.delivered(dest.to_node, len(action.msg_ids), trio.current_time())
-            for msg_id in action.msg_ids:
-                flights.pop(msg_id, None)
-                self._give_back(msg_id, delivered=True)
+            await self._delivered(dest, action.msg_ids)
         elif isinstance(action, GaveUp):
             for msg_id in action.msg_ids:
                 if (flight := flights.pop(msg_id, None)) is not None:
-                    await self._fail(flight, max_retries_text(flight.message, flight.subject))
+                    text = max_retries_text(flight.message, flight.subject)
+                    await self._fail(dest, flight, text)
         elif (flight := flights.pop(action.msg_id, None)) is not None:
             text = (
                 f"error: {flight.subject}: message {action.msg_id} refused by "
                 f"{flight.message.to_node}: {action.reason}"
             )
-            await self._fail(flight, text)
+            await self._fail(dest, flight, text)
+
+    async def _delivered(self, dest: _Destination, msg_ids: Sequence[str]) -> None:
+        """Mark ``msg_ids`` delivered; a full disk keeps them in :attr:`_Destination.acked`
+        to be written again (during a backoff without trying)."""
+        if trio.current_time() < dest.full_until:
+            dest.acked.update(dict.fromkeys(msg_ids))
+            return
+        try:
+            await self.outbox.store.mark_delivered_many(msg_ids)
+        except StoreFull as exc:
+            dest.acked.update(dict.fromkeys(msg_ids))
+            self._refused(dest, len(msg_ids), NOT_MARKED_DELIVERED, exc)
+            return
+        self._stored(dest)
+        self.outbox.stats.delivered += len(msg_ids)
+        self.outbox.drain.delivered(dest.to_node, len(msg_ids), trio.current_time())
+        for msg_id in msg_ids:
+            dest.flights.pop(msg_id, None)
+            self._give_back(msg_id, delivered=True)
+
+    async def _write_held(self, dest: _Destination) -> None:
+        """Write the marks a full disk refused: the deliveries in one operation, then the
+        failures (each refused again is kept again)."""
+        dest.busy += 1
+        try:
+            acked, dest.acked = list(dest.acked), {}
+            if acked:
+                await self._delivered(dest, acked)
+            unfailed, dest.unfailed = dest.unfailed, {}
+            for flight, text, level in unfailed.values():
+                await self._fail(dest, flight, text, level)
+        finally:
+            dest.rewriting = False
+            dest.busy -= 1
+
+    def _refused(self, dest: _Destination, count: int, what: str, error: StoreFull) -> None:
+        """A write for ``count`` messages of ``dest`` met a full disk: start (or keep) its
+        backoff, wake its pump, tell the notice."""
+        if count:
+            self.disk_full.refused_messages(count, what, error)
+        self._full_destinations.add(id(dest))
+        now = trio.current_time()
+        if now >= dest.full_until:
+            dest.full_until = now + dest.full_delay
+            dest.full_delay = min(2 * dest.full_delay, FULL_RETRY_MAX)
+        dest.wake.set()
+
+    def _stored(self, dest: _Destination) -> None:
+        """A write of ``dest`` committed: once it holds nothing refused, its backoff starts
+        afresh, and once no destination does, the notice ends the episode."""
+        if id(dest) not in self._full_destinations or dest.held_for_disk:
+            return
+        dest.full_delay = FULL_RETRY_MIN
+        self._full_destinations.discard(id(dest))
+        if not self._full_destinations:
+            self.disk_full.cleared()
 
     async def _publish(self, batch: Sequence[_Flight], dest: _Destination) -> list[str]:
         """Publish ``batch``; returns the ids of the fire-and-forget messages in it."""
@@ -786,7 +957,7 @@ class Publisher:
                     dest.machine.forget([message.id])
                     dest.flights.pop(message.id, None)
                     text = f"error: {flight.subject}: message {message.id} not sent: {unsendable}"
-                    await self._fail(flight, text)
+                    await self._fail(dest, flight, text)
                     continue
                 flight.payload, flight.headers = encoded.payload, with_version(encoded.headers)
                 if dest.stream:
@@ -804,6 +975,7 @@ class Publisher:
                 self.bridge.publish_nowait(flight.subject, flight.payload, flight.headers, reply)
             except BridgeBusy:
                 await self.bridge.publish(flight.subject, flight.payload, flight.headers, reply)
+            flight.sent += 1
         return fire_and_forget
 
     def _encode(
@@ -835,20 +1007,27 @@ class Publisher:
         for action in dest.machine.flushed(msg_ids):
             await self._carry_out_now(action, dest)
 
-    async def _fail(self, flight: _Flight, text: str, level: Level = "info") -> None:
+    async def _fail(
+        self, dest: _Destination, flight: _Flight, text: str, level: Level = "info"
+    ) -> None:
+        """Mark ``flight`` failed and report ``text`` once the mark commits; a full disk
+        keeps it in :attr:`_Destination.unfailed` to be written again (during a backoff
+        without trying)."""
         message = flight.message
-        await self.outbox.store.mark_failed(message.id, text)
+        if trio.current_time() < dest.full_until:
+            dest.unfailed[message.id] = (flight, text, level)
+            return
+        try:
+            await self.outbox.store.mark_failed(message.id, text)
+        except StoreFull as exc:
+            dest.unfailed[message.id] = (flight, text, level)
+            self._refused(dest, 1, NOT_MARKED_FAILED, exc)
+            return
+        self._stored(dest)
         self.outbox.stats.failed += 1
         if message.method != ERROR_LOG_METHOD:
             self.report(level, text)
         self._give_back(message.id, delivered=False)
-
-    async def _keep_alive_while_busy(self, dest: _Destination) -> None:
-        handle = current_child()
-        while True:
-            await trio.sleep(self.idle_tick)
-            if dest.machine.outstanding or dest.machine.queued or dest.busy:
-                handle.touch()
 
     def _give_back(self, msg_id: str, *, delivered: bool) -> None:
         # The Router's mailbox is large; if it is ever full, the Router's restart sweep
@@ -870,6 +1049,32 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 
 ACK_INBOX_CAPACITY = 65536
 """ACKs a Publisher's inbox holds before dropping (each ACK settles a whole batch)."""
+
+
+def _acked(dest: _Destination, ack: Ack) -> list[Action]:
+    """What ``ack`` settles: in the machine, and among the messages deferred for a full disk
+    (sent before; the receiver holds them now)."""
+    actions = dest.machine.acked(ack)
+    if dest.deferred:
+        delivered = tuple(i for i in ack.accepted if dest.deferred.pop(i, 0) is None)
+        if delivered:
+            actions.append(Delivered(delivered))
+        actions += [
+            Refused(i, reason) for i, reason in ack.rejected if dest.deferred.pop(i, 0) is None
+        ]
+    return actions
+
+
+def _offer_deferred(dest: _Destination) -> None:
+    """Offer the messages deferred for a full disk to the machine again, each with the
+    attempts it has left (at least one)."""
+    for msg_id in dest.deferred:
+        flight = dest.flights.get(msg_id)
+        if flight is None:
+            continue
+        item = _outgoing(flight.message, jetstream=dest.stream)
+        dest.machine.offer(attrs.evolve(item, attempts=max(item.attempts - flight.sent, 1)))
+    dest.deferred.clear()
 
 
 def _no_responders(inbound: InboundMessage) -> bool:

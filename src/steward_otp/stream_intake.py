@@ -24,9 +24,9 @@ import trio
 
 from steward_otp import codec
 from steward_otp.delivery import receiver
+from steward_otp.disk_full import DiskFullNotice
 from steward_otp.handlers.base import NodeServices
 from steward_otp.inbound import (
-    DiskFullNotice,
     Subscriber,
     VerifyHook,
     next_batch,

@@ -1,14 +1,22 @@
 """Periodic publishers that a node runs on its own: the hello to the central node, and the
-loop the key and ACL update requests use (:func:`submit_every`)."""
+loop the key and ACL update requests use (:func:`submit_every`).
+
+A round whose message the outbox cannot store for a full disk is skipped with one log line;
+the timer keeps running and the next round tries again.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import trio
 
 from steward_otp.message import Message
+from steward_otp.store_schema import StoreFull
+
+log = logging.getLogger(__name__)
 
 HELLO_DIRECTORY = "hello-messages"
 HELLO_FILE = "hello.log"
@@ -35,10 +43,24 @@ async def submit_every(
     task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Submit ``make()`` to ``node`` now and then every ``interval`` seconds, until
-    cancelled (a fresh message each time: ``make`` sees the state of the moment)."""
+    cancelled (a fresh message each time: ``make`` sees the state of the moment).
+
+    A round the outbox refuses for a full disk (:class:`~steward_otp.store.StoreFull`) is
+    skipped with one log line, not retried before the next round; any other error
+    propagates (the timer's supervisor restarts it)."""
     task_status.started()
     while True:
-        await node.submit([make()])
+        message = make()
+        try:
+            await node.submit([message])
+        except StoreFull as exc:
+            log.warning(
+                "%s to %s not sent this round, next in %g s: %s",
+                message.method,
+                message.to_node,
+                interval,
+                exc,
+            )
         await trio.sleep(interval)
 
 

@@ -19,10 +19,11 @@ import trio
 from steward_otp import codec, error_kernel
 from steward_otp.delivery import receiver
 from steward_otp.delivery.protocol import with_version
+from steward_otp.disk_full import DiskFullNotice
 from steward_otp.error_kernel import ErrorKernel
 from steward_otp.handlers import HandlerContext, handler
 from steward_otp.handlers.base import Level
-from steward_otp.inbound import DiskFullNotice, settle_batch
+from steward_otp.inbound import settle_batch
 from steward_otp.loopback import LoopbackBroker, LoopbackTransport
 from steward_otp.message import Message
 from steward_otp.node import Node
@@ -67,7 +68,15 @@ def recorded_reports(node: Node) -> list[str]:
 
 
 async def unlimited(node: Node) -> None:
-    await _sql(node.store, "PRAGMA max_page_count = 1073741823")
+    """Lift the page limit on ``node``'s store. The PRAGMA goes through the store process
+    and may share a commit with a write the full store refuses: it is made again until it
+    commits."""
+    with trio.fail_after(10):
+        while True:
+            try:
+                return await _sql(node.store, "PRAGMA max_page_count = 1073741823")
+            except StoreFull:
+                await trio.sleep(0.05)
 
 
 # --- the notice
