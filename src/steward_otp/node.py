@@ -41,6 +41,7 @@ from typing import Any
 import attrs
 import trio
 
+from steward_otp.ack_inboxes import AckInboxes
 from steward_otp.bridge import BridgeSettings, NatsBridge
 from steward_otp.broker import BrokerSpec, EmbeddedBroker
 from steward_otp.config import Config, ConfigError, method_names_setting, prepare_folders
@@ -457,12 +458,14 @@ class Node:
         return {"path": str(self.store.path), "commits": stats.commits}
 
     def _outbound(self) -> Supervisor:
-        # A busy Publisher reports activity several times per idle period, so it is never
+        # A Publisher's handle says it is busy while it holds deliveries, so it is never
         # reaped with deliveries in flight, however short keep_publishers_alive_for is.
+        acks = AckInboxes(self.bridge)
         publisher = Publisher(
             self.outbox,
             self.bridge,
             self.report,
+            acks=acks,
             jetstream=self.config.delivery == "jetstream",
             limits=StreamLimits(
                 max_age_seconds=self.config.jetstream_max_age_seconds,
@@ -479,9 +482,14 @@ class Node:
         router = Router(self.outbox, publishers, report=self.report)
         return Supervisor(
             "outbound",
-            [publishers.child_spec(), ChildSpec("router", router.run)],
-            # one_for_all: the Router's record of what the Publishers hold dies with it, so
-            # they restart together and start from the store.
+            [
+                ChildSpec("acks", _with_info(acks.run, acks.info)),
+                publishers.child_spec(),
+                ChildSpec("router", router.run),
+            ],
+            # one_for_all: the Router's record of what the Publishers hold dies with it, and
+            # the Publishers' reply subjects with the ACK subscription, so they restart
+            # together and start from the store.
             strategy=Strategy.ONE_FOR_ALL,
             intensity=5,
             period=10.0,

@@ -55,6 +55,7 @@ import attrs
 import trio
 
 from steward_otp import codec
+from steward_otp.ack_inboxes import AckInboxes
 from steward_otp.delivery.protocol import Ack, AckDecodeError, with_version
 from steward_otp.delivery.sender import (
     Action,
@@ -609,6 +610,7 @@ class Publisher:
         bridge: Transport,
         report: Callable[[Level, str], None],
         *,
+        acks: AckInboxes,
         window: int = 128,
         jetstream: bool = False,
         limits: StreamLimits | None = None,
@@ -616,6 +618,8 @@ class Publisher:
         self.outbox = outbox
         self.bridge = bridge
         self.report = report
+        self.acks = acks
+        """The node's shared ACK subscription; each run registers its own reply subject."""
         self.window = window
         self.jetstream = jetstream
         """The node's delivery default; a message's ``jetstream`` field wins."""
@@ -624,8 +628,6 @@ class Publisher:
         self._jetstream_missing_reported = False
         self._probe_lock = trio.Lock()
         self._probed: tuple[float, bool | None] = (-math.inf, None)
-        # inbound imports this module: the notice comes in once both are loaded.
-
         self.disk_full = DiskFullNotice(
             f"{outbox.node_name}.outbound", "the outbox", report, clock=trio.current_time
         )
@@ -648,18 +650,17 @@ class Publisher:
         """
         send, receive = trio.open_memory_channel[Message](math.inf)
         handle = current_child()
+        acks = _Mailbox[InboundMessage]()
+        # JetStream: one reply subject per publish below it (the broker's acknowledgement
+        # names no id); the shared subscription hands those over too.
         dest = _Destination(
             SenderMachine(self.window),
             to_node=to_node,
-            ack_inbox=self.bridge.new_inbox(),
+            ack_inbox=self.acks.register(acks.put),
             stream=self.jetstream if jetstream is None else jetstream,
             chosen=jetstream is not None,
         )
         new_messages = _Mailbox[Message]()
-        acks = _Mailbox[InboundMessage]()
-        # JetStream: one reply subject per publish (the broker's acknowledgement names no id).
-        ack_subject = f"{dest.ack_inbox}.*" if dest.stream else dest.ack_inbox
-        ack_subscription = self.bridge.subscribe(ack_subject, capacity=ACK_INBOX_CAPACITY)
         handle.busy = lambda: bool(
             dest.machine.outstanding or dest.machine.queued or dest.busy or dest.held_for_disk
         )
@@ -675,10 +676,9 @@ class Publisher:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(new_messages.feed_from, receive)
-                nursery.start_soon(acks.feed_from, ack_subscription.receive)
                 await self._pump(dest, new_messages, acks, nursery)
         finally:
-            self.bridge.unsubscribe(ack_subscription)
+            self.acks.unregister(dest.ack_inbox)
             self._full_destinations.discard(id(dest))
             # Hand back what was held here unfinished: the Router routes it again.
             for msg_id in {**dest.flights, **dest.unfailed}:
@@ -1046,9 +1046,6 @@ PROBE_CACHE_SECONDS = 2.0
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 """The header by which JetStream recognises a resend of the same message."""
-
-ACK_INBOX_CAPACITY = 65536
-"""ACKs a Publisher's inbox holds before dropping (each ACK settles a whole batch)."""
 
 
 def _acked(dest: _Destination, ack: Ack) -> list[Action]:

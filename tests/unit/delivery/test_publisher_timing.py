@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from steward_otp.ack_inboxes import AckInboxes
 from steward_otp.delivery.protocol import Ack
 from steward_otp.loopback import LoopbackBroker, LoopbackTransport
 from steward_otp.message import Message, MessageDefaults
@@ -84,11 +85,12 @@ async def run_publisher(
     await store.enqueue(
         [OutboxEntry(m.id, m.to_node, m.method, b"-", created_at=0.0) for m in messages]
     )
-    publisher = Publisher(
-        outbox, LoopbackTransport(broker, name="central"), lambda _l, t: reports.append(t)
-    )
+    transport = LoopbackTransport(broker, name="central")
+    acks = AckInboxes(transport)
+    publisher = Publisher(outbox, transport, lambda _l, t: reports.append(t), acks=acks)
     start = functools.partial(publisher.run, "ship1", "REQToFileAppend")
-    return outbox, Supervisor("outbound", [ChildSpec("ship1.REQToFileAppend", start)])
+    children = [ChildSpec("acks", acks.run), ChildSpec("ship1.REQToFileAppend", start)]
+    return outbox, Supervisor("outbound", children)
 
 
 async def test_each_attempt_waits_ack_timeout_then_retry_wait(autojump_clock: object) -> None:
