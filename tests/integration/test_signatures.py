@@ -18,6 +18,7 @@ import attrs
 import pytest
 import trio
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from steward_otp import codec
 from steward_otp.bridge import ConnectionState, NatsBridge
@@ -167,7 +168,7 @@ async def test_a_bare_client_cannot_make_a_checking_node_run_what_central_did_no
 def ssh_key(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(
-        SigningKey.generate().private.private_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption(),

@@ -53,11 +53,13 @@ def test_a_node_without_metrics_builds_no_prometheus_registry() -> None:
 
 
 def test_the_daemon_loads_no_command_line_machinery() -> None:
-    """`steward-otp run` execs into steward_otp.daemon.main: no typer, no pydantic there."""
+    """`steward-otp run` execs into steward_otp.daemon.main: no typer, no pydantic there; and
+    no ``cryptography`` (messages are signed with libsodium; only reading an OpenSSH key for
+    ``nkey_from_ed25519_ssh_key_file`` loads it)."""
     code = (
         "import steward_otp.daemon, sys; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        f"{{'typer', 'click', 'pydantic', 'pydantic_core', *{OPTIONAL!r}}}))"
+        f"{{'typer', 'click', 'pydantic', 'pydantic_core', 'cryptography', *{OPTIONAL!r}}}))"
     )
     assert _loaded(code) == []
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Final
 
 import attrs
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+import nacl.signing
 
 __all__ = [
     "KeyFileError",
@@ -70,21 +70,22 @@ def decode_key_text(text: str, *, size: int, what: str) -> bytes:
 class SigningKey:
     """A node's ed25519 key pair."""
 
-    private: Ed25519PrivateKey = attrs.field(repr=False)
+    private: nacl.signing.SigningKey = attrs.field(repr=False)
+    """The private key (libsodium's; ``bytes()`` of it is the 32-byte seed)."""
     public: bytes
     """The raw 32-byte public key (what REQHello and REQPublicKey carry)."""
 
     @classmethod
     def generate(cls) -> SigningKey:
         """A new random key pair."""
-        private = Ed25519PrivateKey.generate()
-        return cls(private, private.public_key().public_bytes_raw())
+        private = nacl.signing.SigningKey.generate()
+        return cls(private, bytes(private.verify_key))
 
     @classmethod
     def from_seed(cls, seed: bytes) -> SigningKey:
         """The key pair of a 32-byte seed."""
-        private = Ed25519PrivateKey.from_private_bytes(seed)
-        return cls(private, private.public_key().public_bytes_raw())
+        private = nacl.signing.SigningKey(seed)
+        return cls(private, bytes(private.verify_key))
 
     @property
     def public_text(self) -> str:
@@ -93,7 +94,7 @@ class SigningKey:
 
     def private_text(self) -> str:
         """The 64-byte private key (seed, then public key) as written in ``private.key``."""
-        return encode_key_text(self.private.private_bytes_raw() + self.public)
+        return encode_key_text(bytes(self.private) + self.public)
 
 
 def _write_new(path: Path, text: str, mode: int) -> None:

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Final
 
 import attrs
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+import nacl.signing
 
 from steward_otp.atomic_file import write_atomically
 
@@ -72,13 +71,21 @@ def user_nkey_from_seed(seed: bytes) -> UserNkey:
     if len(seed) != 32:
         raise NkeyError(f"an ed25519 seed has 32 bytes, not {len(seed)}")
     header = bytes([_PREFIX_SEED | (_PREFIX_USER >> 5), (_PREFIX_USER & 31) << 3])
-    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    public = bytes(nacl.signing.SigningKey(seed).verify_key)
     return UserNkey(_encode(header + seed), _encode(bytes([_PREFIX_USER]) + public))
 
 
 def nkey_from_ssh_key(path: Path) -> UserNkey:
     """The nkey user of the OpenSSH ed25519 private key in ``path`` (not passphrase
     protected). Raises :class:`NkeyError` for anything else."""
+    # Only this setting reads OpenSSH keys: the library is loaded when it is used.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+    from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
+        load_ssh_private_key,
+    )
+
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -33,15 +33,17 @@ import enum
 import hashlib
 import math
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Union
 
 import attrs
 import cbor2
 import nacl.exceptions
 import nacl.signing
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from steward_otp.message import FIELD_NAMES, Message
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from steward_otp.methods import method_base_name
 
 __all__ = [
@@ -73,6 +75,10 @@ CLOCK_SKEW_SECONDS: Final = 300.0
 _SIGNATURE_BYTES: Final = 64
 _DIGEST_BYTES: Final = 32
 _KEY_BYTES: Final = 32
+
+PrivateKey = Union["nacl.signing.SigningKey", "Ed25519PrivateKey"]
+"""A node's private Ed25519 key: libsodium's, as the key files load it, or ``cryptography``'s
+(loaded only by whoever passes one)."""
 
 KeyLookup = Callable[[str], bytes | None]
 """The allowed raw 32-byte public key of a node name, or None when it has none here."""
@@ -187,7 +193,7 @@ def canonical_bytes(
     return bytes(encoded)
 
 
-def sign(message: Message, key: Ed25519PrivateKey, *, signer: str, now: float) -> Message:
+def sign(message: Message, key: PrivateKey, *, signer: str, now: float) -> Message:
     """``message`` with ``argSignature`` set: signed by ``key`` as node ``signer`` at ``now``.
 
     ``now`` is wall-clock seconds since the epoch. Any signature already there is replaced.
@@ -257,6 +263,7 @@ def describe_age(seconds: float) -> str:
 
 _PUBLIC_KEYS: dict[bytes, nacl.signing.VerifyKey] = {}
 _SIGNING_KEYS: dict[int, tuple[Ed25519PrivateKey, nacl.signing.SigningKey]] = {}
+"""libsodium keys of ``cryptography`` key objects, by ``id`` of the object (kept alive)."""
 
 
 def public_key_object(raw: bytes) -> nacl.signing.VerifyKey:
@@ -277,9 +284,12 @@ def public_key_object(raw: bytes) -> nacl.signing.VerifyKey:
     return key
 
 
-def _signing_key(key: Ed25519PrivateKey) -> nacl.signing.SigningKey:
-    """The libsodium signing key of ``key`` (cached per key object, which the cache keeps
-    alive so that its ``id`` is not reused)."""
+def _signing_key(key: PrivateKey) -> nacl.signing.SigningKey:
+    """``key`` as libsodium's signing key: itself, or for a ``cryptography`` key object the
+    libsodium key of its seed (cached per key object, which the cache keeps alive so that its
+    ``id`` is not reused)."""
+    if isinstance(key, nacl.signing.SigningKey):
+        return key
     cached = _SIGNING_KEYS.get(id(key))
     if cached is None or cached[0] is not key:
         if len(_SIGNING_KEYS) > 64:
