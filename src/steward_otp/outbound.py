@@ -671,6 +671,7 @@ class Publisher:
             "in_flight": dest.machine.outstanding,
             "queued": dest.machine.queued + len(new_messages.items),
             "held_for_disk": dest.held_for_disk,
+            "destination_silent": dest.machine.silent,
         }
         task_status.started(send)
         try:
@@ -723,7 +724,9 @@ class Publisher:
                     actions += self._stream_acknowledged(dest, inbound, nursery)
                     continue
                 if _no_responders(inbound):
-                    continue  # nobody listens at the destination: its ACK deadline decides
+                    # Nobody listens at the destination: probe it until it answers.
+                    machine.nobody_listening(trio.current_time())
+                    continue
                 try:
                     actions += _acked(dest, Ack.decode(inbound.payload))
                 except AckDecodeError as exc:
@@ -840,6 +843,11 @@ class Publisher:
 
     async def _carry_out_now(self, action: Action, dest: _Destination) -> None:
         store, flights = self.outbox.store, dest.flights
+        if isinstance(action, Transmit) and action.resend:
+            # Sent before and unheard: again, as they are, without an attempt to record.
+            await self._publish([flights[i] for i in action.resend if i in flights], dest)
+            if not (action.first or action.again):
+                return
         if isinstance(action, Transmit):
             # A message offered again after a full disk was sent before: a retry.
             first = [i for i in action.first if (f := flights.get(i)) is None or not f.sent]

@@ -12,7 +12,16 @@ reports. Its guarantees, each tested under hypothesis:
   :class:`Refused` (the receiver rejected it) -- unless the driver calls :meth:`release` or
   :meth:`forget` for it first;
 * an ACK for a message it does not hold (late, duplicated, or from a previous life) changes
-  nothing.
+  nothing;
+* when the broker says nobody listens at the destination (:meth:`SenderMachine.nobody_listening`),
+  the messages sent and not settled are *unheard*; while the destination stays silent one of
+  them is sent again as a probe, :data:`PROBE_FIRST` seconds later and then at doubling
+  intervals up to the shortest ACK timeout outstanding (so a long outage costs about one probe
+  per ACK timeout), and the first ACK has every unheard one sent again at once
+  (``Transmit.resend``): a destination that comes back gets its window within moments, not
+  after the ACK timeouts. Probes and resends do not count as attempts: what they repeat
+  reached nobody (a repeat that did arrive is ACKed again and not run again by the
+  receiver's dedupe).
 
 Message lifecycle::
 
@@ -57,10 +66,13 @@ class Outgoing:
 
 @attrs.frozen
 class Transmit:
-    """Publish these messages now: ``first`` for the first time, ``again`` as retries."""
+    """Publish these messages now: ``first`` for the first time, ``again`` as retries,
+    ``resend`` again without counting an attempt (a probe, or unheard ones once the
+    destination answers)."""
 
     first: tuple[str, ...] = ()
     again: tuple[str, ...] = ()
+    resend: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -103,6 +115,12 @@ class _Outstanding:
     transmissions: int = 1
     timer: int = 0
     """Which entry of the machine's timer heap is current for this message."""
+    unheard: bool = False
+    """Sent while nobody listened at the destination (see ``nobody_listening``)."""
+
+
+PROBE_FIRST = 0.05
+"""Seconds from the first "no responders" to the first probe of a silent destination."""
 
 
 class SenderMachine:
@@ -119,6 +137,11 @@ class SenderMachine:
         self._timer_ids = itertools.count(1)
         self.missed_acks = 0
         """ACK deadlines that passed (each one a lost message or a lost ACK)."""
+        self._silent = False
+        self._probe_delay = PROBE_FIRST
+        self._probe_due = math.inf
+        self.probes = 0
+        """Probes sent to the destination while it was silent."""
 
     # ----------------------------------------------------------------- queries
 
@@ -150,7 +173,15 @@ class SenderMachine:
         timers = self._timers
         while timers and not self._current(timers[0]):
             heapq.heappop(timers)
-        return timers[0][0] if timers else None
+        due = timers[0][0] if timers else math.inf
+        if self._silent:
+            due = min(due, self._probe_due)
+        return None if due == math.inf else due
+
+    @property
+    def silent(self) -> bool:
+        """Whether the destination is taken as absent (no responders, no ACK since)."""
+        return self._silent
 
     def _current(self, timer: tuple[float, int, str]) -> bool:
         entry = self._outstanding.get(timer[2])
@@ -171,6 +202,35 @@ class SenderMachine:
             item = attrs.evolve(item, attempts=1)
         self._queue[item.msg_id] = item
         return True
+
+    def nobody_listening(self, now: float) -> None:
+        """The broker answered a transmission with "no responders": nobody subscribes at
+        the destination now. What is sent and not settled becomes unheard and the
+        destination silent until an ACK arrives (see the module docstring)."""
+        for entry in self._outstanding.values():
+            if entry.phase is _Phase.SENT:
+                entry.unheard = True
+        if not self._silent:
+            self._silent = True
+            self._probe_delay = PROBE_FIRST
+            self._probe_due = now + PROBE_FIRST
+
+    def _probe(self, now: float) -> list[str]:
+        """The oldest unheard message, when a probe is due; schedules the next one."""
+        if not self._silent or now < self._probe_due:
+            return []
+        unheard = [
+            (msg_id, entry)
+            for msg_id, entry in self._outstanding.items()
+            if entry.unheard and entry.phase is _Phase.SENT
+        ]
+        cap = min((entry.item.ack_timeout for _, entry in unheard), default=math.inf)
+        self._probe_delay = min(self._probe_delay * 2, max(cap, PROBE_FIRST))
+        self._probe_due = now + self._probe_delay
+        if not unheard:
+            return []  # all waiting for their retry: those transmissions probe
+        self.probes += 1
+        return [unheard[0][0]]
 
     def poll(self, now: float) -> list[Action]:
         """Time out, retransmit and start what is due at ``now``."""
@@ -195,9 +255,11 @@ class SenderMachine:
                 self._set_due(msg_id, entry, now + max(entry.item.retry_wait, 0.0))
             else:
                 entry.phase = _Phase.SENT
+                entry.unheard = False
                 entry.transmissions += 1
                 self._set_due(msg_id, entry, now + entry.item.ack_timeout)
                 again.append(msg_id)
+        resend = self._probe(now)
         first: list[str] = []
         while self._queue and len(self._outstanding) < self.window:
             msg_id, item = self._queue.popitem(last=False)
@@ -210,15 +272,27 @@ class SenderMachine:
             first.append(msg_id)
         if gave_up:
             actions.append(GaveUp(tuple(gave_up)))
-        if first or again:
-            actions.append(Transmit(tuple(first), tuple(again)))
+        if first or again or resend:
+            actions.append(Transmit(tuple(first), tuple(again), tuple(resend)))
         return actions
 
     def acked(self, ack: Ack) -> list[Action]:
-        """Settle what ``ack`` names; ids this machine does not hold are ignored."""
+        """Settle what ``ack`` names; ids this machine does not hold are ignored. The first
+        ACK from a silent destination has its unheard messages sent again at once."""
         delivered = tuple(i for i in ack.accepted if self._settle(i))
         actions: list[Action] = [Delivered(delivered)] if delivered else []
         actions += [Refused(i, reason) for i, reason in ack.rejected if self._settle(i)]
+        if self._silent:
+            self._silent = False
+            self._probe_due = math.inf
+            resend = []
+            for msg_id, entry in self._outstanding.items():
+                if entry.unheard:
+                    entry.unheard = False
+                    if entry.phase is _Phase.SENT:
+                        resend.append(msg_id)
+            if resend:
+                actions.append(Transmit(resend=tuple(resend)))
         return actions
 
     def flushed(self, msg_ids: Iterable[str]) -> list[Action]:

@@ -199,3 +199,25 @@ async def test_no_responders_notices_are_not_mistaken_for_acks(
         await central.submit([line(i, retries=0) for i in range(5)])
         await wait_for(lambda: central.outbox.stats.failed == 5, timeout=10)
     assert not [r for r in caplog.records if "ACK on" in r.getMessage()]
+
+
+async def test_a_destination_that_comes_back_gets_its_messages_long_before_their_ack_timeout(
+    tmp_path: Path,
+) -> None:
+    broker = LoopbackBroker()
+    central = loopback_node(tmp_path, broker, "central")
+    async with central:
+        # Long ACK timeouts: without probing, ship1 would wait for them to run out.
+        await central.submit([line(i, ack_timeout=30, retries=3) for i in range(20)])
+        await trio.sleep(1.0)  # ship1 is away: "no responders"; the probes back off
+        assert central.outbox.stats.delivered == 0
+        ship1 = loopback_node(tmp_path, broker, "ship1")
+        async with ship1:
+            back_at = trio.current_time()
+            await wait_for(lambda: central.outbox.stats.delivered == 20, timeout=30)
+            took = trio.current_time() - back_at
+            await wait_for(lambda: len(out_lines(tmp_path)) == 20, timeout=10)
+    # Probes had backed off to under a second: that, not the 30 s ACK timeout, decides.
+    assert took < 10
+    assert central.outbox.stats.missed_acks == 0  # no attempt used up while it was away
+    assert out_lines(tmp_path) == list(range(20))

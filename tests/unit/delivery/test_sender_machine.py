@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from steward_otp.delivery.protocol import Ack
 from steward_otp.delivery.sender import (
+    PROBE_FIRST,
     Action,
     Delivered,
     GaveUp,
@@ -108,6 +109,53 @@ def test_offering_a_held_id_again_is_ignored() -> None:
     assert machine.queued == 1
 
 
+def test_a_silent_destination_is_probed_and_gets_its_unheard_window_when_it_answers() -> None:
+    machine = SenderMachine(window=4)
+    for msg_id in ("a", "b", "c"):
+        machine.offer(Outgoing(msg_id, ack_timeout=10, attempts=2))
+    assert machine.poll(0.0) == [Transmit(first=("a", "b", "c"))]
+    machine.nobody_listening(0.001)  # the broker's notice for one of the publishes
+    assert machine.silent
+    assert machine.next_deadline() == pytest.approx(0.001 + PROBE_FIRST)
+    # Probes: the oldest unheard one, at doubling intervals; not counted as attempts.
+    probes = []
+    now = 0.0
+    while now < 1.0:
+        now = machine.next_deadline() or math.inf
+        probes += [(now, a.resend) for a in machine.poll(now) if isinstance(a, Transmit)]
+    assert [resend for _, resend in probes] == [("a",)] * len(probes)
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(probes)]
+    assert gaps == sorted(gaps) and gaps[0] == pytest.approx(2 * PROBE_FIRST)
+    assert machine.probes == len(probes) == 5  # 0.05, 0.15, 0.35, 0.75, 1.55 s
+    # The destination is back: the probe is ACKed, the rest goes out again at once.
+    assert machine.acked(Ack(accepted=("a",))) == [
+        Delivered(("a",)),
+        Transmit(resend=("b", "c")),
+    ]
+    assert not machine.silent
+    # Their ACK deadlines and attempts are as before: one retry each, then they give up.
+    assert machine.next_deadline() == 10.0
+    assert transmitted(machine.poll(10.0)) == ["b", "c"]
+    assert machine.poll(20.0) == [GaveUp(("b", "c"))]
+
+
+def test_a_long_silence_costs_about_one_probe_per_ack_timeout() -> None:
+    machine = SenderMachine()
+    machine.offer(Outgoing("a", ack_timeout=5, attempts=1000))
+    machine.poll(0.0)
+    machine.nobody_listening(0.0)
+    now, probes = 0.0, 0
+    while now < 3600:
+        now = machine.next_deadline() or math.inf
+        for action in machine.poll(now):
+            if isinstance(action, Transmit) and action.again:
+                machine.nobody_listening(now)  # every retry meets "no responders" too
+            if isinstance(action, Transmit):
+                probes += len(action.resend)
+    # an hour of ACK timeouts (5 s) and probes at most every 5 s once grown
+    assert probes <= 3600 / 5 + 10
+
+
 def test_window_must_be_positive() -> None:
     with pytest.raises(ValueError, match="window"):
         SenderMachine(window=0)
@@ -131,6 +179,8 @@ class World:
     sends: dict[str, list[float]] = attrs.field(factory=dict)
     settled: dict[str, str] = attrs.field(factory=dict)
     to_flush: list[str] = attrs.field(factory=list)
+    listening: bool = True  # False: the destination is away, the broker says "no responders"
+    resends: dict[str, int] = attrs.field(factory=dict)  # uncounted: probes and resends
 
     def apply(self, actions: list[Action]) -> None:
         for action in actions:
@@ -140,6 +190,12 @@ class World:
                     self.wire.append(msg_id)
                     if not self.items[msg_id].wants_ack:
                         self.to_flush.append(msg_id)
+                for msg_id in action.resend:
+                    assert msg_id in self.sends, f"{msg_id} resent before it was ever sent"
+                    assert msg_id not in self.settled, f"{msg_id} resent after it settled"
+                    assert self.items[msg_id].wants_ack
+                    self.resends[msg_id] = self.resends.get(msg_id, 0) + 1
+                    self.wire.append(msg_id)
             else:
                 ids = action.msg_ids if not isinstance(action, Refused) else (action.msg_id,)
                 kind = type(action).__name__
@@ -150,6 +206,10 @@ class World:
 
     def receive(self, msg_id: str) -> None:
         item = self.items[msg_id]
+        if not self.listening:
+            if item.wants_ack:  # a publish with a reply subject gets the broker's notice
+                self.machine.nobody_listening(self.now)
+            return
         if msg_id in self.rejects:
             self.acks.append(Ack(rejected=((msg_id, "refused"),)))
             return
@@ -180,7 +240,7 @@ outgoing = st.builds(
     rejected=st.sets(st.integers(0, 24), max_size=3),
     data=st.data(),
 )
-def test_never_lost_never_sent_beyond_attempts_settled_exactly_once(
+def test_never_lost_never_sent_beyond_attempts_settled_exactly_once_even_when_away(
     window: int, items: list[Outgoing], rejected: set[int], data: st.DataObject
 ) -> None:
     machine = SenderMachine(window)
@@ -192,7 +252,9 @@ def test_never_lost_never_sent_beyond_attempts_settled_exactly_once(
     for _ in range(steps):
         world.apply(machine.poll(world.now))
         choice = data.draw(
-            st.sampled_from(["deliver", "drop", "dup", "swap", "ack", "lose-ack", "tick"])
+            st.sampled_from(
+                ["deliver", "drop", "dup", "swap", "ack", "lose-ack", "tick", "away", "back"]
+            )
         )
         if choice == "deliver" and world.wire:
             world.receive(world.wire.pop(0))
@@ -207,9 +269,15 @@ def test_never_lost_never_sent_beyond_attempts_settled_exactly_once(
         elif choice == "lose-ack" and world.acks:
             world.acks.pop(0)
         elif choice == "tick":
-            world.now += data.draw(st.sampled_from([0.25, 1.0, 3.0]))
+            world.now += data.draw(st.sampled_from([0.05, 0.25, 1.0, 3.0]))
+        elif choice == "away":
+            world.listening = False
+        elif choice == "back":
+            world.listening = True
         world.flush_fire_and_forget()
-    # The network heals: everything sent arrives, every ACK comes back, time moves on.
+    # The network heals: the destination listens, everything sent arrives, every ACK
+    # comes back, time moves on.
+    world.listening = True
     for _ in range(10_000):
         world.apply(machine.poll(world.now))
         world.flush_fire_and_forget()
