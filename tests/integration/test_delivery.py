@@ -76,6 +76,34 @@ async def test_message_to_an_offline_node_is_delivered_once_when_it_comes_up(
     assert lines_of(out) == ["hello ship1"]
 
 
+async def test_a_node_that_comes_up_gets_its_messages_by_probe_not_after_the_ack_timeout(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    central = Node(node_config(tmp_path, "central", nats_server.url))
+    out = tmp_path / "ship1" / "data" / "out" / "ship1" / "out.log"
+    async with central:
+        messages = [append_message("ship1", f"{i}\n", ack_timeout=60) for i in range(50)]
+        await central.submit(messages)
+        # The broker answers "no responders": central takes ship1 as silent and probes.
+        await wait_for(lambda: _silent(central, "ship1.REQToFileAppend"))
+        async with Node(node_config(tmp_path, "ship1", nats_server.url)):
+            back_at = trio.current_time()
+            await wait_for(lambda: central.outbox.stats.delivered == 50, timeout=30)
+            took = trio.current_time() - back_at
+            await wait_for(lambda: len(lines_of(out)) == 50)
+    assert took < 15  # a 60 s ACK timeout would have kept them waiting
+    assert central.outbox.stats.missed_acks == 0
+    assert sorted(int(x) for x in lines_of(out)) == list(range(50))
+
+
+def _silent(node: Node, publisher: str) -> bool:
+    """Whether ``node``'s Publisher ``publisher`` takes its destination as silent."""
+    for child in node.snapshot().walk():
+        if child.id == publisher:
+            return bool(child.info.get("destination_silent"))
+    return False
+
+
 async def test_broker_outage_in_the_middle_of_500_messages_loses_and_repeats_nothing(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
