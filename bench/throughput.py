@@ -32,8 +32,9 @@ move with the load, the CPU per message much less, so it is the figure to compar
 
     .venv/bin/python bench/throughput.py [--json] [--quick] [--no-jetstream] [--py-spy DIR]
 
-``--py-spy DIR`` samples the nodes of (b) and (d) with py-spy (not a dependency) into DIR,
-one collapsed-stack file per phase and node, the input for a profile.
+``--py-spy DIR`` samples the nodes of (b), (d) and (e) with py-spy (not a dependency) into
+DIR, one collapsed-stack file per phase and node, the input for a profile (sampling (e) takes
+half a second to attach, which the drain figure then includes).
 
 With ``--json`` the figures go to stdout as one JSON object (the table goes to stderr).
 Figures only: nothing here is asserted anywhere.
@@ -44,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -57,9 +57,19 @@ from typing import Any, Literal, NamedTuple, TextIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from processes import cpu_seconds, free_port, proc_status_mb, sampled, stop, stopping
+from processes import (
+    control,
+    cpu_seconds,
+    free_port,
+    proc_status_mb,
+    sampled,
+    start_broker_process,
+    steward_command,
+    stop,
+    stopping,
+)
 
-from steward_otp.broker import BrokerSpec, find_nats_server_binary, ready_in_log
+from steward_otp.broker import BrokerSpec
 
 HERE = Path(__file__).resolve().parent
 POLL = 0.005
@@ -119,12 +129,7 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         jetstream=True,
         store_dir=workdir / "jetstream",
     )
-    process = subprocess.Popen(spec.argv(find_nats_server_binary()), stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not ready_in_log(spec.log_file, 0):
-        if time.monotonic() > deadline:
-            raise RuntimeError("broker did not start")
-        time.sleep(0.01)
+    process = start_broker_process(spec)
     return process, spec.url
 
 
@@ -138,15 +143,6 @@ def start_node(home: Path, name: str, url: str, delivery: str = "core") -> subpr
     """A bench node (``bench_node.py``: the daemon plus REQBenchEcho)."""
     argv = [sys.executable, str(HERE / "bench_node.py"), str(home), name, url, delivery]
     return _spawn(argv, home)
-
-
-def steward_command() -> list[str]:
-    """``steward-otp`` as installed in this interpreter's environment (else ``-m``)."""
-    script = Path(sys.executable).parent / "steward-otp"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("steward-otp")
-    return [found] if found else [sys.executable, "-m", "steward_otp"]
 
 
 def start_daemon(home: Path, name: str, url: str) -> subprocess.Popen[bytes]:
@@ -179,21 +175,7 @@ def wait_socket_ready(home: Path, started: float, timeout: float = 30.0) -> floa
 
 def control_status(home: Path) -> dict[str, Any] | None:
     """The node's answer to ``{"op": "status"}`` on its control socket, or None if none."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(str(home / "tmp" / "control.sock"))
-            s.sendall(b'{"op": "status"}\n')
-            buffer = b""
-            while b"\n" not in buffer:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return None
-                buffer += chunk
-    except OSError:
-        return None
-    answer = json.loads(buffer.split(b"\n", 1)[0])
-    return answer if isinstance(answer, dict) and answer.get("ok") else None
+    return control(home, {"op": "status"}, timeout=5)
 
 
 def wait_control_ready(home: Path, started: float, timeout: float = 30.0) -> float:
@@ -396,9 +378,10 @@ def measure_nodes(
     a_cpu_at_start = cpu_seconds(a.pid)
     b = start_node(b_home, "b", url)
     processes.append(b)
-    figures["drain_b_ready_s"] = wait_socket_ready(b_home, started)
-    b_cpu_at_ready = cpu_seconds(b.pid)
-    seconds = wait_lines(out, settings.drain) - started_perf
+    with sampled(settings.py_spy, "drain", sender=a.pid, receiver=b.pid):
+        figures["drain_b_ready_s"] = wait_socket_ready(b_home, started)
+        b_cpu_at_ready = cpu_seconds(b.pid)
+        seconds = wait_lines(out, settings.drain) - started_perf
     figures["drain_seconds"] = seconds
     figures["drain_per_s"] = settings.drain / seconds
     figures["drain_cpu_us_sender"] = (cpu_seconds(a.pid) - a_cpu_at_start) / settings.drain * 1e6
@@ -533,7 +516,7 @@ def main() -> None:
         "--py-spy",
         type=Path,
         metavar="DIR",
-        help="sample the nodes of (b) and (d) with py-spy into DIR (raw collapsed stacks)",
+        help="sample the nodes of (b), (d) and (e) with py-spy into DIR (raw collapsed stacks)",
     )
     args = parser.parse_args()
     jetstream = not args.no_jetstream

@@ -13,6 +13,7 @@ import trio
 
 from steward_otp.config import Config, load_config
 from steward_otp.inputs.unix_server import send_document
+from steward_otp.message import Message
 
 __all__ = ["NodeProcess", "file_text", "node_config", "send_document", "wait_for"]
 
@@ -38,6 +39,23 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: s
     with trio.fail_after(timeout):
         while not predicate():
             await trio.sleep(0.02)
+
+
+def echo_command(text: str, directory: str, to_node: str = "ship1") -> Message:
+    """A REQCliCommand running ``echo <text>`` on ``to_node``, its output written to
+    ``data/<directory>/<to_node>/out.txt`` on the sender (ACKed both ways, 5 retries)."""
+    return Message(
+        to_node=to_node,
+        method="REQCliCommand",
+        method_args=["bash", "-c", f"echo {text}"],
+        directory=directory,
+        file_name="out.txt",
+        ack_timeout=5,
+        retries=5,
+        reply_ack_timeout=5,
+        reply_retries=5,
+        method_timeout=10,
+    )
 
 
 def file_text(path: Path) -> str:

@@ -22,7 +22,7 @@ from steward_otp.node import Node
 from steward_otp.security.broker_config import BrokerConfigError, write_broker_config
 from steward_otp.transport import ConnectionState
 from tests.conftest import NatsServer
-from tests.nodes import file_text, node_config, wait_for
+from tests.nodes import echo_command, file_text, node_config, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -85,18 +85,7 @@ async def _connect_error(url: str, seed: Path | None) -> str:
 
 
 def command() -> Message:
-    return Message(
-        to_node="ship1",
-        method="REQCliCommand",
-        method_args=["bash", "-c", "echo permitted"],
-        directory="perm",
-        file_name="out.txt",
-        ack_timeout=5,
-        retries=5,
-        reply_ack_timeout=5,
-        reply_retries=5,
-        method_timeout=10,
-    )
+    return echo_command("permitted", "perm")
 
 
 async def test_the_generated_permissions_let_the_fleet_work_and_keep_nodes_apart(

@@ -20,11 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from steward_otp.config import ConfigError
-from steward_otp.message import Message
 from steward_otp.node import Node
 from steward_otp.transport import ConnectionState
 from tests.conftest import NatsServer
-from tests.nodes import file_text, node_config, wait_for
+from tests.nodes import echo_command, file_text, node_config, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -124,22 +123,7 @@ async def test_nodes_with_client_certificates_exchange_a_command_and_its_reply(
     central, ship1 = node("central"), node("ship1")
     result = tmp_path / "central" / "data" / "tls" / "ship1" / "out.txt"
     async with central, ship1:
-        await central.submit(
-            [
-                Message(
-                    to_node="ship1",
-                    method="REQCliCommand",
-                    method_args=["bash", "-c", "echo over mutual tls"],
-                    directory="tls",
-                    file_name="out.txt",
-                    ack_timeout=5,
-                    retries=5,
-                    reply_ack_timeout=5,
-                    reply_retries=5,
-                    method_timeout=10,
-                )
-            ]
-        )
+        await central.submit([echo_command("over mutual tls", "tls")])
         await wait_for(lambda: file_text(result) == "over mutual tls\n")
 
 

@@ -17,12 +17,11 @@ import attrs
 import pytest
 
 from steward_otp.config import ConfigError
-from steward_otp.message import Message
 from steward_otp.node import Node
 from steward_otp.transport import ConnectionState
 from tests.conftest import NatsServer
 from tests.nats_jwt import Account, Operator, User, decode_claims, server_config
-from tests.nodes import file_text, node_config, wait_for
+from tests.nodes import echo_command, file_text, node_config, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -66,22 +65,7 @@ async def test_nodes_with_creds_files_exchange_a_command_and_its_reply(
     central, ship1 = node("central"), node("ship1")
     result = tmp_path / "central" / "data" / "jwt" / "ship1" / "out.txt"
     async with central, ship1:
-        await central.submit(
-            [
-                Message(
-                    to_node="ship1",
-                    method="REQCliCommand",
-                    method_args=["bash", "-c", "echo over jwt"],
-                    directory="jwt",
-                    file_name="out.txt",
-                    ack_timeout=5,
-                    retries=5,
-                    reply_ack_timeout=5,
-                    reply_retries=5,
-                    method_timeout=10,
-                )
-            ]
-        )
+        await central.submit([echo_command("over jwt", "jwt")])
         await wait_for(lambda: file_text(result) == "over jwt\n")
 
 
