@@ -17,13 +17,7 @@ does not pull in the whole node.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = version("steward-otp")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
 
 _EXPORTS = {
     "Node": "steward_otp.node",
@@ -37,6 +31,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    __version__: str
     from steward_otp.config import Config, load_config
     from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, handler
     from steward_otp.message import Message
@@ -55,7 +50,20 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    # importlib.metadata costs tens of milliseconds at start: read only when asked.
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("steward-otp")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'steward_otp' has no attribute {name!r}")
