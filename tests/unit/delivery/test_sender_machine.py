@@ -269,7 +269,7 @@ def test_never_lost_never_sent_beyond_attempts_settled_exactly_once_even_when_aw
         elif choice == "lose-ack" and world.acks:
             world.acks.pop(0)
         elif choice == "tick":
-            world.now += data.draw(st.sampled_from([0.05, 0.25, 1.0, 3.0]))
+            world.now += data.draw(st.sampled_from([0.0625, 0.25, 1.0, 3.0]))  # exact in binary
         elif choice == "away":
             world.listening = False
         elif choice == "back":
@@ -297,7 +297,8 @@ def test_never_lost_never_sent_beyond_attempts_settled_exactly_once_even_when_aw
         item = named[msg_id]
         assert len(times) <= item.attempts
         gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert all(gap >= item.ack_timeout + item.retry_wait for gap in gaps)
+        # (less a rounding error: probe times are not exact in binary)
+        assert all(gap >= item.ack_timeout + item.retry_wait - 1e-9 for gap in gaps)
     for msg_id, outcome in world.settled.items():
         if outcome == "Delivered" and named[msg_id].wants_ack:
             assert msg_id in world.stored, "ACKed means the receiver has it"
