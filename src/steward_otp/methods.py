@@ -5,9 +5,21 @@ A method name selects the handler that runs a message, and its *kind* (the liter
 ``<node>.<method>.<kind>``. The kind is only a name: whether delivery is acknowledged is
 decided by the message's ``ACKTimeout`` (see ``steward_otp.message.uses_ack``).
 
-``BUILTIN_METHODS`` is a read-only table of the built-in methods. An embedding application
-that adds its own methods takes a writable copy with :func:`builtin_table`, registers its
-:class:`MethodSpec` records on it and passes that table to the functions that accept one.
+``BUILTIN_METHODS`` is a read-only table of the built-in methods, and the one place their
+contract is written: subject kind, reply capability, description, arguments and whether
+they are quick. The built-in handlers (``steward_otp.handlers``) take their spec from here
+(``@handler("REQPing")`` declares no kind of its own; one that contradicts the table fails
+at import), so what a sender validates against and what a receiving node subscribes to
+cannot disagree. The table lives here rather than next to the handlers because message
+validation needs it at import time, before any handler module is loaded.
+
+Every routable built-in method has a built-in handler; the two that are not routable have
+none and are refused as a request at input: ``REQNone`` (reply-only, "send no reply") and
+``REQInitial`` (a placeholder). A test checks both ways.
+
+An embedding application that adds its own methods takes a writable copy with
+:func:`builtin_table`, registers its :class:`MethodSpec` records on it and passes that table
+to the functions that accept one (a node does this for the handlers it is given).
 """
 
 from __future__ import annotations
@@ -69,7 +81,8 @@ class MethodSpec:
     """What the node knows about one method.
 
     ``reply_capable`` methods may be named in a message's ``replyMethod``; ``routable``
-    methods may be sent as requests (``REQNone`` and the ``REQInitial`` placeholder are not).
+    methods may be sent as requests (``REQNone`` and the ``REQInitial`` placeholder are not,
+    and have no handler).
     A ``quick`` method's handler finishes in a moment without waiting on other nodes or
     processes (writing a file, printing, recording): the receiving node runs it with the
     batch it arrived in and stores its completion and replies in one operation.
@@ -226,23 +239,49 @@ def _m(
 BUILTIN_METHOD_SPECS: tuple[MethodSpec, ...] = (
     _m("REQInitial", _ACK, "Internal placeholder; never routed.", routable=False),
     # Operator methods.
-    _m("REQOpProcessList", _ACK, "Reply with the node's process list."),
+    _m("REQOpProcessList", _ACK, "Reply with the node's supervision tree (its process list)."),
     _m("REQOpProcessStart", _ACK, "Start a subscriber for a method.", "[method]"),
-    _m("REQOpProcessStop", _ACK, "Stop a process.", "[method, node, publisher|subscriber]"),
-    _m("REQOpQueueList", _ACK, "Reply with the messages waiting in the node's outbox."),
-    _m("REQOpQueueCancel", _ACK, "Cancel queued messages by id.", "[id...]"),
-    _m("REQOpQueuePurge", _ACK, "Remove failed or cancelled messages from the store.", "[id...]"),
-    _m("REQOpQueueRetry", _ACK, "Re-queue failed messages by id.", "[id...]"),
+    _m(
+        "REQOpProcessStop",
+        _ACK,
+        "Stop a subscriber.",
+        '[method] or [method, node, "subscriber"]',
+    ),
+    _m(
+        "REQOpQueueList",
+        _ACK,
+        "Reply with one JSON line per message the node holds for delivery.",
+        "[toNode?, state...]",
+    ),
+    _m("REQOpQueueCancel", _ACK, "Cancel held messages by id.", "[id...]"),
+    _m(
+        "REQOpQueuePurge",
+        _ACK,
+        "Remove queued, failed and cancelled messages, by destination and age.",
+        '[toNode or "*", olderThanSeconds?]',
+    ),
+    _m("REQOpQueueRetry", _ACK, "Queue failed or cancelled messages again, by id.", "[id...]"),
     # Command execution.
-    _m("REQCliCommand", _ACK, "Run a command; reply with its stdout.", "[cmd, arg...]", reply=True),
+    _m(
+        "REQCliCommand",
+        _ACK,
+        "Run a program (no shell); reply with its stdout.",
+        "[program, arg...]",
+        reply=True,
+    ),
     _m(
         "REQCliCommandCont",
         _ACK,
-        "Run a command; reply once per output line until the method timeout.",
-        "[cmd, arg...]",
+        "Run a program; reply once per output line while it runs (up to the method timeout).",
+        "[program, arg...]",
         reply=True,
     ),
-    _m("REQTailFile", _ACK, "Follow a file; reply once per new line.", "[path]"),
+    _m(
+        "REQTailFile",
+        _ACK,
+        "Follow a file from its end; reply once per new line; survives rotation.",
+        "[path]",
+    ),
     # Output.
     _m(
         "REQToConsole",
@@ -253,23 +292,46 @@ BUILTIN_METHOD_SPECS: tuple[MethodSpec, ...] = (
         quick=True,
     ),
     _m("REQToFileAppend", _ACK, "Append data to the output file.", reply=True, quick=True),
-    _m("REQToFile", _ACK, "Write data to the output file (truncating).", reply=True, quick=True),
+    _m(
+        "REQToFile",
+        _ACK,
+        "Write data to the output file, replacing its content.",
+        reply=True,
+        quick=True,
+    ),
     _m("REQToFileNACK", _NACK, "Like REQToFile, on a NACK subject.", reply=True, quick=True),
     _m("REQNone", _ACK, "Reply method meaning: send no reply.", reply=True, routable=False),
-    _m("REQTest", _ACK, "Hand data to the in-process test hook.", reply=True),
+    _m("REQTest", _ACK, "Hand the message to the node's in-process test listener.", reply=True),
     # File copy.
     _m(
         "REQCopySrc",
         _ACK,
         "Copy a file from this node to another node.",
-        "[srcPath, dstNode, dstPath, chunkSize?, maxTime?, folderPerm?]",
+        "[srcPath, dstNode, dstPath, chunkSize?, maxTotalCopyTime?, folderPermission?]",
     ),
-    _m("REQCopyDst", _ACK, "Destination side of a copy; data = CBOR init record."),
-    _m("REQSUBCopySrc", _ACK, "Copy protocol, source sub-process (REQSUBCopySrc.<uuid>)."),
-    _m("REQSUBCopyDst", _ACK, "Copy protocol, destination sub-process (REQSUBCopyDst.<uuid>)."),
+    _m(
+        "REQCopyDst",
+        _ACK,
+        "Receive a copied file (sent by REQCopySrc); data = CBOR init record.",
+    ),
+    _m(
+        "REQSUBCopySrc",
+        _ACK,
+        "Copy protocol, source sub-process (REQSUBCopySrc.<uuid>): chunk requests, results.",
+    ),
+    _m(
+        "REQSUBCopyDst",
+        _ACK,
+        "Copy protocol, destination sub-process (REQSUBCopyDst.<uuid>): chunks, aborts.",
+    ),
     # Liveness.
-    _m("REQHello", _NACK, "Hello from a node; data = its 32-byte public key.", quick=True),
-    _m("REQErrorLog", _ACK, "Append data to the central error log.", quick=True),
+    _m(
+        "REQHello",
+        _NACK,
+        "A node says it is alive; data = its 32-byte public signing key.",
+        quick=True,
+    ),
+    _m("REQErrorLog", _ACK, "Append an error/info line to the central error log.", quick=True),
     _m("REQPing", _ACK, "Record the ping and reply with empty data.", quick=True),
     _m("REQPong", _ACK, "Record the pong of a ping.", reply=True, quick=True),
     _m("REQPublicKey", _ACK, "Reply with the node's 32-byte signing public key.", quick=True),
@@ -278,17 +340,37 @@ BUILTIN_METHOD_SPECS: tuple[MethodSpec, ...] = (
     _m(
         "REQHttpGetScheduled",
         _ACK,
-        "HTTP GET a URL repeatedly; reply with each body.",
+        "Deprecated: REQHttpGet on the schedule [intervalSeconds, totalMinutes*60]; "
+        "reply with each body.",
         "[url, intervalSeconds, totalMinutes]",
     ),
     # Key distribution.
-    _m("REQKeysRequestUpdate", _NACK, "Ask central for the keys; data = local hash."),
-    _m("REQKeysDeliverUpdate", _NACK, "Keys from central; data = keys JSON.", reply=True),
-    _m("REQKeysAllow", _ACK, "Acknowledge pending public keys.", "[node...]"),
-    _m("REQKeysDelete", _ACK, "Delete acknowledged public keys.", "[node...]"),
+    _m(
+        "REQKeysRequestUpdate",
+        _NACK,
+        "Ask central for the allowed keys; data = local hash (answered when they differ).",
+    ),
+    _m(
+        "REQKeysDeliverUpdate",
+        _NACK,
+        "The allowed keys central delivers; data = keys JSON.",
+        reply=True,
+    ),
+    _m("REQKeysAllow", _ACK, "Allow the pending public keys of nodes.", "[node...]"),
+    _m("REQKeysDelete", _ACK, "Delete the public keys of nodes.", "[node...]"),
     # ACLs.
-    _m("REQAclRequestUpdate", _NACK, "Ask central for the ACL; data = local hash."),
-    _m("REQAclDeliverUpdate", _NACK, "ACL from central; data = ACL JSON.", reply=True, quick=True),
+    _m(
+        "REQAclRequestUpdate",
+        _NACK,
+        "Ask central for the node's ACL; data = local hash (answered when it differs).",
+    ),
+    _m(
+        "REQAclDeliverUpdate",
+        _NACK,
+        "The ACL central delivers; data = ACL JSON.",
+        reply=True,
+        quick=True,
+    ),
     _m("REQAclAddCommand", _ACK, "Allow a command.", "[host, source, command]"),
     _m("REQAclDeleteCommand", _ACK, "Remove an allowed command.", "[host, source, command]"),
     _m("REQAclDeleteSource", _ACK, "Remove a source with all its commands.", "[host, source]"),
@@ -313,8 +395,13 @@ BUILTIN_METHOD_SPECS: tuple[MethodSpec, ...] = (
         "[commandGroup, command]",
     ),
     _m("REQAclGroupCommandsDeleteGroup", _ACK, "Delete a command group.", "[commandGroup]"),
-    _m("REQAclExport", _ACK, "Reply with the ACL map as JSON."),
-    _m("REQAclImport", _ACK, "Replace the ACL map.", "[aclJSON]"),
+    _m("REQAclExport", _ACK, "Reply with the ACL rules and groups as JSON."),
+    _m(
+        "REQAclImport",
+        _ACK,
+        "Replace the ACL rules and groups with an exported document.",
+        "[aclJSON]",
+    ),
     # Relay.
     _m("REQRelay", _ACK, "Forward a relayed message to its destination."),
 )

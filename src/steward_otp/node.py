@@ -149,7 +149,9 @@ class Node:
     ``handlers`` adds (or replaces) request methods served by this node; each handler's
     method is added to the node's method table, so messages naming it validate and route.
     ``methods`` adds methods this node can send but does not serve (e.g. a custom method
-    served by other nodes).
+    served by other nodes); a method the node serves keeps its handler's spec (for a
+    built-in method, the one in ``BUILTIN_METHODS``), and a different one in ``methods`` is a
+    ``ValueError``.
 
     Every message the node sends is signed with its key (``<home>/etc/signing/``, made on
     first start); with ``enable_signature_check`` its subscribers run only messages signed by
@@ -194,6 +196,13 @@ class Node:
                 *extra,
             ]
         )
+        for served in self.handlers:  # what senders validate against is what is subscribed
+            declared = self.table.lookup(served.name)
+            if declared != served.method:
+                raise ValueError(
+                    f"method {served.name}: methods= declares it as {declared!r}, but this "
+                    f"node serves it as {served.method!r}; leave it out of methods="
+                )
         unknown = sorted(m for m in self.disabled_methods if m not in self.handlers)
         if unknown:  # a typo would leave the method it meant served
             raise ConfigError(

@@ -1,16 +1,29 @@
-"""The method table: kinds, roles, the REQSUB lookup rule and runtime registration."""
+"""The method table: kinds, roles, the REQSUB lookup rule, runtime registration, and the
+one place built-in methods are declared (their handlers take their spec from it)."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from steward_otp.config import load_config
 from steward_otp.handlers import builtin_handlers
 from steward_otp.handlers.acl import acl_handlers
+from steward_otp.handlers.base import (
+    BatchResult,
+    Handler,
+    HandlerContext,
+    NodeServices,
+    handler,
+)
 from steward_otp.handlers.keys import key_handlers
+from steward_otp.handlers.liveness import hello_handler
+from steward_otp.inputs.intake import accept_document
 from steward_otp.message import Message, validate_message
 from steward_otp.methods import (
     BUILTIN_METHODS,
@@ -25,6 +38,7 @@ from steward_otp.methods import (
     lookup_method,
     method_base_name,
 )
+from steward_otp.node import Node
 from steward_otp.security.service import NodeSecurity
 
 # Steward §5.1, plus the methods later issues add: (name, kind).
@@ -214,28 +228,134 @@ def test_a_retired_steward_method_is_refused_saying_what_to_use(name: str) -> No
     assert RETIRED_METHODS[name] in str(problems[0])
 
 
-def test_every_builtin_handler_declares_what_the_method_table_says(tmp_path: Path) -> None:
-    """One truth per method: what ``send`` validates against (the table) is what the
-    receiving node serves (its handler's declaration)."""
-    security = NodeSecurity(load_config(tmp_path, {"node_name": "central"}))
-    every = [*builtin_handlers(), *key_handlers(security), *acl_handlers(security.acl)]
-    for served in every:
-        spec = BUILTIN_METHODS.lookup(served.name)
-        assert spec is not None, f"{served.name} has a handler but is not in the table"
-        declared = served.method
-        assert (declared.kind, declared.reply_capable, declared.quick, declared.routable) == (
-            spec.kind,
-            spec.reply_capable,
-            spec.quick,
-            spec.routable,
-        ), served.name
+def served_by_a_node(home: Path) -> Node:
+    """A node with every built-in handler, as a node assembles them (no broker, not run)."""
+    return Node(load_config(home, {"node_name": "central"}))
 
 
-def test_every_routable_method_is_served_by_a_node(tmp_path: Path) -> None:
-    """A method in the table that no node serves would queue, and fail only when its
-    retries run out: every routable built-in method has a handler."""
-    security = NodeSecurity(load_config(tmp_path, {"node_name": "central"}))
-    served = {h.name for h in [*builtin_handlers(), *key_handlers(security)]}
-    served |= {h.name for h in acl_handlers(security.acl)}
-    served.add("REQHello")  # the node builds it around its security object
-    assert [n for n in BUILTIN_METHODS.routable_names() if n not in served] == []
+def every_builtin_handler(home: Path) -> list[Handler]:
+    """Every built-in handler: the node's, and those the modules build on their own."""
+    security = NodeSecurity(load_config(home, {"node_name": "central"}))
+    return [
+        *served_by_a_node(home).handlers,
+        *builtin_handlers(),
+        hello_handler(),
+        *key_handlers(security),
+        *acl_handlers(security.acl),
+    ]
+
+
+def test_every_builtin_method_has_a_handler_or_is_never_a_request(tmp_path: Path) -> None:
+    """One method table: a built-in method is served by a built-in handler, or it is not
+    routable -- reply-only (REQNone) or a placeholder (REQInitial) -- and has none. Retired
+    Steward methods are in neither."""
+    served = set(served_by_a_node(tmp_path).handlers.names())
+    assert {spec.name for spec in BUILTIN_METHODS if spec.routable} == served
+    unserved = [spec for spec in BUILTIN_METHODS if spec.name not in served]
+    assert {spec.name for spec in unserved} == {NO_REPLY, "REQInitial"}
+    assert not any(spec.routable for spec in unserved)
+    assert [spec.name for spec in unserved if spec.reply_capable] == [NO_REPLY]  # reply-only
+    assert not set(RETIRED_METHODS) & (served | set(BUILTIN_METHODS.names()))
+
+
+def test_every_builtin_handler_has_the_method_tables_spec(tmp_path: Path) -> None:
+    """What ``send`` validates against (the table) is what the receiving node subscribes
+    to (its handler's spec): kind, reply capability, description, args, quick, routable."""
+    for served in every_builtin_handler(tmp_path):
+        assert served.method == BUILTIN_METHODS.require(served.name), served.name
+
+
+def test_a_node_validates_against_what_it_serves(tmp_path: Path) -> None:
+    node = served_by_a_node(tmp_path)
+    for served in node.handlers:
+        assert node.table.lookup(served.name) == served.method, served.name
+    assert list(node.table) == list(BUILTIN_METHODS)
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ({"reply_capable": False}, "reply_capable=False differs from the method table's True"),
+        ({"kind": "NACK"}, "kind='EventNACK' differs from the method table's 'EventACK'"),
+        ({"kind": EventKind.EventNACK}, "kind='EventNACK'"),
+        ({"description": "mine"}, "description='mine' differs from the method table's \"Hand"),
+        ({"args": "[x]"}, "args='[x]' differs from the method table's ''"),
+        ({"quick": True}, "quick=True differs from the method table's False"),
+    ],
+)
+def test_a_builtin_handler_contradicting_the_table_is_refused(
+    given: dict[str, Any], shown: str
+) -> None:
+    with pytest.raises(ValueError, match=r"^handler REQTest: ") as info:
+        handler("REQTest", **given)
+    assert shown in str(info.value)
+    assert "steward_otp.methods" in str(info.value)
+
+
+def test_a_builtin_handler_may_repeat_what_the_table_says() -> None:
+    spec = BUILTIN_METHODS.require("REQToFileNACK")
+    declared = handler("REQToFileNACK", kind="NACK", reply_capable=True, quick=True)(_nothing)
+    assert declared.method == spec
+
+
+def test_a_builtin_handler_inherits_quick_for_its_batch() -> None:
+    assert handler("REQToFile", batch=_no_batch)(_nothing).method.quick
+    with pytest.raises(ValueError, match="REQTest: batch= needs quick=True"):
+        handler("REQTest", batch=_no_batch)
+
+
+@pytest.mark.parametrize("name", [NO_REPLY, "REQInitial"])
+def test_a_method_never_sent_as_a_request_cannot_have_a_handler(name: str) -> None:
+    with pytest.raises(ValueError, match=rf"handler {name}: .* never sent as a request"):
+        handler(name)
+
+
+def test_a_custom_handler_declares_its_own_spec() -> None:
+    mine = handler(
+        "REQMine", kind="NACK", reply_capable=True, description="mine", args="[x]", quick=True
+    )(_nothing)
+    assert mine.method == MethodSpec(
+        "REQMine", EventKind.EventNACK, True, "mine", "[x]", routable=True, quick=True
+    )
+    plain = handler("REQPlain")(_nothing)
+    assert plain.method == MethodSpec("REQPlain", EventKind.EventACK)
+    assert (plain.method.reply_capable, plain.method.description, plain.method.args) == (
+        False,
+        "",
+        "",
+    )
+    assert not plain.method.quick
+
+
+def test_methods_cannot_redefine_a_method_the_node_serves(tmp_path: Path) -> None:
+    config = load_config(tmp_path, {"node_name": "central"})
+    with pytest.raises(ValueError, match="method REQPing: methods= declares it"):
+        Node(config, methods=[MethodSpec("REQPing", EventKind.EventNACK)])
+
+
+@pytest.mark.parametrize("name", [NO_REPLY, "REQInitial", "ECHORequest", "REQTuiToConsole"])
+async def test_a_method_no_node_serves_is_refused_at_input_naming_it(name: str) -> None:
+    """A method with no handler anywhere (not served, not routable) never reaches the
+    outbox: the input answers with an error naming it."""
+    submitted: list[Message] = []
+
+    async def submit(messages: Sequence[Message]) -> list[str]:
+        submitted.extend(messages)
+        return [m.id for m in messages]
+
+    document = json.dumps([{"toNode": "ship1", "method": name}])
+    (answer,) = await accept_document(
+        document, node_name="central", submit=submit, table=BUILTIN_METHODS
+    )
+    assert not answer.accepted and answer.error is not None
+    assert answer.error.field == "method"
+    assert f'"{name}"' in str(answer.error)
+    assert submitted == []
+
+
+async def _nothing(ctx: HandlerContext, msg: Message) -> bytes | None:
+    return None
+
+
+async def _no_batch(services: NodeServices, messages: Sequence[Message]) -> list[BatchResult]:
+    return [None for _ in messages]

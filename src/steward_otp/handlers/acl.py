@@ -118,11 +118,7 @@ def acl_handlers(
         except AclError as exc:
             raise HandlerError(str(exc)) from None
 
-    @handler(
-        "REQAclRequestUpdate",
-        kind="NACK",
-        description="central: answer a node with its ACL when its hash differs",
-    )
+    @handler("REQAclRequestUpdate")
     async def request_update(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         if len(msg.data) != HASH_BYTES:
@@ -132,13 +128,7 @@ def acl_handlers(
             )
         return acl.answer_request(msg.from_node, msg.data)
 
-    @handler(
-        "REQAclDeliverUpdate",
-        kind="NACK",
-        reply_capable=True,
-        description="use the ACL central delivers",
-        quick=True,
-    )
+    @handler("REQAclDeliverUpdate")
     async def deliver_update(ctx: HandlerContext, msg: Message) -> bytes | None:
         problem = acl.delivered_by_central(msg)
         if problem is not None:
@@ -156,7 +146,7 @@ def acl_handlers(
             raise HandlerError(str(exc)) from None
         return None
 
-    @handler("REQAclAddCommand", description="allow a command", args="[host, source, command]")
+    @handler("REQAclAddCommand")
     async def add_command(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         host, source, command = arguments(
@@ -165,11 +155,7 @@ def acl_handlers(
         await edit(ctx, lambda s: s.add_command(host, source, command))
         return f"acl added: host={host}, source={source}, command={command}\n".encode()
 
-    @handler(
-        "REQAclDeleteCommand",
-        description="remove an allowed command",
-        args="[host, source, command]",
-    )
+    @handler("REQAclDeleteCommand")
     async def delete_command(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         host, source, command = arguments(
@@ -179,9 +165,7 @@ def acl_handlers(
         note = "" if changed else UNCHANGED
         return f"acl deleted: host={host}, source={source}, command={command}{note}\n".encode()
 
-    @handler(
-        "REQAclDeleteSource", description="remove a source with its commands", args="[host, source]"
-    )
+    @handler("REQAclDeleteSource")
     async def delete_source(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         host, source = arguments(msg, [("host", _host), ("source", _host)])
@@ -189,22 +173,14 @@ def acl_handlers(
         note = "" if changed else UNCHANGED
         return f"acl deleted: host={host}, source={source}{note}\n".encode()
 
-    @handler(
-        "REQAclGroupNodesAddNode",
-        description="add a node to a node group",
-        args="[nodeGroup, node]",
-    )
+    @handler("REQAclGroupNodesAddNode")
     async def group_nodes_add(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         group, node = arguments(msg, [("nodeGroup", _node_group), ("node", _node)])
         await edit(ctx, lambda s: s.group_nodes_add(group, node))
         return f"added node to nodeGroup: nodeGroup={group}, node={node}\n".encode()
 
-    @handler(
-        "REQAclGroupNodesDeleteNode",
-        description="remove a node from a node group",
-        args="[nodeGroup, node]",
-    )
+    @handler("REQAclGroupNodesDeleteNode")
     async def group_nodes_delete_node(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         group, node = arguments(msg, [("nodeGroup", _node_group), ("node", _node)])
@@ -212,7 +188,7 @@ def acl_handlers(
         note = "" if changed else UNCHANGED
         return f"deleted node from nodeGroup: nodeGroup={group}, node={node}{note}\n".encode()
 
-    @handler("REQAclGroupNodesDeleteGroup", description="delete a node group", args="[nodeGroup]")
+    @handler("REQAclGroupNodesDeleteGroup")
     async def group_nodes_delete_group(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         (group,) = arguments(msg, [("nodeGroup", _node_group)])
@@ -220,22 +196,14 @@ def acl_handlers(
         note = "" if changed else UNCHANGED
         return f"deleted nodeGroup: nodeGroup={group}{note}\n".encode()
 
-    @handler(
-        "REQAclGroupCommandsAddCommand",
-        description="add a command to a command group",
-        args="[commandGroup, command]",
-    )
+    @handler("REQAclGroupCommandsAddCommand")
     async def group_commands_add(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         group, command = arguments(msg, [("commandGroup", _command_group), ("command", _command)])
         await edit(ctx, lambda s: s.group_commands_add(group, command))
         return f"added command to commandGroup: commandGroup={group}, command={command}\n".encode()
 
-    @handler(
-        "REQAclGroupCommandsDeleteCommand",
-        description="remove a command from a command group",
-        args="[commandGroup, command]",
-    )
+    @handler("REQAclGroupCommandsDeleteCommand")
     async def group_commands_delete_command(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         group, command = arguments(msg, [("commandGroup", _command_group), ("command", _command)])
@@ -246,11 +214,7 @@ def acl_handlers(
             f"{note}\n".encode()
         )
 
-    @handler(
-        "REQAclGroupCommandsDeleteGroup",
-        description="delete a command group",
-        args="[commandGroup]",
-    )
+    @handler("REQAclGroupCommandsDeleteGroup")
     async def group_commands_delete_group(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         (group,) = arguments(msg, [("commandGroup", _command_group)])
@@ -258,7 +222,7 @@ def acl_handlers(
         note = "" if changed else UNCHANGED
         return f"deleted commandGroup: commandGroup={group}{note}\n".encode()
 
-    @handler("REQAclExport", description="reply with the ACL rules and groups as JSON")
+    @handler("REQAclExport")
     async def export(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         if msg.method_args:
@@ -267,11 +231,7 @@ def acl_handlers(
             )
         return acl.authority().state.to_json().encode()
 
-    @handler(
-        "REQAclImport",
-        description="replace the ACL rules and groups with an exported document",
-        args="[aclJSON]",
-    )
+    @handler("REQAclImport")
     async def import_(ctx: HandlerContext, msg: Message) -> bytes | None:
         authority()
         if len(msg.method_args) != 1:

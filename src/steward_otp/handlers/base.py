@@ -26,7 +26,7 @@ import attrs
 import trio
 
 from steward_otp.message import Message, build_reply
-from steward_otp.methods import EventKind, MethodSpec
+from steward_otp.methods import BUILTIN_METHODS, EventKind, MethodSpec
 
 Level = Literal["error", "warning", "info", "debug"]
 
@@ -194,14 +194,22 @@ class Handler:
 def handler(
     name: str,
     *,
-    kind: Literal["ACK", "NACK"] | EventKind = "ACK",
-    reply_capable: bool = False,
-    description: str = "",
-    args: str = "",
-    quick: bool = False,
+    kind: Literal["ACK", "NACK"] | EventKind | None = None,
+    reply_capable: bool | None = None,
+    description: str | None = None,
+    args: str | None = None,
+    quick: bool | None = None,
     batch: BatchFunc | None = None,
 ) -> Callable[[HandlerFunc], Handler]:
     """Declare a handler for method ``name``.
+
+    For a built-in method (one in :data:`~steward_otp.methods.BUILTIN_METHODS`) the method
+    table is the one place its contract is written: every field left out (``None``) comes
+    from there, and a value given that differs from the table raises ``ValueError`` naming
+    the method, the field and both values. A built-in method that is never sent as a request
+    (``REQNone``, ``REQInitial``) cannot have a handler (``ValueError`` as well). For any
+    other method the values given are its spec, with these defaults: ``kind="ACK"``,
+    ``reply_capable=False``, ``description=""``, ``args=""``, ``quick=False``.
 
     ``kind`` names the subject's event token (``ACK`` → ``EventACK``); whether delivery is
     acknowledged is still decided per message by its ``ACKTimeout``. ``reply_capable``
@@ -220,24 +228,60 @@ def handler(
     (and the Subscriber restarts, as for any crash); the batch function must therefore be
     safe to repeat for the messages it saw. The Subscriber runs it under the earliest
     ``methodTimeout`` of the batch; running out fails every message of the batch with a
-    timeout. Raises ``ValueError`` for a ``batch`` without ``quick``.
+    timeout. Raises ``ValueError`` for a ``batch`` of a method that is not quick.
     """
-    if batch is not None and not quick:
+    event = kind if kind is None or isinstance(kind, EventKind) else EventKind(f"Event{kind}")
+    spec = BUILTIN_METHODS.lookup(name)
+    if spec is not None and spec.name == name:
+        _check_builtin(
+            spec,
+            kind=event,
+            reply_capable=reply_capable,
+            description=description,
+            args=args,
+            quick=quick,
+        )
+    else:
+        spec = MethodSpec(
+            name=name,
+            kind=event or EventKind.EventACK,
+            reply_capable=bool(reply_capable),
+            description=description or "",
+            args=args or "",
+            quick=bool(quick),
+        )
+    if batch is not None and not spec.quick:
         raise ValueError(f"handler {name}: batch= needs quick=True (only quick ones are batched)")
-    event = kind if isinstance(kind, EventKind) else EventKind(f"Event{kind}")
-    spec = MethodSpec(
-        name=name,
-        kind=event,
-        reply_capable=reply_capable,
-        description=description,
-        args=args,
-        quick=quick,
-    )
+    method: MethodSpec = spec
 
     def decorate(func: HandlerFunc) -> Handler:
-        return Handler(method=spec, func=func, batch=batch)
+        return Handler(method=method, func=func, batch=batch)
 
     return decorate
+
+
+def _check_builtin(spec: MethodSpec, **given: object) -> None:
+    """Raise ValueError when a handler of built-in method ``spec`` may not be declared so."""
+    if not spec.routable:
+        raise ValueError(
+            f"handler {spec.name}: the built-in method {spec.name} is never sent as a "
+            "request, so no handler can serve it"
+        )
+
+    def shown(value: object) -> str:
+        return repr(str(value) if isinstance(value, EventKind) else value)
+
+    differ = [
+        f"{field}={shown(value)} differs from the method table's {shown(getattr(spec, field))}"
+        for field, value in given.items()
+        if value is not None and value != getattr(spec, field)
+    ]
+    if differ:
+        raise ValueError(
+            f"handler {spec.name}: {'; '.join(differ)}: a built-in method's kind, "
+            "reply_capable, description, args and quick come from steward_otp.methods "
+            "(BUILTIN_METHODS); leave them out of @handler(...)"
+        )
 
 
 class HandlerTable:

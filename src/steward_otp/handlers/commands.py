@@ -177,12 +177,7 @@ def _args_text(args: Sequence[str]) -> str:
     return "[" + " ".join(args) + "]"
 
 
-@handler(
-    "REQCliCommand",
-    reply_capable=True,
-    description="run a program; reply with its stdout",
-    args='["program", "arg", ...]',
-)
+@handler("REQCliCommand")
 async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Run the command under the method timeout; reply with stdout.
 
@@ -219,12 +214,7 @@ async def cli_command(ctx: HandlerContext, msg: Message) -> bytes | None:
     return stdout
 
 
-@handler(
-    "REQCliCommandCont",
-    reply_capable=True,
-    description="run a program; reply once per output line while it runs",
-    args='["program", "arg", ...]',
-)
+@handler("REQCliCommandCont")
 async def cli_command_cont(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Run the command, replying with each output line as it appears.
 

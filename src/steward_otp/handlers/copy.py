@@ -50,22 +50,14 @@ def copy_handlers() -> tuple[Handler, ...]:
     source = CopySource()
     target = CopyTarget()
     return (
-        handler(
-            COPY_METHOD_SRC,
-            description="copy a file from this node to another node",
-            args="[srcPath, dstNode, dstPath, chunkSize?, maxTotalCopyTime?, folderPermission?]",
-        )(source.copy_src),
+        handler(COPY_METHOD_SRC)(source.copy_src),
         attrs.evolve(
-            handler(COPY_METHOD_DST, description="receive a copied file (sent by REQCopySrc)")(
-                target.copy_dst
-            ),
+            handler(COPY_METHOD_DST)(target.copy_dst),
             info=target.info,
         ),
         attrs.evolve(
-            handler(SUB_METHOD_SRC, description="copy protocol: chunk requests and results")(
-                source.sub_src
-            ),
+            handler(SUB_METHOD_SRC)(source.sub_src),
             info=source.info,
         ),
-        handler(SUB_METHOD_DST, description="copy protocol: chunks and aborts")(target.sub_dst),
+        handler(SUB_METHOD_DST)(target.sub_dst),
     )

@@ -118,17 +118,13 @@ async def http_get_body(url: str, *, timeout: float) -> bytes:
         raise HandlerError(f"get failed: {reason}, url: {url}") from exc
 
 
-@handler("REQHttpGet", description="HTTP GET a URL; reply with the body", args='["url"]')
+@handler("REQHttpGet")
 async def http_get(ctx: HandlerContext, msg: Message) -> bytes | None:
     """GET ``methodArgs[0]`` within the method timeout; reply with the body of a 200."""
     return await http_get_body(request_url(msg), timeout=ctx.seconds_left)
 
 
-@handler(
-    "REQHttpGetScheduled",
-    description="deprecated: REQHttpGet on the schedule [intervalSeconds, totalMinutes*60]",
-    args='["url", "intervalSeconds", "totalMinutes"]',
-)
+@handler("REQHttpGetScheduled")
 async def http_get_scheduled(ctx: HandlerContext, msg: Message) -> bytes | None:
     """One run of the schedule: GET ``methodArgs[0]``; the subscriber repeats it."""
     try:

@@ -68,11 +68,11 @@ def _authority(security: KeyAuthority, method: str, msg: Message) -> list[str]:
 def key_handlers(security: KeyAuthority) -> tuple[Handler, ...]:
     """The key method handlers of one node."""
 
-    @handler("REQPublicKey", quick=True, description="reply with this node's 32-byte public key")
+    @handler("REQPublicKey")
     async def public_key(ctx: HandlerContext, msg: Message) -> bytes | None:
         return security.public_key
 
-    @handler("REQKeysAllow", description="allow the pending public keys of nodes", args="[node...]")
+    @handler("REQKeysAllow")
     async def keys_allow(ctx: HandlerContext, msg: Message) -> bytes | None:
         nodes = _authority(security, "REQKeysAllow", msg)
         try:
@@ -88,7 +88,7 @@ def key_handlers(security: KeyAuthority) -> tuple[Handler, ...]:
         await _push(ctx, security)
         return f"allowed public keys for the nodes=[{' '.join(nodes)}]\n".encode()
 
-    @handler("REQKeysDelete", description="delete the public keys of nodes", args="[node...]")
+    @handler("REQKeysDelete")
     async def keys_delete(ctx: HandlerContext, msg: Message) -> bytes | None:
         nodes = _authority(security, "REQKeysDelete", msg)
         try:
@@ -98,11 +98,7 @@ def key_handlers(security: KeyAuthority) -> tuple[Handler, ...]:
         await _push(ctx, security)
         return f"deleted public keys for the nodes=[{' '.join(nodes)}]\n".encode()
 
-    @handler(
-        "REQKeysRequestUpdate",
-        kind="NACK",
-        description="central: answer a node with the allowed keys when its hash differs",
-    )
+    @handler("REQKeysRequestUpdate")
     async def keys_request_update(ctx: HandlerContext, msg: Message) -> bytes | None:
         if len(msg.data) != len(EMPTY_HASH):
             raise HandlerError(
@@ -114,12 +110,7 @@ def key_handlers(security: KeyAuthority) -> tuple[Handler, ...]:
         except KeyUpdateError as exc:
             raise HandlerError(f"REQKeysRequestUpdate: {exc}") from None
 
-    @handler(
-        "REQKeysDeliverUpdate",
-        kind="NACK",
-        reply_capable=True,
-        description="use the allowed keys central delivers",
-    )
+    @handler("REQKeysDeliverUpdate")
     async def keys_deliver_update(ctx: HandlerContext, msg: Message) -> bytes | None:
         if msg.file_name.endswith(".error"):  # central answered the request with an error
             ctx.report(

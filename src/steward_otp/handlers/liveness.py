@@ -26,7 +26,7 @@ def hello_handler(listener: HelloListener | None = None) -> Handler:
     node's security registers it through ``listener`` (see ``NodeSecurity.register_hello``).
     """
 
-    @handler("REQHello", kind="NACK", quick=True, description="a node says it is alive")
+    @handler("REQHello")
     async def hello(ctx: HandlerContext, msg: Message) -> bytes | None:
         """Write ``<data>/<directory>/<fromNode>/<fileName>``: ``TS, Received hello from
         "<node>"``."""
@@ -44,7 +44,7 @@ def hello_handler(listener: HelloListener | None = None) -> Handler:
 hello = hello_handler()
 
 
-@handler("REQPing", quick=True, description="answer with an empty reply; writes who pinged")
+@handler("REQPing")
 async def ping(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Write ``TS, ping received from <fromNode>`` and reply with empty data."""
     line = f"{steward_timestamp()}, ping received from {msg.from_node}\n"
@@ -52,7 +52,7 @@ async def ping(ctx: HandlerContext, msg: Message) -> bytes | None:
     return b""
 
 
-@handler("REQPong", reply_capable=True, quick=True, description="the answer to a ping")
+@handler("REQPong")
 async def pong(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Write ``TS, pong received from <node that was pinged>``."""
     if msg.previous_message is None:
@@ -65,9 +65,7 @@ async def pong(ctx: HandlerContext, msg: Message) -> bytes | None:
     return None
 
 
-@handler(
-    "REQTest", reply_capable=True, description="hand the message to an in-process test listener"
-)
+@handler("REQTest")
 async def test_hook(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Give the message to the node's test listener (dropped when nobody listens)."""
     ctx.services.test_event(msg)

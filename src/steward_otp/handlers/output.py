@@ -139,13 +139,7 @@ async def _replace_batch(services: NodeServices, messages: Sequence[Message]) ->
     return await write_batch(services, messages, append=False)
 
 
-@handler(
-    "REQToFileAppend",
-    reply_capable=True,
-    quick=True,
-    description="append data to a file",
-    batch=_append_batch,
-)
+@handler("REQToFileAppend", batch=_append_batch)
 async def to_file_append(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Append the data to the output file (once, also when run again after a kill -9)."""
     (failed,) = await write_batch(ctx.services, [msg], append=True)
@@ -154,39 +148,21 @@ async def to_file_append(ctx: HandlerContext, msg: Message) -> bytes | None:
     return None
 
 
-@handler(
-    "REQToFile",
-    reply_capable=True,
-    quick=True,
-    description="write data to a file, replacing it",
-    batch=_replace_batch,
-)
+@handler("REQToFile", batch=_replace_batch)
 async def to_file(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Replace the output file's content with the data."""
     await write_for(ctx, msg, msg.data, append=False)
     return None
 
 
-@handler(
-    "REQToFileNACK",
-    kind="NACK",
-    reply_capable=True,
-    quick=True,
-    description="REQToFile on a NACK subject",
-    batch=_replace_batch,
-)
+@handler("REQToFileNACK", batch=_replace_batch)
 async def to_file_nack(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Same as REQToFile; its subject carries EventNACK."""
     await write_for(ctx, msg, msg.data, append=False)
     return None
 
 
-@handler(
-    "REQToConsole",
-    reply_capable=True,
-    quick=True,
-    description="print data on the node's console",
-)
+@handler("REQToConsole")
 async def to_console(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Print the data (to stderr when ``methodArgs[0] == "stderr"``), then a newline."""
     stream = sys.stderr if msg.method_args[:1] == ("stderr",) else sys.stdout
@@ -195,11 +171,7 @@ async def to_console(ctx: HandlerContext, msg: Message) -> bytes | None:
     return None
 
 
-@handler(
-    "REQErrorLog",
-    quick=True,
-    description="append an error/info line to the central error log",
-)
+@handler("REQErrorLog")
 async def error_log(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Append the line to ``<data>/errorLog/<toNode>/error.log`` (or wherever it points),
     made safe by :func:`central_log_lines` (nothing is written when all is held back)."""

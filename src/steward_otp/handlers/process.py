@@ -31,17 +31,13 @@ def _method_arg(msg: Message, allowed: str) -> str:
     return msg.method_args[0]
 
 
-@handler("REQOpProcessList", description="reply with the node's supervision tree")
+@handler("REQOpProcessList")
 async def process_list(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Reply with the live supervision tree as text."""
     return ctx.services.process_list().encode()
 
 
-@handler(
-    "REQOpProcessStart",
-    description="start a subscriber for a method",
-    args='["method"]',
-)
+@handler("REQOpProcessStart")
 async def process_start(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Start a subscriber for ``methodArgs[0]``; reply with a status line."""
     method = _method_arg(msg, '["method"], e.g. ["REQHttpGet"]')
@@ -50,11 +46,7 @@ async def process_start(ctx: HandlerContext, msg: Message) -> bytes | None:
     return status.encode()
 
 
-@handler(
-    "REQOpProcessStop",
-    description="stop a subscriber",
-    args='["method"] or ["method", "node", "subscriber"]',
-)
+@handler("REQOpProcessStop")
 async def process_stop(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Stop the subscriber for ``methodArgs[0]``; reply with a status line."""
     method = _method_arg(msg, '["method"] or ["method", "node", "subscriber"]')

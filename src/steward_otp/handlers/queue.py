@@ -59,7 +59,7 @@ def _age(text: str) -> float:
     return seconds
 
 
-@handler("REQOpQueueList", description="list the messages this node holds for delivery")
+@handler("REQOpQueueList")
 async def queue_list(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Reply with one JSON line per held message (id, toNode, method, state, attempts, age)."""
     request: dict[str, Any] = {"op": "queue.ls"}
@@ -71,7 +71,7 @@ async def queue_list(ctx: HandlerContext, msg: Message) -> bytes | None:
     return "".join(json.dumps(m) + "\n" for m in messages).encode()
 
 
-@handler("REQOpQueueCancel", description="cancel held messages by id")
+@handler("REQOpQueueCancel")
 async def queue_cancel(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Cancel each listed message; reply with one line per id saying what happened."""
     lines = []
@@ -81,7 +81,7 @@ async def queue_cancel(ctx: HandlerContext, msg: Message) -> bytes | None:
     return "".join(lines).encode()
 
 
-@handler("REQOpQueueRetry", description="queue failed or cancelled messages again")
+@handler("REQOpQueueRetry")
 async def queue_retry(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Re-queue each listed message; reply with one line per id saying what happened."""
     lines = []
@@ -91,7 +91,7 @@ async def queue_retry(ctx: HandlerContext, msg: Message) -> bytes | None:
     return "".join(lines).encode()
 
 
-@handler("REQOpQueuePurge", description="remove queued, failed and cancelled messages")
+@handler("REQOpQueuePurge")
 async def queue_purge(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Purge by destination (``*`` = any) and/or age in seconds; reply ``purged <n>``."""
     request: dict[str, Any] = {"op": "queue.purge"}

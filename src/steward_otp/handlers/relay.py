@@ -14,7 +14,7 @@ from steward_otp.handlers.base import HandlerContext, HandlerError, handler
 from steward_otp.message import Message
 
 
-@handler("REQRelay", description="forward a relayed message to its toNode")
+@handler("REQRelay")
 async def relay(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Unwrap the carried message and queue it durably for its destination."""
     try:

@@ -234,11 +234,7 @@ def tail_path(ctx: HandlerContext, msg: Message) -> Path:
     return ctx.services.home / name
 
 
-@handler(
-    "REQTailFile",
-    description="follow a file from its end; reply once per new line; survives rotation",
-    args='["path"]',
-)
+@handler("REQTailFile")
 async def tail_file(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Reply with every line added to the file until the method timeout; see module docs."""
     path = tail_path(ctx, msg)
