@@ -28,7 +28,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from steward_otp.store import OutboxEntry, Store
-from steward_otp.store_schema import Synchronous, open_database
+from steward_otp.store.schema import Synchronous, open_database
 
 WRITERS = (1, 10, 100)
 LEVELS: tuple[Synchronous, ...] = ("FULL", "NORMAL")

@@ -338,7 +338,7 @@ def config_show(
 app.add_typer(config_app, name="config")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(__import__("steward_otp.security.acl_cli", fromlist=["app"]).app, name="acl")
-app.add_typer(__import__("steward_otp.store_cli", fromlist=["app"]).app, name="store")
+app.add_typer(__import__("steward_otp.store.cli", fromlist=["app"]).app, name="store")
 app.add_typer(__import__("steward_otp.cli_web", fromlist=["app"]).app, name="web")
 app.command("broker-config")(
     __import__("steward_otp.security.broker_config_cli", fromlist=["x"]).broker_config

@@ -8,7 +8,7 @@ error logger) appends it to ``<data>/errorLog/errorCentral/error.log``.
 Loops are impossible by construction: the kernel never reports the failure of a
 ``REQErrorLog`` delivery. When events arrive faster than they can be queued, the surplus is
 counted and logged locally (``dropped``), never allowed to block the reporter. A full disk
-(the outbox refuses the batch with :class:`~steward_otp.store_schema.StoreFull`) does not
+(the outbox refuses the batch with :class:`~steward_otp.store.schema.StoreFull`) does not
 stop the kernel: the batch is kept and submitted again every few seconds until it is
 stored, events queue up behind it meanwhile, and the local log says so once when it starts
 and once when it ends (never through the kernel itself).
@@ -43,7 +43,7 @@ from steward_otp.handlers.base import Handler, HandlerContext, Level
 from steward_otp.handlers.output import error_log as _write_error_log
 from steward_otp.loglines import RepeatLimiter, clean_line, similarity_key
 from steward_otp.message import Message, ensure_id
-from steward_otp.store_schema import StoreFull
+from steward_otp.store.schema import StoreFull
 from steward_otp.timers import HELLO_DIRECTORY
 from steward_otp.timestamps import steward_timestamp
 

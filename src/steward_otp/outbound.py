@@ -93,7 +93,7 @@ from steward_otp.message import (
 )
 from steward_otp.methods import MethodTable
 from steward_otp.store import Store, StoreFull
-from steward_otp.store_schema import OutboxEntry, OutboxRow
+from steward_otp.store.schema import OutboxEntry, OutboxRow
 from steward_otp.supervisors import ChildStartError, DynamicSupervisor, current_child
 from steward_otp.transport import NO_RESPONDERS_STATUS, BridgeBusy, InboundMessage, Transport
 

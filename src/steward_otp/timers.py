@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import trio
 
 from steward_otp.message import Message
-from steward_otp.store_schema import StoreFull
+from steward_otp.store.schema import StoreFull
 
 log = logging.getLogger(__name__)
 

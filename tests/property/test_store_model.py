@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from steward_otp.store import OutboxEntry, OutboxState, Store
-from steward_otp.store_schema import (
+from steward_otp.store.schema import (
     ACTIVE_STATES,
     AcceptInbound,
     Cancel,

@@ -16,7 +16,6 @@ import pytest
 import trio
 import trio.testing
 
-from steward_otp import store as store_module
 from steward_otp.store import (
     DB_FILE_NAME,
     AuditOutcome,
@@ -27,7 +26,8 @@ from steward_otp.store import (
     StoreError,
     store_path,
 )
-from steward_otp.store_schema import (
+from steward_otp.store import actor as store_module
+from steward_otp.store.schema import (
     AUDIT_PAYLOAD_LIMIT,
     SCHEMA_VERSION,
     Enqueue,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from steward_otp.cli import app
 from steward_otp.config import load_config, save_config
 from steward_otp.store import OutboxEntry, Store, check_store_file, store_path
-from steward_otp.store_schema import damage_mark, mark_damaged, open_database
+from steward_otp.store.schema import damage_mark, mark_damaged, open_database
 
 runner = CliRunner()
 

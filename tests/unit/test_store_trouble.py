@@ -20,7 +20,6 @@ import attrs
 import pytest
 import trio
 
-from steward_otp import store as store_module
 from steward_otp.config import ConfigError, load_config, save_config
 from steward_otp.store import (
     OutboxEntry,
@@ -31,7 +30,8 @@ from steward_otp.store import (
     check_store_file,
     store_path,
 )
-from steward_otp.store_schema import SQLITE_HEADER, damage_mark, open_database
+from steward_otp.store import actor as store_module
+from steward_otp.store.schema import SQLITE_HEADER, damage_mark, open_database
 from tests.unit.handlers.loopback_nodes import LoopbackNet
 
 DAY = 24 * 3600.0

@@ -18,7 +18,7 @@ import attrs
 from steward_otp.inputs.parsing import parse_document
 from steward_otp.message import Message, MessageError, fan_out
 from steward_otp.methods import MethodTable
-from steward_otp.store_schema import StoreError
+from steward_otp.store.schema import StoreError
 
 Submit = Callable[[Sequence[Message]], Awaitable[list[str]]]
 

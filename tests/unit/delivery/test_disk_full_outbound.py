@@ -26,7 +26,7 @@ from steward_otp.message import Message, MessageDefaults
 from steward_otp.methods import builtin_table
 from steward_otp.node import Node
 from steward_otp.outbound import Outbox, Router
-from steward_otp.store_schema import OutboxRow, OutboxState
+from steward_otp.store.schema import OutboxRow, OutboxState
 from steward_otp.supervisors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 from steward_otp.timers import submit_every
 from tests.nodes import wait_for

@@ -18,7 +18,7 @@ from steward_otp.loopback import LoopbackBroker, LoopbackTransport
 from steward_otp.message import Message, MessageDefaults
 from steward_otp.methods import builtin_table
 from steward_otp.outbound import Outbox, Publisher
-from steward_otp.store_schema import OutboxEntry
+from steward_otp.store.schema import OutboxEntry
 from steward_otp.supervisors import ChildSpec, Supervisor
 from tests.unit.supervisors.probes import running
 

@@ -16,13 +16,13 @@ import trio
 import trio.testing
 
 from steward_otp.handlers.base import HandlerError
-from steward_otp.handlers.copy_protocol import (
+from steward_otp.handlers.copy.protocol import (
     Result,
     Want,
     copy_id_for,
     notice_args,
 )
-from steward_otp.handlers.copy_source import PROGRESS_INTERVAL, CopySource
+from steward_otp.handlers.copy.source import PROGRESS_INTERVAL, CopySource
 from steward_otp.message import Message
 from steward_otp.node import Node
 from tests.unit.handlers.fakes import FakeServices, context, request

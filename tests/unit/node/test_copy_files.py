@@ -10,7 +10,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from steward_otp.handlers.copy_files import (
+from steward_otp.handlers.copy.files import (
     AssemblyError,
     DstSession,
     SourceChanged,
@@ -23,8 +23,8 @@ from steward_otp.handlers.copy_files import (
     save_source,
     sweep_destination,
 )
-from steward_otp.handlers.copy_plan import chunk_digest
-from steward_otp.handlers.copy_protocol import CopyInit, ProtocolError
+from steward_otp.handlers.copy.plan import chunk_digest
+from steward_otp.handlers.copy.protocol import CopyInit, ProtocolError
 from steward_otp.message import Message
 
 COPY_ID = "0123456789abcdef0123456789abcdef"

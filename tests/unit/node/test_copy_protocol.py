@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from steward_otp.handlers.copy_plan import (
+from steward_otp.handlers.copy.plan import (
     MAX_WINDOW,
     MIN_WINDOW,
     ChunkPlan,
@@ -20,7 +20,7 @@ from steward_otp.handlers.copy_plan import (
     chunk_is_intact,
     window_for,
 )
-from steward_otp.handlers.copy_protocol import (
+from steward_otp.handlers.copy.protocol import (
     MAX_CHUNK_SIZE,
     Abort,
     Chunk,

@@ -10,7 +10,7 @@ import attrs
 from steward_otp.inputs.intake import accept_document
 from steward_otp.message import Message
 from steward_otp.methods import BUILTIN_METHODS
-from steward_otp.store_schema import StoreError
+from steward_otp.store.schema import StoreError
 
 DOCUMENT = json.dumps(
     [

@@ -24,15 +24,15 @@ import attrs
 import trio
 
 from steward_otp.handlers.base import HandlerContext, HandlerError, NodeServices
-from steward_otp.handlers.copy_files import (
+from steward_otp.handlers.copy.files import (
     AssemblyError,
     DstSession,
     describe,
     state_root,
     sweep_destination,
 )
-from steward_otp.handlers.copy_plan import PullWindow, chunk_is_intact, window_for
-from steward_otp.handlers.copy_protocol import (
+from steward_otp.handlers.copy.plan import PullWindow, chunk_is_intact, window_for
+from steward_otp.handlers.copy.protocol import (
     SUB_METHOD_SRC,
     Abort,
     Chunk,

@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from steward_otp.handlers.base import HandlerContext, HandlerError, NodeServices
-from steward_otp.handlers.copy_files import (
+from steward_otp.handlers.copy.files import (
     SourceChanged,
     SourceRecord,
     describe,
@@ -35,8 +35,8 @@ from steward_otp.handlers.copy_files import (
     save_source,
     state_root,
 )
-from steward_otp.handlers.copy_plan import chunk_digest
-from steward_otp.handlers.copy_protocol import (
+from steward_otp.handlers.copy.plan import chunk_digest
+from steward_otp.handlers.copy.protocol import (
     COPY_METHOD_DST,
     DEFAULT_ACK_TIMEOUT,
     DRIVER_GRACE,

@@ -9,7 +9,7 @@ One process owns the file: :meth:`Store.run`, a supervised Trio task. Callers in
 requests through a bounded memory channel; the actor drains everything waiting (up to
 ``batch_max``), applies it in ONE transaction in ONE crossing into a worker thread, commits
 once and then wakes every caller. N concurrent writers cost one fsync, not N (group commit).
-The SQL itself is the sans-IO core in :mod:`steward_otp.store_schema`.
+The SQL itself is the sans-IO core in :mod:`steward_otp.store.schema`.
 
 Cancellation: a caller cancelled while waiting for its reply may have its change committed
 anyway (it was already in the batch). A caller cancelled while still blocked on a full mailbox
@@ -25,7 +25,7 @@ Trouble with the file:
   there is room.
 * **Damage** -- an empty file, one that is not a database, or one SQLite reports damaged
   raises :class:`StoreDamaged` (the file is marked, see
-  :func:`~steward_otp.store_schema.mark_damaged`); :func:`check_store_file`, run before a
+  :func:`~steward_otp.store.schema.mark_damaged`); :func:`check_store_file`, run before a
   node starts, turns it into :class:`StoreUnusable`, which stops the start with a message
   saying what to do (``steward-otp store check`` / ``store repair``).
 
@@ -47,8 +47,8 @@ from typing import TypeVar, cast
 import attrs
 import trio
 
-from .config import ConfigError
-from .store_schema import (
+from steward_otp.config import ConfigError
+from steward_otp.store.schema import (
     ACTIVE_STATES,
     DEFAULT_PURGE_STATES,
     AcceptInbound,
@@ -129,7 +129,9 @@ def store_path(db_folder: str | Path) -> Path:
     return Path(db_folder) / DB_FILE_NAME
 
 
-log = logging.getLogger(__name__)
+# The name the store logged under before it became a package: log configuration and log
+# readers keep working.
+log = logging.getLogger("steward_otp.store")
 
 _DAY = 24 * 3600.0
 

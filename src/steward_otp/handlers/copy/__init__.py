@@ -16,12 +16,12 @@ Guarantees:
   time: an outage of the link or of either node only delays the copy.
 * A destination restart continues from the chunks it has verified; the source re-reads only
   the chunks asked for again.
-* Memory stays bounded by the window (about 8 MiB of chunks, see ``copy_plan``), whatever
+* Memory stays bounded by the window (about 8 MiB of chunks, see ``copy.plan``), whatever
   the file size.
 
-Modules: :mod:`copy_protocol` (arguments, records, messages), :mod:`copy_plan` (chunks and
-the pull window), :mod:`copy_files` (disk), :mod:`copy_source`, :mod:`copy_target`
-(handlers). See docs/copy.md.
+This package holds the copy methods: :func:`copy_handlers` here, and the modules
+:mod:`.protocol` (arguments, records, messages), :mod:`.plan` (chunks and the pull window),
+:mod:`.files` (disk), :mod:`.source`, :mod:`.target` (handlers). See docs/copy.md.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ from __future__ import annotations
 import attrs
 
 from steward_otp.handlers.base import Handler, handler
-from steward_otp.handlers.copy_protocol import (
+from steward_otp.handlers.copy.protocol import (
     COPY_METHOD_DST,
     COPY_METHOD_SRC,
     SUB_METHOD_DST,
     SUB_METHOD_SRC,
 )
-from steward_otp.handlers.copy_source import CopySource
-from steward_otp.handlers.copy_target import CopyTarget
+from steward_otp.handlers.copy.source import CopySource
+from steward_otp.handlers.copy.target import CopyTarget
 
 __all__ = ["copy_handlers"]
 

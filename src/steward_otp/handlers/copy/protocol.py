@@ -12,7 +12,7 @@ nodes' normal durable message path:
 Everything here is pure: parsing and checking raise :class:`CopyArgsError` (operator input)
 or :class:`ProtocolError` (a peer's record), with texts naming the field, the value and what
 is allowed. Both are :class:`HandlerError`, so a handler that lets one through answers with
-it. Chunk planning and the pull window are in :mod:`copy_plan`.
+it. Chunk planning and the pull window are in :mod:`.plan`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Final
 import attrs
 
 from steward_otp.handlers.base import HandlerError
-from steward_otp.handlers.copy_plan import MAX_WINDOW, ChunkPlan
+from steward_otp.handlers.copy.plan import MAX_WINDOW, ChunkPlan
 from steward_otp.message import Message, build_reply
 from steward_otp.methods import NO_REPLY
 

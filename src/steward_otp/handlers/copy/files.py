@@ -31,8 +31,8 @@ from typing import Any, Final
 import attrs
 
 from steward_otp.atomic_file import fsync_folder, write_atomically
-from steward_otp.handlers.copy_plan import ChunkPlan, chunk_digest
-from steward_otp.handlers.copy_protocol import DRIVER_GRACE, CopyInit, ProtocolError
+from steward_otp.handlers.copy.plan import ChunkPlan, chunk_digest
+from steward_otp.handlers.copy.protocol import DRIVER_GRACE, CopyInit, ProtocolError
 from steward_otp.message import Message, MessageFieldsError
 
 HASH_BLOCK: Final = 1024 * 1024

@@ -1,7 +1,7 @@
 """Check and repair a stopped node's store file (``steward-otp store check|repair``).
 
 * :func:`check_store` runs SQLite's ``integrity_check`` and counts what the store holds.
-  A store found healthy loses its damage mark (:func:`~steward_otp.store_schema.mark_damaged`),
+  A store found healthy loses its damage mark (:func:`~steward_otp.store.schema.mark_damaged`),
   so the node starts again.
 * :func:`repair_store` keeps the old file aside (``steward.db.damaged-<time>``, with its
   ``-wal``), builds a new store at the old name, and copies into it every row of every table
@@ -23,7 +23,7 @@ from typing import Final
 
 import attrs
 
-from steward_otp.store_schema import (
+from steward_otp.store.schema import (
     SCHEMA_VERSION,
     create_database,
     damage_mark,

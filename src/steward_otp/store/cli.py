@@ -2,7 +2,7 @@
 
 ``steward-otp store check --home H`` runs SQLite's integrity check and says what the store
 holds; ``steward-otp store repair --home H`` keeps the old file aside and copies what can
-be read into a new one (see :mod:`steward_otp.store_repair`). Both need the node stopped.
+be read into a new one (see :mod:`steward_otp.store.repair`). Both need the node stopped.
 
 Exit status: 0 healthy (check) or repaired completely (repair); 1 damaged (check) or
 repaired with rows left behind (repair); 2 the command cannot run (no node home, the node
@@ -21,7 +21,7 @@ import typer
 from steward_otp.cli_common import home_option, sub_app
 from steward_otp.config import ConfigError, load_config
 from steward_otp.store import store_path
-from steward_otp.store_repair import StoreInUse, check_store, repair_store
+from steward_otp.store.repair import StoreInUse, check_store, repair_store
 
 __all__ = ["app"]
 
