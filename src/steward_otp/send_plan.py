@@ -1,6 +1,6 @@
 """What ``send`` and ``cmd`` hand to a node and how their outcome reads, without the CLI.
 
-Pure helpers shared by the command line (:mod:`steward_otp.cli_send`) and the web view, so
+Pure helpers shared by the command line (:mod:`steward_otp.cli.send`) and the web view, so
 both build the same message and print the same summary; importing this module loads no
 command-line library.
 """

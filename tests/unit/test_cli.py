@@ -12,8 +12,8 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from steward_otp import __version__, cli
-from steward_otp.cli import _METAVARS, app
+from steward_otp import __version__
+from steward_otp.cli import _METAVARS, app, program
 from steward_otp.config import SETTINGS, Config, load_config
 from steward_otp.logs import configure_logging
 
@@ -33,7 +33,7 @@ def fake_node(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
         typer.echo(f"{NOT_AVAILABLE}{config.config_file}", err=True)
         return 0
 
-    monkeypatch.setattr(cli, "_start_node", start)
+    monkeypatch.setattr(program, "_start_node", start)
     return started
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from steward_otp import cli, config_env
-from steward_otp.cli import app
+from steward_otp import config_env
+from steward_otp.cli import app, program
 from steward_otp.config import SETTINGS, Config, load_config, save_config
 
 runner = CliRunner()
@@ -30,7 +30,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
         configs.append(config)
         return 0
 
-    monkeypatch.setattr(cli, "_start_node", start)
+    monkeypatch.setattr(program, "_start_node", start)
     for variable in list(os.environ):
         if variable.startswith(config_env.PREFIX):
             monkeypatch.delenv(variable)
@@ -194,10 +194,10 @@ def test_the_daemon_starts_from_the_file_and_the_environment(
     monkeypatch.setenv("STEWARD_OTP_LOG_LEVEL", "debug")
     config = config_env.load_effective(tmp_path)
     assert config.log_level == "debug"
-    argv = cli._daemon_argv(config)  # exec the daemon: it reads the same
+    argv = program._daemon_argv(config)  # exec the daemon: it reads the same
     assert argv is not None and argv[-2:] == ["--home", str(config.home)]
     monkeypatch.delenv("STEWARD_OTP_LOG_LEVEL")
-    assert cli._daemon_argv(config) is None  # it would not: run it in process
+    assert program._daemon_argv(config) is None  # it would not: run it in process
 
 
 # -- run --help by topic -----------------------------------------------------------------------

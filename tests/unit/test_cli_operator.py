@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from steward_otp import cli_send, replies
+from steward_otp import replies
 from steward_otp.cli import app
-from steward_otp.cli_inspect import parse_duration, parse_since
-from steward_otp.cli_send import command_message, split_wait_value, summarise
+from steward_otp.cli.inspection import parse_duration, parse_since
+from steward_otp.cli.send import CMD_DEFAULTS, command_message, split_wait_value, summarise
 from steward_otp.inputs.intake import accept_document
 from steward_otp.message import Message
 from steward_otp.methods import BUILTIN_METHODS
@@ -129,12 +129,12 @@ def test_wait_with_a_value_becomes_wait_and_timeout() -> None:
 
 def test_cmd_builds_a_valid_command_message_that_survives_an_outage() -> None:
     message = command_message(
-        ["ship1", "ship2"], ["uptime"], **cli_send.CMD_DEFAULTS, directory="cmd",
+        ["ship1", "ship2"], ["uptime"], **CMD_DEFAULTS, directory="cmd",
         file_name="cmd.log",
     )  # fmt: skip
     assert message["methodArgs"] == ["sh", "-c", "uptime"]
     several = command_message(
-        ["ship1"], ["ls", "-l", "/"], **cli_send.CMD_DEFAULTS, directory="d", file_name="f"
+        ["ship1"], ["ls", "-l", "/"], **CMD_DEFAULTS, directory="d", file_name="f"
     )
     assert several["methodArgs"] == ["ls", "-l", "/"]
     from steward_otp.message import parse_messages  # noqa: PLC0415

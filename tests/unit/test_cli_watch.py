@@ -12,7 +12,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from steward_otp.cli import app
-from steward_otp.cli_watch import watch
+from steward_otp.cli.watch import watch
 
 
 def frames() -> Callable[[], str]:

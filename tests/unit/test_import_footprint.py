@@ -19,7 +19,7 @@ from steward_otp.config import load_config, save_config
 OPTIONAL = ("hypercorn", "httpx", "prometheus_client")
 
 PROBE = (
-    "import steward_otp.node, steward_otp.cli, sys; "
+    "import steward_otp.node, steward_otp.cli.program, sys; "
     "print(sorted(m for m in sys.modules if m.split('.')[0] in {'hypercorn','httpx',"
     "'prometheus_client'}))"
 )

@@ -16,7 +16,7 @@ from typing import Annotated, Final, NoReturn
 
 import typer
 
-from steward_otp.cli_common import fail, home_option, sub_app
+from steward_otp.cli.common import fail, home_option, sub_app
 from steward_otp.security.acl import AclError, CentralAcl
 from steward_otp.security.acl_store import CentralAclStore, acl_dir
 

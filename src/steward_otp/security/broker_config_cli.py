@@ -14,7 +14,7 @@ from typing import Annotated, Final
 
 import typer
 
-from steward_otp.cli_common import AsJson
+from steward_otp.cli.common import AsJson
 from steward_otp.security.broker_config import BrokerConfigError, write_broker_config
 
 __all__ = ["broker_config"]

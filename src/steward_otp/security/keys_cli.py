@@ -20,7 +20,7 @@ from typing import Annotated, Final, NoReturn
 
 import typer
 
-from steward_otp.cli_common import AsJson, fail, home_option, sub_app
+from steward_otp.cli.common import AsJson, fail, home_option, sub_app
 from steward_otp.security.keyfiles import (
     KeyFileError,
     decode_key_text,

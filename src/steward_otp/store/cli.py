@@ -18,7 +18,7 @@ from typing import Annotated, Final, NoReturn
 
 import typer
 
-from steward_otp.cli_common import home_option, sub_app
+from steward_otp.cli.common import home_option, sub_app
 from steward_otp.config import ConfigError, load_config
 from steward_otp.store import store_path
 from steward_otp.store.repair import StoreInUse, check_store, repair_store

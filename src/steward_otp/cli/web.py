@@ -14,7 +14,7 @@ from typing import Annotated, Final
 
 import typer
 
-from steward_otp.cli_common import AsJson, home_option, sub_app
+from steward_otp.cli.common import AsJson, home_option, sub_app
 from steward_otp.web.token import TokenError, create_token, token_path
 
 EXIT_FAILED: Final = 1

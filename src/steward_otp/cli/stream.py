@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from steward_otp.cli_inspect import AsJson, Home, _fail, ask
+from steward_otp.cli.inspection import AsJson, Home, _fail, ask
 from steward_otp.tree_view import render_stream_queue
 
 stream_app = typer.Typer(

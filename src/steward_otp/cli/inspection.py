@@ -1,5 +1,5 @@
 """CLI commands that inspect a running node: ``tree``, ``status``, ``queue``, ``audit``
-(``send`` and ``cmd`` are in :mod:`steward_otp.cli_send`). Each prints text for people, or
+(``send`` and ``cmd`` are in :mod:`steward_otp.cli.send`). Each prints text for people, or
 JSON with ``--json``; ages and durations are in human units (``2m05s``).
 
 They find the node through its home folder (``--home``, default: the current folder): the
@@ -20,7 +20,7 @@ from typing import Annotated, Any, Final, NoReturn
 
 import typer
 
-from steward_otp.cli_common import home_option
+from steward_otp.cli.common import home_option
 from steward_otp.tree_view import render_audit, render_queue, render_status, render_tree
 
 # trio, the control client and the message parser are imported by the commands that use
@@ -83,7 +83,7 @@ def _show(frame: Callable[[], str], watch: float | None) -> None:
     if watch is None:
         typer.echo(frame())
         return
-    from steward_otp.cli_watch import watch as watch_frames  # noqa: PLC0415
+    from steward_otp.cli.watch import watch as watch_frames  # noqa: PLC0415
 
     watch_frames(frame, watch)
 
@@ -292,6 +292,6 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("audit")(audit)
     app.add_typer(queue_app, name="queue")
-    from steward_otp import cli_stream  # noqa: PLC0415 - it imports this module
+    from steward_otp.cli import stream  # noqa: PLC0415 - it imports this module
 
-    cli_stream.register(queue_app)
+    stream.register(queue_app)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn
 
 import typer
 
-from steward_otp.cli_common import home_option
+from steward_otp.cli.common import home_option
 from steward_otp.send_plan import (
     CMD_DEFAULTS,
     FAILED,
@@ -85,7 +85,7 @@ def _fail(message: str, status: int = USAGE) -> NoReturn:
 
 
 def _paths(home: Path) -> tuple[Path, Path]:
-    from steward_otp.cli_inspect import socket_folder  # noqa: PLC0415
+    from steward_otp.cli.inspection import socket_folder  # noqa: PLC0415
 
     folder = socket_folder(home)
     return folder / "control.sock", folder / "steward.sock"

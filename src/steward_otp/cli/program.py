@@ -1,9 +1,9 @@
 """The ``steward-otp`` command line: ``run`` a node, check or show its ``config``, print the
-``version``; the commands that talk to a running node live in :mod:`steward_otp.cli_inspect`
-(``tree``, ``status``, ``queue``, ``audit``) and :mod:`steward_otp.cli_send` (``send``,
-``cmd``). Every setting of :mod:`steward_otp.config` is an option of
-``run``, generated from the same table that documents config.toml, so the flags, the file
-comments and docs/configuration.md cannot drift apart.
+``version``; the commands that talk to a running node live in
+:mod:`steward_otp.cli.inspection` (``tree``, ``status``, ``queue``, ``audit``) and
+:mod:`steward_otp.cli.send` (``send``, ``cmd``). Every setting of :mod:`steward_otp.config`
+is an option of ``run``, generated from the same table that documents config.toml, so the
+flags, the file comments and docs/configuration.md cannot drift apart.
 """
 
 import inspect
@@ -18,9 +18,10 @@ from typing import Annotated, Any, Final, Literal, NoReturn
 
 import typer
 
-from steward_otp import __version__, cli_inspect, cli_send, config_env
-from steward_otp.cli_common import AsJson, home_option
-from steward_otp.cli_help import PanelCommand
+from steward_otp import __version__, config_env
+from steward_otp.cli import inspection, send
+from steward_otp.cli.common import AsJson, home_option
+from steward_otp.cli.help import PanelCommand
 from steward_otp.config import (
     REQUIRED,
     SETTINGS,
@@ -166,7 +167,7 @@ def _daemon_argv(config: Config) -> list[str] | None:
     flags: Callable[[], list[str]] | None = getattr(
         subprocess, "_args_from_interpreter_flags", None
     )
-    package_parent = Path(__file__).resolve().parent.parent
+    package_parent = Path(__file__).resolve().parents[2]  # holds steward_otp/cli/program.py
     return [
         sys.executable,
         *(flags() if flags else []),
@@ -339,7 +340,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(__import__("steward_otp.security.acl_cli", fromlist=["app"]).app, name="acl")
 app.add_typer(__import__("steward_otp.store.cli", fromlist=["app"]).app, name="store")
-app.add_typer(__import__("steward_otp.cli_web", fromlist=["app"]).app, name="web")
+app.add_typer(__import__("steward_otp.cli.web", fromlist=["app"]).app, name="web")
 app.command("broker-config")(
     __import__("steward_otp.security.broker_config_cli", fromlist=["x"]).broker_config
 )
@@ -355,13 +356,13 @@ def version(as_json: AsJson = False) -> None:
     typer.echo(json.dumps({"version": __version__}) if as_json else f"{PROG} {__version__}")
 
 
-cli_inspect.register(app)
-cli_send.register(app)
+inspection.register(app)
+send.register(app)
 
 
 def main() -> None:
     """Entry point of the ``steward-otp`` console script; exits with the command's status."""
-    app(args=cli_send.split_wait_value(sys.argv[1:]), prog_name=PROG)
+    app(args=send.split_wait_value(sys.argv[1:]), prog_name=PROG)
 
 
 if __name__ == "__main__":
