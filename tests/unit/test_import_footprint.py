@@ -84,3 +84,15 @@ def test_run_hands_the_saved_configuration_to_a_fresh_interpreter(tmp_path: Path
 def test_run_stays_in_process_when_the_file_does_not_read_back(tmp_path: Path) -> None:
     config = load_config(tmp_path, {"node_name": "ship1"})  # never saved
     assert _daemon_argv(config) is None
+
+
+def test_the_command_line_loads_neither_trio_nor_a_web_framework() -> None:
+    """`steward-otp` answers its quick commands (version, web token, config, --help) without
+    the node's machinery: trio, the NATS client and the web framework load only in the
+    commands that use them (and `run` execs a fresh daemon)."""
+    code = (
+        "import steward_otp.cli.program, sys; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        f"{{'trio', 'trio_asyncio', 'nats', 'starlette', 'cryptography', *{OPTIONAL!r}}}))"
+    )
+    assert _loaded(code) == []

@@ -15,7 +15,6 @@ from typing import Annotated, Final
 import typer
 
 from steward_otp.cli.common import AsJson
-from steward_otp.security.broker_config import BrokerConfigError, write_broker_config
 
 __all__ = ["broker_config"]
 
@@ -59,6 +58,12 @@ def broker_config(
     Copy each <node>.nkey to its node and set nkey_seed_file to it; start nats-server with
     -c nats-server.conf. See docs/security.md.
     """
+    # The subject layout comes with the transport and trio: loaded when the command runs.
+    from steward_otp.security.broker_config import (  # noqa: PLC0415
+        BrokerConfigError,
+        write_broker_config,
+    )
+
     names = [name.strip() for name in nodes.split(",") if name.strip()]
     try:
         layout = write_broker_config(

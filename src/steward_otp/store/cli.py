@@ -20,8 +20,6 @@ import typer
 
 from steward_otp.cli.common import home_option, sub_app
 from steward_otp.config import ConfigError, load_config
-from steward_otp.store import store_path
-from steward_otp.store.repair import StoreInUse, check_store, repair_store
 
 __all__ = ["app"]
 
@@ -55,6 +53,8 @@ def _store_file(home: Path) -> Path:
             config = load_config(home)
     except ConfigError as exc:
         _fail(f"{home / 'etc' / 'config.toml'}: {exc}")
+    from steward_otp.store import store_path  # noqa: PLC0415  # the store loads trio
+
     return store_path(config.db_dir)
 
 
@@ -65,6 +65,8 @@ def check(home: Home = Path("."), as_json: AsJson = False) -> None:
     cannot be checked (e.g. the node is running). Nothing is changed, except that a store
     found healthy loses the damage mark that kept the node from starting."""
     path = _store_file(home)
+    from steward_otp.store.repair import StoreInUse, check_store  # noqa: PLC0415
+
     try:
         report = check_store(path)
     except StoreInUse as exc:
@@ -112,6 +114,8 @@ def repair(home: Home = Path("."), as_json: AsJson = False) -> None:
     running). Messages that are lost this way are not sent; a node that cannot start on
     an empty or unreadable store starts again afterwards."""
     path = _store_file(home)
+    from steward_otp.store.repair import StoreInUse, repair_store  # noqa: PLC0415
+
     try:
         report = repair_store(path)
     except StoreInUse as exc:
