@@ -128,7 +128,14 @@ class ErrorKernel:
         self._clock = clock
         self._next_summary = 0.0
         self._full_since: float | None = None
-        self.info: dict[str, object] = {"reported": 0, "dropped": 0, "suppressed": 0}
+        self.info: dict[str, object] = {
+            "reported": 0,
+            "reported_info": 0,
+            "dropped": 0,
+            "suppressed": 0,
+        }
+        """What the tree snapshot shows (and the metrics read): events reported (of every
+        level, and of level info), dropped for a full queue and held back by the rate limit."""
 
     @property
     def suppressed(self) -> int:
@@ -142,6 +149,7 @@ class ErrorKernel:
         self.reported += 1
         self.reported_by_level[level] += 1
         self.info["reported"] = self.reported
+        self.info["reported_info"] = self.reported_by_level["info"]
         line = clean_line(text)
         now = self._clock()
         if self.limiter.allow(similarity_key(line), line, now):
@@ -347,7 +355,12 @@ class ErrorLogSenders:
                 return None
             return await _write_error_log(ctx, msg)
 
-        return Handler(method=_write_error_log.method, func=error_log)
+        return Handler(method=_write_error_log.method, func=error_log, info=self.info)
+
+    def info(self) -> dict[str, object]:
+        """What the serving Subscriber shows under ``handler`` in the tree snapshot (and the
+        metrics read): the lines dropped since start because their sender is unknown."""
+        return {"unknown_senders_dropped": self.dropped}
 
 
 def error_log_senders_for(

@@ -3,10 +3,14 @@
 Every node has a :class:`NodeMetrics` with a private ``prometheus_client`` registry (never the
 process-wide default one), so several nodes in one process each report their own figures.
 Nothing on the message path is instrumented: the figures are read when a scrape arrives,
-from counters the node's processes already keep (the outbox's delivery stats, the error
-kernel, the bridge, the subscribers' live info in the tree snapshot). The store's figures
-(messages held per destination and per state) need a query, so they are refreshed every
-``refresh_interval`` seconds by the metrics process and served from that cache.
+from one snapshot of the supervision tree, where each process publishes the counters it
+keeps in its live info (``node/outbound/router``: the outbox's delivery stats;
+``node/errors``: the error kernel's; ``node/bridge``: the connection's; ``node/store``: its
+commits; ``node/inbound/*``: each subscriber's). Those figures are also what
+``steward-otp tree`` shows. A process that is not running publishes nothing, so its samples
+are left out of that scrape. The store's queue figures (messages held per destination and
+per state) need a query, so they are refreshed every ``refresh_interval`` seconds by the
+metrics process and served from that cache.
 
 :class:`MetricsServer` is the supervised process ``node/metrics``; the node starts it only
 when ``prom_host_and_port`` is set. It serves ``GET /metrics`` over HTTP (hypercorn on Trio)
@@ -22,24 +26,18 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 import attrs
 import trio
 
 from steward_otp import __version__
 from steward_otp.asgi_serve import ServeError, serve_asgi
-from steward_otp.error_kernel import (
-    ERROR_CENTRAL_NODE,
-    ERROR_LOG_METHOD,
-    ErrorKernel,
-    ErrorLogSenders,
-)
-from steward_otp.outbound import Outbox
-from steward_otp.store import ACTIVE_STATES, Store, StoreError
+from steward_otp.error_kernel import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD
+from steward_otp.store import ACTIVE_STATES, OutboxState, StoreError
 from steward_otp.supervisors import ProcessSnapshot
 from steward_otp.supervisors.handle import current_child_or_none
-from steward_otp.transport import ConnectionState, Transport
+from steward_otp.transport import ConnectionState
 
 # prometheus_client and hypercorn are imported where they are used, so a node without
 # prom_host_and_port never loads them.
@@ -55,8 +53,25 @@ INBOUND_PATH = "node/inbound/"
 ERROR_LOG_SUBSCRIBER = f"{INBOUND_PATH}{ERROR_CENTRAL_NODE}.{ERROR_LOG_METHOD}"
 
 
+class StoreQueries(Protocol):
+    """The store queries behind the store's figures (:class:`~steward_otp.store.Store`)."""
+
+    async def queue_depths(self) -> Mapping[str, int]: ...
+
+    async def counts(self) -> Mapping[OutboxState, int]: ...
+
+
 class MetricsSource(Protocol):
-    """What the metrics read from a node (:class:`steward_otp.node.Node` provides it)."""
+    """What the metrics read from a node (:class:`steward_otp.node.Node` provides it).
+
+    The processes' figures come from the tree snapshot, where each process publishes them
+    in its live info (see :data:`SCALARS`). What is read from the node itself belongs to no
+    one process: the messages accepted by its input path (``Node.accept_document``, shared by
+    the inputs and the web view), the last hello of every node (node state the hello
+    handler, the error log's known nodes and the ACLs share; a fleet's worth of it would
+    swamp the tree view), and the store's queries (answered asynchronously, so they are
+    refreshed by the metrics process, not read at scrape time).
+    """
 
     @property
     def node_name(self) -> str: ...
@@ -65,22 +80,10 @@ class MetricsSource(Protocol):
     def url(self) -> str: ...
 
     @property
-    def outbox(self) -> Outbox: ...
-
-    @property
-    def errors(self) -> ErrorKernel: ...
-
-    @property
-    def error_log_senders(self) -> ErrorLogSenders: ...
-
-    @property
-    def bridge(self) -> Transport: ...
-
-    @property
-    def store(self) -> Store: ...
-
-    @property
     def user_messages(self) -> int: ...
+
+    @property
+    def store(self) -> StoreQueries: ...
 
     def snapshot(self) -> ProcessSnapshot: ...
 
@@ -98,59 +101,57 @@ class StoreFigures:
     at: float
 
 
-Read = Callable[[MetricsSource], float]
+ROUTER_PATH = "node/outbound/router"
+ERRORS_PATH = "node/errors"
+BRIDGE_PATH = "node/bridge"
+STORE_PATH = "node/store"
 
-SCALARS: tuple[tuple[str, str, str, Read], ...] = (
-    # (type, name, help, how to read it from the node) -- Steward's names first.
-    ("counter", "steward_user_messages_total",
-     "Messages accepted from the socket, TCP, HTTP and read-folder inputs (after fan-out).",
-     lambda n: n.user_messages),
+SCALARS: tuple[tuple[str, str, str, str, str], ...] = (
+    # (type, name, help, process path, key in its live info) -- Steward's names first.
+    # A process that is not running (restarting) has no info: its samples are left out
+    # until it is back, rather than reported as a counter reset.
     ("counter", "steward_nats_delivered_total",
      "Messages delivered: ACKed by the receiver, or published when no ACK is asked.",
-     lambda n: n.outbox.stats.delivered),
+     ROUTER_PATH, "delivered"),
     ("counter", "steward_nats_messages_failed_acks_total",
      "Messages given up on after their last retry went unacknowledged.",
-     lambda n: n.outbox.stats.failed),
+     ROUTER_PATH, "failed"),
     ("counter", "steward_nats_messages_missed_acks_total",
      "Delivery attempts whose ACK did not arrive within ACKTimeout.",
-     lambda n: n.outbox.stats.missed_acks),
+     ROUTER_PATH, "missed_acks"),
     ("counter", "steward_error_messages_sent_total",
      "Events (every level) reported to the error kernel for the central error log.",
-     lambda n: n.errors.reported),
+     ERRORS_PATH, "reported"),
     ("counter", "steward_info_messages_sent_total",
      "Events at level info reported to the error kernel (e.g. max retries reached).",
-     lambda n: n.errors.reported_by_level["info"]),
+     ERRORS_PATH, "reported_info"),
     ("gauge", "steward_in_memory_buffer_messages_current",
      "Durable messages waiting in memory for the router to hand them to a publisher.",
-     lambda n: n.outbox.mail_send.statistics().current_buffer_used),
+     ROUTER_PATH, "mailbox"),
     ("counter", "steward_messages_accepted_total",
      "Messages accepted into the durable outbox: input, replies, error log, hellos.",
-     lambda n: n.outbox.stats.accepted),
+     ROUTER_PATH, "accepted"),
     ("counter", "steward_error_messages_dropped_total",
      "Events not forwarded to the central error log because the kernel's queue was full.",
-     lambda n: n.errors.dropped),
+     ERRORS_PATH, "dropped"),
     ("counter", "steward_error_messages_suppressed_total",
      "Events held back by the error kernel's rate limit (a flood of similar lines), logged "
      "nowhere but counted in one summary line per kind.",
-     lambda n: n.errors.suppressed),
-    ("counter", "steward_error_messages_unknown_sender_dropped_total",
-     "REQErrorLog messages the central error log dropped because it does not know their "
-     "sender node (central error logger only).",
-     lambda n: n.error_log_senders.dropped),
+     ERRORS_PATH, "suppressed"),
     ("counter", "steward_nats_reconnects_total",
      "Times the broker connection was re-established after a loss.",
-     lambda n: n.bridge.reconnects),
+     BRIDGE_PATH, "reconnects"),
     ("counter", "steward_nats_published_total",
      "Messages (requests, replies, ACKs) the bridge handed to the broker.",
-     lambda n: n.bridge.published),
+     BRIDGE_PATH, "published"),
     ("counter", "steward_nats_publish_errors_total",
      "Commands (publishes, subscriptions) the NATS client refused.",
-     lambda n: n.bridge.publish_errors),
+     BRIDGE_PATH, "publish_errors"),
     ("counter", "steward_store_commits_total",
      "Transactions committed to the node's SQLite store.",
-     lambda n: n.store.stats().commits),
+     STORE_PATH, "commits"),
 )  # fmt: skip
-"""The metrics that are one number read from the node."""
+"""The metrics that are one figure a process publishes in its live info."""
 
 SUBSCRIBER_COUNTERS: tuple[tuple[str, str, str], ...] = (
     # (key in the subscriber's live info, name, help), one series per subject.
@@ -193,10 +194,12 @@ class NodeCollector:
         self.metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        """Every metric of the node, read now (the store's from the last refresh)."""
+        """Every metric of the node, read now from one tree snapshot (the store's queue
+        figures from the last refresh)."""
         node = self.metrics.source
         snapshot = node.snapshot()
         entries = list(snapshot.walk())
+        by_path = {entry.path: entry for entry in entries}
         build = _family("gauge", "steward_build_version", "steward-otp version.", ["version"])
         build.add_metric([__version__], 1)
         info = _family(
@@ -204,14 +207,23 @@ class NodeCollector:
         )
         info.add_metric([node.node_name, node.url], 1)
         yield from (build, info)
-        for kind, name, documentation, read in SCALARS:
+        yield _family(
+            "counter",
+            "steward_user_messages_total",
+            "Messages accepted from the socket, TCP, HTTP and read-folder inputs (after fan-out).",
+            value=node.user_messages,
+        )
+        for kind, name, documentation, path, key in SCALARS:
             family = _family(kind, name, documentation)
-            family.add_metric([], read(node))
+            entry = by_path.get(path)
+            figure = None if entry is None else entry.info.get(key)
+            if _is_number(figure):
+                family.add_metric([], figure)
             yield family
         yield from self._processes(entries)
         yield from self._liveness(node)
         yield from self._inbound(entries)
-        yield from self._connection(node.bridge)
+        yield from self._connection(by_path.get(BRIDGE_PATH))
         yield from self._store()
 
     def _processes(self, entries: list[ProcessSnapshot]) -> Iterator[Metric]:
@@ -266,23 +278,36 @@ class NodeCollector:
                     family.add_metric([str(entry.info.get("subject", entry.id))], value)
             yield family
         central = next((e for e in subscribers if e.path == ERROR_LOG_SUBSCRIBER), None)
-        received = central.info.get("executed", 0) if central is not None else 0
+        central_info = central.info if central is not None else {}
+        received = central_info.get("executed", 0)
         yield _family(
             "counter",
             "steward_error_messages_received_total",
             "REQErrorLog messages written to the central error log (central error logger only).",
             value=received if isinstance(received, int) else 0,
         )
+        handler = central_info.get("handler")
+        unknown = handler.get("unknown_senders_dropped", 0) if isinstance(handler, dict) else 0
+        yield _family(
+            "counter",
+            "steward_error_messages_unknown_sender_dropped_total",
+            "REQErrorLog messages the central error log dropped because it does not know their "
+            "sender node (central error logger only).",
+            value=unknown if isinstance(unknown, int) else 0,
+        )
 
-    def _connection(self, bridge: Transport) -> Iterator[Metric]:
+    def _connection(self, bridge: ProcessSnapshot | None) -> Iterator[Metric]:
         state = _family(
             "gauge",
             "steward_nats_connection_state",
             "1 for the broker connection's current state, 0 for the others.",
             ["state"],
         )
-        for candidate in ConnectionState:
-            state.add_metric([candidate.value], 1 if bridge.state is candidate else 0)
+        # No series while the bridge process is not running (it publishes no state then).
+        current = None if bridge is None else bridge.info.get("state")
+        if current is not None:
+            for candidate in ConnectionState:
+                state.add_metric([candidate.value], 1 if candidate.value == current else 0)
         yield state
 
     def _store(self) -> Iterator[Metric]:
@@ -371,6 +396,11 @@ class NodeMetrics:
         from prometheus_client import generate_latest  # noqa: PLC0415
 
         return generate_latest(self.registry)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """True for an int or float figure (not a bool, not missing)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 ASGIReceive = Callable[[], Awaitable[Mapping[str, Any]]]
@@ -494,5 +524,6 @@ __all__ = [
     "NodeCollector",
     "NodeMetrics",
     "StoreFigures",
+    "StoreQueries",
     "metrics_app",
 ]

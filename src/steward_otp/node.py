@@ -93,7 +93,7 @@ from steward_otp.supervisors import (
     run_root,
 )
 from steward_otp.timers import hello_loop
-from steward_otp.transport import Transport
+from steward_otp.transport import Transport, live_info
 from steward_otp.tree_view import render_tree
 
 log = logging.getLogger(__name__)
@@ -429,7 +429,7 @@ class Node:
             ChildSpec("store", _with_info(self.store.run, self._store_info), shutdown=30.0),
             ChildSpec(
                 "bridge",
-                _with_info(bridge.run, lambda: dict(bridge.info, state=bridge.state.value)),
+                _with_info(bridge.run, functools.partial(live_info, bridge)),
                 shutdown=5.0,
             ),
             ChildSpec("errors", _with_info(self.errors.run, lambda: self.errors.info)),

@@ -95,6 +95,7 @@ from steward_otp.methods import MethodTable
 from steward_otp.store import Store, StoreFull
 from steward_otp.store.schema import OutboxEntry, OutboxRow
 from steward_otp.supervisors import ChildStartError, DynamicSupervisor, current_child
+from steward_otp.supervisors.handle import current_child_or_none
 from steward_otp.transport import NO_RESPONDERS_STATUS, BridgeBusy, InboundMessage, Transport
 
 log = logging.getLogger(__name__)
@@ -350,12 +351,29 @@ class Router:
         """Route until cancelled. Ready once the recovery list is routed, or once reading it
         met a full disk (the next sweeps route it)."""
         self._held = set()
+        handle = current_child_or_none()
+        if handle is not None:
+            handle.info_provider = self.info
         swept = await self._sweep()
         task_status.started()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sweep_periodically, swept)
             async for mail in self.outbox.mail_receive:
                 await self._handle_mail(self._with_waiting_mail(mail))
+
+    def info(self) -> dict[str, object]:
+        """What the tree snapshot shows (and the metrics read): the outbox's delivery counters
+        (:class:`DeliveryStats`, counted since the node started), the messages waiting in the
+        mailbox and the messages the Publishers hold."""
+        stats = self.outbox.stats
+        return {
+            "accepted": stats.accepted,
+            "delivered": stats.delivered,
+            "failed": stats.failed,
+            "missed_acks": stats.missed_acks,
+            "mailbox": self.outbox.mail_send.statistics().current_buffer_used,
+            "held": len(self._held),
+        }
 
     def _with_waiting_mail(self, first: RouterMail) -> list[RouterMail]:
         """``first`` and whatever else waits in the mailbox, up to ROUTER_BATCH items."""

@@ -217,6 +217,18 @@ def inbox_prefix(node: str, unique: str) -> str:
     return f"{INBOX_PREFIX}.{node.replace('.', '/')}.{unique}"
 
 
+def live_info(transport: Transport) -> dict[str, object]:
+    """What the ``bridge`` process publishes in the tree snapshot (and the metrics read): the
+    transport's ``info`` with its state and counters read now."""
+    return dict(
+        transport.info,
+        state=transport.state.value,
+        reconnects=transport.reconnects,
+        published=transport.published,
+        publish_errors=transport.publish_errors,
+    )
+
+
 __all__ = [
     "INBOX_PREFIX",
     "NO_RESPONDERS_STATUS",
@@ -228,4 +240,5 @@ __all__ = [
     "Transport",
     "TransportError",
     "inbox_prefix",
+    "live_info",
 ]

@@ -1,7 +1,8 @@
 """NodeMetrics, its collector and the metrics HTTP server, without a broker.
 
-The collector reads real Outbox, ErrorKernel, NatsBridge and Store objects (none of them
-running, except the store where its figures are tested) and a hand-made tree snapshot.
+The collector reads a tree snapshot whose process entries carry the live info of real
+Outbox (through its Router), ErrorKernel, ErrorLogSenders, NatsBridge and Store objects (none
+of them running, except the store where its figures are tested), or a hand-made snapshot.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from steward_otp.loglines import RepeatLimiter
 from steward_otp.message import MessageDefaults
 from steward_otp.methods import builtin_table
 from steward_otp.metrics import MetricsListenError, MetricsServer, NodeMetrics, StoreFigures
-from steward_otp.outbound import Outbox
+from steward_otp.outbound import Outbox, Router
 from steward_otp.store import OutboxEntry, Store
-from steward_otp.supervisors import ProcessSnapshot
+from steward_otp.supervisors import ChildSpec, DynamicSupervisor, ProcessSnapshot
+from steward_otp.transport import live_info
 from tests.conftest import free_loopback_port
+from tests.unit.handlers.loopback_nodes import LoopbackNet, message, wait_for
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -49,24 +52,49 @@ def entry(path: str, *children: ProcessSnapshot, **fields: object) -> ProcessSna
     return ProcessSnapshot(**values)  # type: ignore[arg-type]
 
 
-def subscriber(method: str, node: str = "ship1", **info: int) -> ProcessSnapshot:
+def subscriber(
+    method: str, node: str = "ship1", handler: Mapping[str, object] | None = None, **info: int
+) -> ProcessSnapshot:
     subject = f"{node}.{method}.EventACK"
-    counts = {"received": 0, "duplicates": 0, "executed": 0, "dropped": 0, **info}
+    counts: dict[str, object] = {
+        "received": 0,
+        "duplicates": 0,
+        "executed": 0,
+        "dropped": 0,
+        **info,
+    }
+    if handler is not None:
+        counts["handler"] = dict(handler)
     child_id = method if node == "ship1" else f"{node}.{method}"
     return entry(f"node/inbound/{child_id}", info={"subject": subject, **counts})
 
 
+def small_tree() -> ProcessSnapshot:
+    """Five processes: a bridge, a busy REQCliCommand and a restarting REQPing."""
+    return entry(
+        "node",
+        entry("node/bridge"),
+        entry(
+            "node/inbound",
+            subscriber("REQCliCommand", received=4, duplicates=1, executed=3, dropped=2),
+            entry("node/inbound/REQPing", restart_count=2, state="restarting"),
+        ),
+    )
+
+
 @attrs.define
 class FakeNode:
-    """Just what NodeMetrics reads from a node."""
+    """Just what NodeMetrics reads from a node, and the objects whose live info its tree
+    snapshot carries (as the node's processes publish it), unless ``tree`` is given."""
 
-    tree: ProcessSnapshot
     store: Store
+    tree: ProcessSnapshot | None = None
     node_name: str = "ship1"
     url: str = "nats://127.0.0.1:4222"
     user_messages: int = 0
     hellos: dict[str, float] = attrs.field(factory=dict)
     outbox: Outbox = attrs.field(init=False)
+    router: Router = attrs.field(init=False)
     errors: ErrorKernel = attrs.field(init=False)
     error_log_senders: ErrorLogSenders = attrs.field(init=False)
     bridge: NatsBridge = attrs.field(init=False)
@@ -79,12 +107,30 @@ class FakeNode:
             defaults=MessageDefaults(),
             compress_threshold=None,
         )
+        publishers = DynamicSupervisor("publishers", ChildSpec("publisher", trio.sleep_forever))
+        self.router = Router(self.outbox, publishers)
         self.errors = ErrorKernel(self.node_name, self.outbox.submit)
         self.error_log_senders = ErrorLogSenders(lambda node: node == "ship2", lambda _: None)
         self.bridge = NatsBridge(BridgeSettings(url=self.url, name=self.node_name))
 
     def snapshot(self) -> ProcessSnapshot:
-        return self.tree
+        if self.tree is not None:
+            return self.tree
+        # The info each process publishes (see Node._build_tree and the processes' run).
+        return entry(
+            "node",
+            entry("node/store", info={"commits": self.store.stats().commits}),
+            entry("node/bridge", info=live_info(self.bridge)),
+            entry("node/errors", info=dict(self.errors.info)),
+            entry("node/outbound", entry("node/outbound/router", info=self.router.info())),
+            entry(
+                "node/inbound",
+                subscriber("REQCliCommand", received=4, duplicates=1, executed=3, dropped=2),
+                subscriber(
+                    "REQErrorLog", node="errorCentral", handler=self.error_log_senders.info()
+                ),
+            ),
+        )
 
     def last_hellos(self) -> Mapping[str, float]:
         return self.hellos
@@ -93,17 +139,7 @@ class FakeNode:
 def fake_node(
     tmp_path: Path, *, name: str = "ship1", tree: ProcessSnapshot | None = None
 ) -> FakeNode:
-    """A node with a small tree: a bridge, a busy REQCliCommand and a restarting REQPing."""
-    if tree is None:
-        tree = entry(
-            "node",
-            entry("node/bridge"),
-            entry(
-                "node/inbound",
-                subscriber("REQCliCommand", received=4, duplicates=1, executed=3, dropped=2),
-                entry("node/inbound/REQPing", restart_count=2, state="restarting"),
-            ),
-        )
+    """A node whose tree carries its objects' live info, or the hand-made ``tree``."""
     return FakeNode(tree=tree, store=Store(tmp_path / name / "steward.db"), node_name=name)
 
 
@@ -169,7 +205,7 @@ def test_dropped_and_suppressed_error_reports_are_counted(tmp_path: Path) -> Non
 
 
 def test_tree_metrics_follow_the_snapshot(tmp_path: Path) -> None:
-    samples = parse(NodeMetrics(fake_node(tmp_path)).render())
+    samples = parse(NodeMetrics(fake_node(tmp_path, tree=small_tree())).render())
 
     assert value(samples, "steward_processes_total") == 5
     assert value(samples, "steward_supervisor_restarts_total", path="node/inbound/REQPing") == 2
@@ -251,7 +287,7 @@ async def test_store_figures_appear_after_a_refresh_and_drained_nodes_stay_at_ze
 
 
 async def test_metrics_server_serves_get_metrics_and_refuses_the_rest(tmp_path: Path) -> None:
-    node = fake_node(tmp_path)
+    node = fake_node(tmp_path, tree=small_tree())
     metrics = NodeMetrics(node)
     address = f"127.0.0.1:{free_loopback_port()}"
     async with trio.open_nursery() as nursery:
@@ -309,3 +345,45 @@ def test_every_steward_metric_is_documented_in_operations_md(tmp_path: Path) -> 
     assert {"steward_queue_depth", "steward_db_messages_current"} <= exposed
     docs = (Path(__file__).parents[3] / "docs" / "operations.md").read_text()
     assert sorted(name for name in exposed if f"`{name}`" not in docs) == []
+
+
+def test_a_process_that_is_not_running_leaves_its_samples_out(tmp_path: Path) -> None:
+    # The small tree has no router, errors or store entry and a bridge without info: as
+    # while those processes restart. Their counters are left out, not reported as resets.
+    samples = parse(NodeMetrics(fake_node(tmp_path, tree=small_tree())).render())
+    assert value(samples, "steward_nats_delivered_total") is None
+    assert value(samples, "steward_error_messages_sent_total") is None
+    assert value(samples, "steward_store_commits_total") is None
+    assert value(samples, "steward_nats_connection_state", state="connected") is None
+    assert value(samples, "steward_user_messages_total") == 0
+
+
+async def test_a_running_node_publishes_the_figures_in_its_tree_and_metrics_read_them(
+    tmp_path: Path,
+) -> None:
+    net = LoopbackNet(tmp_path)
+    central, ship1 = net.node("central"), net.node("ship1")
+    async with central, ship1:
+        await central.submit([message("REQPing", to_node="ship1") for _ in range(3)])
+        await wait_for(lambda: central.outbox.stats.delivered >= 3)
+        central.report("info", "a line at level info")
+        # No checkpoint from here on: the tree, the counters and the scrape agree.
+        tree = central.snapshot()
+        stats = attrs.evolve(central.outbox.stats)
+        published = central.bridge.published
+        samples = parse(central.metrics.render())
+        router = tree.find("node/outbound/router")
+        errors, bridge, store = (tree.find(f"node/{p}") for p in ("errors", "bridge", "store"))
+    assert router is not None and errors is not None
+    assert bridge is not None and store is not None
+    assert router.info["delivered"] == stats.delivered >= 3
+    assert router.info["accepted"] == stats.accepted
+    assert errors.info["reported_info"] == 1
+    assert bridge.info["state"] == "connected"
+    assert bridge.info["published"] == published
+    assert isinstance(store.info["commits"], int)
+    assert value(samples, "steward_nats_delivered_total") == stats.delivered
+    assert value(samples, "steward_messages_accepted_total") == stats.accepted
+    assert value(samples, "steward_info_messages_sent_total") == 1
+    assert value(samples, "steward_nats_connection_state", state="connected") == 1
+    assert value(samples, "steward_store_commits_total") == store.info["commits"]
