@@ -28,7 +28,6 @@ until :meth:`Node.stop` and returns the exit status.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import time
@@ -56,7 +55,7 @@ from steward_otp.error_kernel import (
 from steward_otp.files import FileWriter
 from steward_otp.handlers import builtin_handlers, command_groups
 from steward_otp.handlers.acl import acl_handlers
-from steward_otp.handlers.base import Handler, HandlerError, HandlerTable, Level
+from steward_otp.handlers.base import Handler, HandlerTable, Level
 from steward_otp.handlers.keys import key_handlers
 from steward_otp.handlers.liveness import hello_handler
 from steward_otp.inbound import Subscriber
@@ -70,6 +69,7 @@ from steward_otp.limits import payload_limit_from
 from steward_otp.message import Message, MessageDefaults, subject_for_node
 from steward_otp.methods import MethodSpec, MethodTable, builtin_table
 from steward_otp.metrics import MetricsServer, NodeMetrics
+from steward_otp.node_services import HandlerServices
 from steward_otp.outbound import Publisher, Router
 from steward_otp.reply_hub import NotifyingStore, ReplyHub
 from steward_otp.security.nkey import NkeyError, nkey_from_ssh_key, write_nkey_files
@@ -78,28 +78,22 @@ from steward_otp.security.service import NodeSecurity, SecuritySetupError
 from steward_otp.security.verify import HELLO_METHOD, VerifyHook
 from steward_otp.store import Store, check_store_file, store_path
 from steward_otp.stream_intake import StreamIntake
+from steward_otp.subscriber_control import SubscriberProcesses
 from steward_otp.supervisors import (
     ChildSpec,
-    ChildStartError,
-    DuplicateChild,
     DynamicSupervisor,
     ProcessSnapshot,
     Registry,
     Restart,
     Strategy,
     Supervisor,
-    UnknownChild,
     current_child,
     run_root,
 )
 from steward_otp.timers import hello_loop
 from steward_otp.transport import Transport, live_info
-from steward_otp.tree_view import render_tree
 
 log = logging.getLogger(__name__)
-
-PROCESS_CONTROL_PREFIX = "REQOpProcess"
-"""Subscribers REQOpProcessStop refuses to stop: without them the node is out of reach."""
 
 
 def broker_url(config: Config) -> str:
@@ -180,12 +174,14 @@ class Node:
             self.table.register(spec, replace=True)
         self.security = NodeSecurity(config)
         self.hellos: dict[str, float] = {}
+        self.processes = SubscriberProcesses(self, self._subscriber)
+        """The subscribers as the ``REQOpProcess*`` handlers control them (only they get it)."""
         self.error_log_senders = error_log_senders_for(
             config, self.security, self.hellos, lambda text: self.report("warning", text)
         )
         self.handlers = HandlerTable(
             [
-                *builtin_handlers(),
+                *builtin_handlers(self.processes, self),
                 hello_handler(self.security.register_hello),
                 self.error_log_senders.handler(),  # REQErrorLog from known nodes only
                 *key_handlers(self.security),
@@ -258,6 +254,8 @@ class Node:
         )
         self.files = FileWriter()
         self._test_send, self.test_events = trio.open_memory_channel[Message](1000)
+        self.handler_services = HandlerServices(self)
+        """What the node's handlers get as ``ctx.services`` (its everyday capabilities)."""
         self._stop = trio.Event()
         self.ready = trio.Event()
         self.user_messages = 0
@@ -284,6 +282,8 @@ class Node:
         )
 
     # ------------------------------------------------------------------ NodeServices
+    # The node's own NodeServices (for embedding code and the node's processes). Its
+    # handlers get ``handler_services`` instead, which offers these and nothing else.
 
     @property
     def node_name(self) -> str:
@@ -334,7 +334,8 @@ class Node:
         return self.hellos
 
     async def control(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Answer a control request as the control socket does (used by REQOpQueue*)."""
+        """Answer a control request as the control socket does (QueueControl: the node gives
+        itself to the REQOpQueue* handlers only)."""
         return await control_answer(self, dict(request))
 
     def connection_state(self) -> str:
@@ -348,72 +349,6 @@ class Node:
         )
         self.user_messages += sum(1 for answer in answers if answer.accepted)
         return answers
-
-    def process_list(self) -> str:
-        """The live supervision tree as text (``steward-otp tree``'s table), newline-ended."""
-        return render_tree(self.snapshot().to_dict()) + "\n"
-
-    async def start_subscriber(self, method: str) -> str:
-        """Start a subscriber for ``method`` under ``inbound``; returns a status line.
-
-        It lasts until it is stopped or the ``inbound`` supervisor restarts (then the start
-        flags of the configuration decide again). ``REQErrorLog`` on the central error
-        logger listens as ``errorCentral``, as it does at start. Raises HandlerError when
-        this node has no handler for ``method`` or its subscriber runs already.
-        """
-        found = self.handlers.get(method)
-        if found is None:
-            raise HandlerError(
-                f'OpProcessStart: field "methodArgs[0]": value {method!r} is not a method this '
-                f"node has a handler for; allowed: {', '.join(self.handlers.names())}"
-            )
-        # The central error log listens as errorCentral, as at start.
-        central_log = method == ERROR_LOG_METHOD and self.config.acts_as_central_error_logger
-        node = ERROR_CENTRAL_NODE if central_log else self.node_name
-        child_id = f"{ERROR_CENTRAL_NODE}.{method}" if central_log else method
-        subscriber = self._subscriber(found, node)
-        try:
-            await self.inbound_supervisor.start_child(ChildSpec(child_id, subscriber.run))
-        except DuplicateChild:
-            raise HandlerError(
-                f"OpProcessStart: a subscriber for {method} runs already on {self.node_name}"
-            ) from None
-        except ChildStartError as exc:
-            raise HandlerError(f"OpProcessStart: {method} failed to start: {exc}") from exc
-        return (
-            f"info: OpProcessStart: started id: {self.inbound_supervisor.path}/{child_id}, "
-            f"subject: {subscriber.subject}: node: {self.node_name}\n"
-        )
-
-    async def stop_subscriber(self, method: str, node: str = "") -> str:
-        """Stop the subscriber for ``method`` and forget it; returns a status line.
-
-        ``node`` is the subject's node name (this node's by default; ``errorCentral`` for
-        the central error log). The ``REQOpProcess*`` subscribers are refused, so the node
-        stays controllable. Raises HandlerError when no such subscriber runs.
-        """
-        if method.startswith(PROCESS_CONTROL_PREFIX):
-            raise HandlerError(
-                f"OpProcessStop: {method} is not stopped: the {PROCESS_CONTROL_PREFIX}* "
-                "subscribers keep the node controllable"
-            )
-        child_id = method if node in ("", self.node_name) else f"{node}.{method}"
-        spec = self.table.lookup(method)
-        target = node or self.node_name
-        subject = subject_for_node(target, spec) if spec else f"{target}.{method}"
-        running = {c.id for c in self.inbound_supervisor.which_children() if c.handle is not None}
-        if child_id not in running:
-            raise HandlerError(
-                f"OpProcessStop: did not find process to stop: {subject} on {self.node_name}; "
-                f"running subscribers: {', '.join(sorted(running))}"
-            )
-        await self.inbound_supervisor.terminate_child(child_id)
-        with contextlib.suppress(UnknownChild):
-            await self.inbound_supervisor.delete_child(child_id)
-        return (
-            f"info: OpProcessStop: process stopped id: {self.inbound_supervisor.path}/{child_id}, "
-            f"method: {subject} on: {self.node_name}\n"
-        )
 
     # ------------------------------------------------------------------ the tree
 
@@ -514,7 +449,7 @@ class Node:
             bridge=self.bridge,
             store=self.store,
             outbox=self.outbox,
-            services=self,
+            services=self.handler_services,
             default_method_timeout=self.config.default_method_timeout,
             verify_hooks=hooks,
             on_finished=self.reply_hub.finished,
@@ -581,7 +516,7 @@ class Node:
             self.node_name,
             bridge=self.bridge,
             store=self.store,
-            services=self,
+            services=self.handler_services,
             subscribers=serving,
             limits=limits,
             verify_hooks=hooks,

@@ -236,9 +236,10 @@ def served_by_a_node(home: Path) -> Node:
 def every_builtin_handler(home: Path) -> list[Handler]:
     """Every built-in handler: the node's, and those the modules build on their own."""
     security = NodeSecurity(load_config(home, {"node_name": "central"}))
+    node = served_by_a_node(home)
     return [
-        *served_by_a_node(home).handlers,
-        *builtin_handlers(),
+        *node.handlers,
+        *builtin_handlers(node.processes, node),
         hello_handler(),
         *key_handlers(security),
         *acl_handlers(security.acl),

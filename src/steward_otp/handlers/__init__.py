@@ -10,6 +10,8 @@ from steward_otp.handlers.base import (
     HandlerError,
     HandlerTable,
     NodeServices,
+    QueueControl,
+    SubscriberControl,
     handler,
 )
 from steward_otp.handlers.builtin import builtin_handlers
@@ -20,6 +22,8 @@ __all__ = [
     "HandlerError",
     "HandlerTable",
     "NodeServices",
+    "QueueControl",
+    "SubscriberControl",
     "builtin_handlers",
     "handler",
 ]

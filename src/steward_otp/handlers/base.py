@@ -39,7 +39,27 @@ class HandlerError(Exception):
 
 
 class NodeServices(Protocol):
-    """What a node offers its handlers. Implemented by the node; faked in unit tests."""
+    """What every handler may use of its node: ``ctx.services``. Implemented by the node
+    (the object it hands its subscribers offers these members and no others); faked in unit
+    tests.
+
+    The node's capabilities are split by purpose, so a handler's type shows only what it
+    may use:
+
+    * :class:`NodeServices` -- the everyday ones, for every handler (built-in or custom):
+      the node's name and folders, submitting messages, reporting to the error kernel,
+      writing output files, and the two notes the liveness methods leave (``REQTest``'s
+      event, ``REQHello``'s time).
+    * :class:`SubscriberControl` -- starting and stopping subscribers and listing the
+      process tree: for the ``REQOpProcess*`` handlers only.
+    * :class:`QueueControl` -- control-socket requests (the outbox's queue): for the
+      ``REQOpQueue*`` handlers only.
+
+    The last two are not reachable from a :class:`HandlerContext`: the node gives them to
+    the factories of the handlers that need them when it builds its handler table
+    (:func:`steward_otp.handlers.process.process_handlers`,
+    :func:`steward_otp.handlers.queue.queue_handlers`).
+    """
 
     @property
     def node_name(self) -> str:
@@ -83,9 +103,14 @@ class NodeServices(Protocol):
         """Remember that ``node`` said hello just now (for status and metrics)."""
         ...
 
-    async def control(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Answer a control request, exactly as the node's control socket does."""
-        ...
+
+class SubscriberControl(Protocol):
+    """Control of a node's subscriber processes: for the ``REQOpProcess*`` handlers only.
+
+    Given to :func:`~steward_otp.handlers.process.process_handlers` by the node that builds
+    them; never part of a :class:`HandlerContext`. Implemented by
+    :class:`steward_otp.subscriber_control.SubscriberProcesses`.
+    """
 
     def process_list(self) -> str:
         """The node's live supervision tree as text, one line per process."""
@@ -105,12 +130,26 @@ class NodeServices(Protocol):
         ...
 
 
+class QueueControl(Protocol):
+    """Control-socket requests on a node: for the ``REQOpQueue*`` handlers only.
+
+    Given to :func:`~steward_otp.handlers.queue.queue_handlers` by the node that builds
+    them; never part of a :class:`HandlerContext`. Implemented by the node.
+    """
+
+    async def control(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer a control request, exactly as the node's control socket does."""
+        ...
+
+
 @attrs.frozen
 class HandlerContext:
     """Everything a handler may use while handling one message.
 
-    ``deadline`` is the ``trio.current_time()`` value at which the handler is cancelled
-    (``math.inf`` for ``methodTimeout: -1``).
+    ``services`` offers the node's everyday capabilities (:class:`NodeServices`) and
+    nothing else: process and queue control are given only to the handlers of those methods
+    (see :class:`NodeServices`). ``deadline`` is the ``trio.current_time()`` value at which
+    the handler is cancelled (``math.inf`` for ``methodTimeout: -1``).
     """
 
     services: NodeServices

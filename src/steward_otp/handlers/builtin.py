@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-from steward_otp.handlers.base import Handler
+from steward_otp.handlers.base import Handler, QueueControl, SubscriberControl
 from steward_otp.handlers.commands import COMMAND_HANDLERS
 from steward_otp.handlers.copy import copy_handlers
 from steward_otp.handlers.http import HTTP_HANDLERS
 from steward_otp.handlers.liveness import LIVENESS_HANDLERS
 from steward_otp.handlers.output import OUTPUT_HANDLERS
-from steward_otp.handlers.process import PROCESS_HANDLERS
-from steward_otp.handlers.queue import QUEUE_HANDLERS
+from steward_otp.handlers.process import process_handlers
+from steward_otp.handlers.queue import queue_handlers
 from steward_otp.handlers.relay import RELAY_HANDLERS
 from steward_otp.handlers.tail import TAIL_HANDLERS
 
 
-def builtin_handlers() -> list[Handler]:
-    """The built-in handlers, in subscriber start order (fresh copy handlers per call)."""
+def builtin_handlers(processes: SubscriberControl, queue: QueueControl) -> list[Handler]:
+    """The built-in handlers, in subscriber start order (fresh copy handlers per call).
+
+    ``processes`` is what the ``REQOpProcess*`` handlers act on and ``queue`` what the
+    ``REQOpQueue*`` handlers ask; no other handler is given either.
+    """
     return [
-        *PROCESS_HANDLERS,
+        *process_handlers(processes),
         *OUTPUT_HANDLERS,
         *LIVENESS_HANDLERS,
         *COMMAND_HANDLERS,
         *TAIL_HANDLERS,
         *HTTP_HANDLERS,
-        *QUEUE_HANDLERS,
+        *queue_handlers(queue),
         *RELAY_HANDLERS,
         *copy_handlers(),
     ]

@@ -1,10 +1,14 @@
-"""A fake :class:`~steward_otp.handlers.base.NodeServices` for calling handlers directly.
+"""A fake node for calling handlers directly: the node's capabilities, recorded.
 
-:class:`FakeServices` records everything a handler hands to its node -- submitted messages,
-reports, test events, written files, hellos, control requests, subscriber starts and stops
--- so a test can call ``await handler(ctx, msg)`` and look at what happened, without a node,
-a store or a broker. :func:`context` builds the :class:`HandlerContext` around it and
-:func:`request` a message as the node would have received it.
+:class:`FakeServices` implements the three capability Protocols of
+:mod:`steward_otp.handlers.base` -- :class:`~steward_otp.handlers.base.NodeServices` (what
+every handler gets as ``ctx.services``), :class:`~steward_otp.handlers.base.SubscriberControl`
+(given to ``process_handlers``) and :class:`~steward_otp.handlers.base.QueueControl` (given
+to ``queue_handlers``) -- and records everything a handler hands to its node -- submitted
+messages, reports, test events, written files, hellos, control requests, subscriber starts
+and stops -- so a test can call ``await handler(ctx, msg)`` and look at what happened,
+without a node, a store or a broker. :func:`context` builds the :class:`HandlerContext`
+around it and :func:`request` a message as the node would have received it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ from typing import Any
 import attrs
 import trio
 
-from steward_otp.handlers.base import HandlerContext, HandlerError, Level, NodeServices
+from steward_otp.handlers.base import (
+    HandlerContext,
+    HandlerError,
+    Level,
+    NodeServices,
+    QueueControl,
+    SubscriberControl,
+)
 from steward_otp.message import Message
 
 __all__ = ["FakeServices", "Write", "context", "request"]
@@ -148,6 +159,16 @@ class FakeServices:
 
 
 def _is_node_services(services: FakeServices) -> NodeServices:
+    """Static check (mypy) that the fake satisfies the Protocol; unused at run time."""
+    return services
+
+
+def _is_subscriber_control(services: FakeServices) -> SubscriberControl:
+    """Static check (mypy) that the fake satisfies the Protocol; unused at run time."""
+    return services
+
+
+def _is_queue_control(services: FakeServices) -> QueueControl:
     """Static check (mypy) that the fake satisfies the Protocol; unused at run time."""
     return services
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from steward_otp.handlers.base import Handler, HandlerError
-from steward_otp.handlers.process import process_list, process_start, process_stop
+from steward_otp.handlers.base import HandlerError
+from steward_otp.handlers.process import process_handlers
 from steward_otp.message import Message
 from steward_otp.node import Node
 from tests.unit.handlers.fakes import FakeServices, context, request
@@ -24,12 +24,14 @@ from tests.unit.handlers.loopback_nodes import (
 
 async def test_process_list_replies_with_the_tree(tmp_path: Path) -> None:
     services = FakeServices(tmp_path)
+    process_list, _, _ = process_handlers(services)
     msg = request("REQOpProcessList")
     assert await process_list(context(services, msg), msg) == services.tree.encode()
 
 
 async def test_process_start_starts_a_subscriber_and_reports_it(tmp_path: Path) -> None:
     services = FakeServices(tmp_path)
+    _, process_start, _ = process_handlers(services)
     msg = request("REQOpProcessStart", "REQHello")
     status = await process_start(context(services, msg), msg)
     assert status == b"info: OpProcessStart: started REQHello\n"
@@ -49,6 +51,7 @@ async def test_process_stop_stops_the_named_subscriber(
     tmp_path: Path, args: tuple[str, ...], stopped: tuple[str, str]
 ) -> None:
     services = FakeServices(tmp_path)
+    _, _, process_stop = process_handlers(services)
     msg = request("REQOpProcessStop", *args)
     status = await process_stop(context(services, msg), msg)
     assert status is not None and status.startswith(b"info: OpProcessStop: process stopped")
@@ -57,22 +60,22 @@ async def test_process_stop_stops_the_named_subscriber(
 
 
 @pytest.mark.parametrize(
-    ("handler", "args", "complaint"),
+    ("method", "args", "complaint"),
     [
         (
-            process_start,
+            "REQOpProcessStart",
             (),
             'field "methodArgs": value [] names no method; '
             'allowed: ["method"], e.g. ["REQHttpGet"]',
         ),
         (
-            process_stop,
+            "REQOpProcessStop",
             ("",),
             "field \"methodArgs\": value [''] names no method; "
             'allowed: ["method"] or ["method", "node", "subscriber"]',
         ),
         (
-            process_stop,
+            "REQOpProcessStop",
             ("REQPing", "ship1", "publisher"),
             "field \"methodArgs[2]\": value 'publisher' cannot be stopped: "
             "publishers start on demand and stop when idle; allowed: subscriber",
@@ -80,10 +83,11 @@ async def test_process_stop_stops_the_named_subscriber(
     ],
 )
 async def test_bad_arguments_are_handler_errors_and_nothing_changes(
-    tmp_path: Path, handler: Handler, args: tuple[str, ...], complaint: str
+    tmp_path: Path, method: str, args: tuple[str, ...], complaint: str
 ) -> None:
     services = FakeServices(tmp_path)
-    msg = request("REQOpProcessStart" if handler is process_start else "REQOpProcessStop", *args)
+    handler = {h.name: h for h in process_handlers(services)}[method]
+    msg = request(method, *args)
     with pytest.raises(HandlerError) as raised:
         await handler(context(services, msg), msg)
     assert str(raised.value) == complaint
@@ -94,6 +98,7 @@ async def test_bad_arguments_are_handler_errors_and_nothing_changes(
 
 async def test_what_the_node_refuses_comes_back_as_the_handler_error(tmp_path: Path) -> None:
     services = FakeServices(tmp_path)
+    _, process_start, _ = process_handlers(services)
     msg = request("REQOpProcessStart", "REQPing")  # runs already
     with pytest.raises(HandlerError, match="a subscriber for REQPing runs already"):
         await process_start(context(services, msg), msg)

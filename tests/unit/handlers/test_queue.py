@@ -12,7 +12,7 @@ import pytest
 
 from steward_otp import control
 from steward_otp.handlers.base import HandlerError
-from steward_otp.handlers.queue import queue_cancel, queue_list, queue_purge, queue_retry
+from steward_otp.handlers.queue import queue_handlers
 from steward_otp.message import Message
 from steward_otp.node import Node
 from tests.unit.handlers.fakes import FakeServices, context, request
@@ -52,6 +52,7 @@ def services_for(tmp_path: Path) -> FakeServices:
 
 async def test_queue_list_replies_with_one_json_line_per_held_message(tmp_path: Path) -> None:
     services = services_for(tmp_path)
+    queue_list, _, _, _ = queue_handlers(services)
     everything = request("REQOpQueueList")
     narrowed = request("REQOpQueueList", "ghost", "queued", "failed")
     star = request("REQOpQueueList", "*")
@@ -69,6 +70,7 @@ async def test_queue_list_replies_with_one_json_line_per_held_message(tmp_path: 
 
 async def test_cancel_and_retry_say_per_id_what_happened(tmp_path: Path) -> None:
     services = services_for(tmp_path)
+    _, queue_cancel, queue_retry, _ = queue_handlers(services)
     cancel = request("REQOpQueueCancel", "central:a", "central:zzz")
     retry = request("REQOpQueueRetry", "central:a", "central:zzz")
     assert await queue_cancel(context(services, cancel), cancel) == (
@@ -84,6 +86,7 @@ async def test_cancel_and_retry_say_per_id_what_happened(tmp_path: Path) -> None
 
 async def test_purge_by_node_and_age(tmp_path: Path) -> None:
     services = services_for(tmp_path)
+    _, _, _, queue_purge = queue_handlers(services)
     msg = request("REQOpQueuePurge", "ghost", "1.5")
     everything = request("REQOpQueuePurge", "*")
     assert await queue_purge(context(services, msg), msg) == b"purged 7\n"
@@ -120,11 +123,7 @@ async def test_bad_arguments_are_handler_errors(
     tmp_path: Path, method: str, args: tuple[str, ...], complaint: str
 ) -> None:
     services = services_for(tmp_path)
-    handlers = {
-        "REQOpQueueCancel": queue_cancel,
-        "REQOpQueueRetry": queue_retry,
-        "REQOpQueuePurge": queue_purge,
-    }
+    handlers = {h.name: h for h in queue_handlers(services)}
     msg = request(method, *args)
     with pytest.raises(HandlerError) as raised:
         await handlers[method](context(services, msg), msg)
@@ -139,6 +138,7 @@ async def test_a_refused_control_request_is_a_handler_error_with_its_reason(
         tmp_path,
         control_answer=lambda _: {"ok": False, "error": 'field "states": bad'},
     )
+    queue_list, _, _, _ = queue_handlers(services)
     msg = request("REQOpQueueList", "ghost", "nonsense")
     with pytest.raises(HandlerError) as raised:
         await queue_list(context(services, msg), msg)
