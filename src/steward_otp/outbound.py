@@ -58,6 +58,7 @@ from steward_otp import codec
 from steward_otp.ack_inboxes import AckInboxes
 from steward_otp.delivery.protocol import Ack, AckDecodeError, with_version
 from steward_otp.delivery.sender import (
+    DEFAULT_WINDOW,
     Action,
     Delivered,
     GaveUp,
@@ -629,7 +630,7 @@ class Publisher:
         report: Callable[[Level, str], None],
         *,
         acks: AckInboxes,
-        window: int = 128,
+        window: int = DEFAULT_WINDOW,
         jetstream: bool = False,
         limits: StreamLimits | None = None,
     ) -> None:
