@@ -8,8 +8,10 @@
     ├── bridge              the NATS connection
     ├── errors              error kernel -> central error log
     ├── outbound            one_for_all
+    │   ├── acks            one ACK subscription, each Publisher's ACKs handed to it
     │   ├── publishers      DynamicSupervisor: one Publisher per (toNode, method)
     │   └── router          outbox -> publishers
+    ├── copies              DynamicSupervisor: one process per copy received (copy id)
     ├── inbound             one_for_one: one Subscriber per method
     ├── inputs              one_for_one: unix socket, TCP, HTTP, read folder, startup
     ├── timers              one_for_one: hello, acl-update, keys-update (with their settings)
@@ -56,6 +58,7 @@ from steward_otp.files import FileWriter
 from steward_otp.handlers import builtin_handlers, command_groups
 from steward_otp.handlers.acl import acl_handlers
 from steward_otp.handlers.base import Handler, HandlerTable, Level
+from steward_otp.handlers.copy import CopySessions
 from steward_otp.handlers.keys import key_handlers
 from steward_otp.handlers.liveness import hello_handler
 from steward_otp.inbound import Subscriber
@@ -179,9 +182,11 @@ class Node:
         self.error_log_senders = error_log_senders_for(
             config, self.security, self.hellos, lambda text: self.report("warning", text)
         )
+        self.copy_sessions = CopySessions()
+        """The ``copies`` supervisor: one process per copy this node receives."""
         self.handlers = HandlerTable(
             [
-                *builtin_handlers(self.processes, self),
+                *builtin_handlers(self.processes, self, self.copy_sessions),
                 hello_handler(self.security.register_hello),
                 self.error_log_senders.handler(),  # REQErrorLog from known nodes only
                 *key_handlers(self.security),
@@ -369,6 +374,8 @@ class Node:
             ),
             ChildSpec("errors", _with_info(self.errors.run, lambda: self.errors.info)),
             self._outbound().child_spec(),
+            # Before inbound: the copy sessions outlive the handlers that hand them work.
+            self.copy_sessions.child_spec(),
             self._inbound().child_spec(),
             self._inputs().child_spec(),
             self._timers().child_spec(),

@@ -286,3 +286,34 @@ async def test_a_copy_under_way_shows_in_the_tree_of_both_nodes(tmp_path: Path) 
     assert dst["from"] == "ship1" and dst["chunks"] == 123
     [src] = seen["src"].values()  # type: ignore[union-attr]
     assert src["chunks"] == 123
+
+
+async def test_a_copy_runs_as_a_child_of_copies_and_is_gone_once_it_ends(tmp_path: Path) -> None:
+    net = LoopbackNet(tmp_path)
+    central, ship1 = net.node("central"), net.node("ship1")
+    source_file(net.home("ship1"), b"y" * 1_000_000)
+    reply = net.result("copies", "b.log.copyreply")
+
+    def sessions(node: Node) -> dict[str, dict[str, object]]:
+        [copies] = [c for c in node.snapshot().walk() if c.path == "node/copies"]
+        return {child.path: dict(child.info) for child in copies.children}
+
+    async with central, ship1:
+        args = ["files/a.bin", "central", "in/b.bin", "16384"]
+        request = message(
+            "REQCopySrc", args, to_node="ship1", directory="copies", file_name="b.log"
+        )
+        [request_id] = await central.submit([request])
+        seen: dict[str, dict[str, object]] = {}
+        with trio.fail_after(30):
+            while not seen:
+                seen = sessions(central)
+                await trio.sleep(0.01)
+        await wait_for_text(reply, "copyDstDone", timeout=30)
+        with trio.fail_after(30):
+            while sessions(central):
+                await trio.sleep(0.01)
+    [(path, info)] = seen.items()
+    assert path == f"node/copies/{copy_id_for(request_id)}"
+    assert info["pulling"] is True
+    assert sessions(ship1) == {}  # the source side runs no session

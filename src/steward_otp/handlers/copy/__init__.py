@@ -36,19 +36,20 @@ from steward_otp.handlers.copy.protocol import (
     SUB_METHOD_SRC,
 )
 from steward_otp.handlers.copy.source import CopySource
-from steward_otp.handlers.copy.target import CopyTarget
+from steward_otp.handlers.copy.target import CopySessions, CopyTarget
 
-__all__ = ["copy_handlers"]
+__all__ = ["CopySessions", "copy_handlers"]
 
 
-def copy_handlers() -> tuple[Handler, ...]:
+def copy_handlers(sessions: CopySessions | None = None) -> tuple[Handler, ...]:
     """Fresh copy handlers for one node.
 
-    Call once per node: the destination handlers share in-memory channels (from chunk
-    arrivals to the running pull) that belong to that node.
+    Call once per node: the destination handlers hand their messages to the node's copy
+    sessions, the children of ``sessions.supervisor`` (``copies`` in the node's tree; the
+    node runs it).
     """
     source = CopySource()
-    target = CopyTarget()
+    target = CopyTarget(sessions)
     return (
         handler(COPY_METHOD_SRC)(source.copy_src),
         attrs.evolve(

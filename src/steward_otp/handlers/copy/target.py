@@ -9,6 +9,11 @@ node runs it again and it continues from the verified chunks on disk.
 REQSUBCopyDst's handler checks each chunk against its SHA-256, stores it (idempotently) and
 tells the running pull, if there is one on this node. Without one (between a restart and
 the pull's start) the chunk is still stored; the pull finds it on disk.
+
+Both run in the copy's session, a process of its own under the node's ``copies``
+DynamicSupervisor (``node/copies/<copy id>``), which owns the copy's state on this node:
+the handlers start it on demand, hand it their message through its inbox and wait for its
+answer.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import trio
@@ -49,6 +54,7 @@ from steward_otp.handlers.copy.protocol import (
     resolve_copy_path,
 )
 from steward_otp.message import Message
+from steward_otp.supervisors import ChildSpec, DynamicSupervisor, Restart, current_child
 
 MAX_STALL: Final = 600.0
 RESULT_SPAN: Final = 24 * 3600
@@ -79,15 +85,6 @@ class CopyAborted:
 TargetEvent = ChunkStored | ChunkRejected | CopyAborted
 
 
-@attrs.define
-class _Writers:
-    """Chunk writes under way for one copy; ``closing`` once the copy's files go away."""
-
-    count: int = 0
-    closing: bool = False
-    idle: trio.Event = attrs.field(factory=trio.Event)
-
-
 def stall_seconds(init: CopyInit) -> float:
     """How long the destination first waits without news before asking again.
 
@@ -106,104 +103,254 @@ def want_retries(stall: float, ack_timeout: int) -> int:
     return max(0, math.floor(stall / max(ack_timeout, 1)) - 1)
 
 
-class CopyTarget:
-    """The destination side's handlers, and the channels from chunk arrivals to the pulls.
+SESSION_IDLE: Final = 60.0
+"""A copy session that pulls nothing and writes nothing is stopped after this many seconds."""
 
-    One instance serves one node (a running pull is keyed by the node's home and copy id).
+
+@attrs.define(eq=False, kw_only=True)
+class _Request:
+    """A handler's request to a copy session, answered by setting ``done``.
+
+    ``retry``: the session stopped before it took the request; ask the next one.
     """
 
-    def __init__(self) -> None:
-        self._pulls: dict[tuple[str, str], trio.MemorySendChannel[TargetEvent]] = {}
-        self._writers: dict[tuple[str, str], _Writers] = {}
-        self._progress: dict[str, tuple[CopyInit, PullWindow, float, int]] = {}
+    ctx: HandlerContext
+    done: trio.Event = attrs.field(factory=trio.Event)
+    error: Exception | None = None
+    retry: bool = False
+
+
+@attrs.define(eq=False, kw_only=True)
+class PullRequest(_Request):
+    """REQCopyDst's request: run the pull; ``outcome`` is ``(ok, text)``, or None when a
+    pull of this copy runs already (or was cancelled through ``scope``)."""
+
+    init: CopyInit
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    outcome: tuple[bool, str] | None = None
+
+
+@attrs.define(eq=False, kw_only=True)
+class ChunkRequest(_Request):
+    """REQSUBCopyDst's request: check and store a chunk, or record an abort."""
+
+    msg: Message
+    notice: Chunk | Abort
+
+
+class CopySessions:
+    """The ``copies`` DynamicSupervisor: one :class:`CopySession` per copy being received.
+
+    A session is started on demand (by the pull or by a chunk) and owns the copy's state on
+    this node: the channel from chunk arrivals to its running pull, and the chunk writes
+    under way. It ends when its pull has ended, or after :data:`SESSION_IDLE` seconds
+    without a pull or a write. One instance serves one node.
+    """
+
+    def __init__(self, *, idle_timeout: float = SESSION_IDLE) -> None:
+        self.supervisor = DynamicSupervisor(
+            "copies",
+            ChildSpec("copy", self._run_session, restart=Restart.TEMPORARY, shutdown=10.0),
+            intensity=10,
+            period=10.0,
+            idle_timeout=idle_timeout,
+        )
+
+    def child_spec(self) -> ChildSpec:
+        """The spec that runs the ``copies`` supervisor in the node's tree."""
+        return self.supervisor.child_spec()
+
+    async def _run_session(
+        self, copy_id: str, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        await CopySession(copy_id, self).run(task_status=task_status)
+
+    async def ask(self, copy_id: str, request: _Request) -> None:
+        """Hand ``request`` to the session of ``copy_id`` (started if there is none) and wait
+        for its answer. Cancelled while a pull runs for it, the pull is cancelled too.
+        """
+        while True:
+            request.retry = False
+            inbox = self.supervisor.whereis(copy_id)
+            if inbox is None:
+                inbox = await self.supervisor.start_child(copy_id, copy_id)
+            try:
+                inbox.send_nowait(request)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await trio.lowlevel.checkpoint()
+                continue  # the session has just ended: the next one takes it
+            try:
+                await request.done.wait()
+            finally:
+                if not request.done.is_set() and isinstance(request, PullRequest):
+                    # The handler is cancelled: so is its pull, as when it ran in the handler.
+                    request.scope.cancel()
+                    with trio.CancelScope(shield=True):
+                        await request.done.wait()
+            if not request.retry:
+                return
+            request.done = trio.Event()
+
+    def _infos(self) -> dict[str, dict[str, Any]]:
+        return {
+            child.id: child.handle.snapshot_info()
+            for child in self.supervisor.which_children()
+            if child.handle is not None
+        }
+
+    def pulling(self) -> set[str]:
+        """The copies whose pull runs on this node."""
+        return {copy_id for copy_id, info in self._infos().items() if info.get("pulling")}
+
+    def progress(self) -> dict[str, object]:
+        """The copies being received, with how many chunks are verified."""
+        return {
+            copy_id: {key: info[key] for key in _PROGRESS_KEYS}
+            for copy_id, info in self._infos().items()
+            if "chunks" in info
+        }
+
+
+_PROGRESS_KEYS: Final = ("from", "chunks_verified", "chunks", "bytes_per_second")
+
+
+class CopySession:
+    """One copy on the destination side: a process under ``copies`` (``node/copies/<copy
+    id>``) that runs the pull and the chunk writes of that copy, and owns their state."""
+
+    def __init__(self, copy_id: str, sessions: CopySessions) -> None:
+        self.copy_id = copy_id
+        self._sessions = sessions
+        self._events: trio.MemorySendChannel[TargetEvent] | None = None
+        self._pulled = False
+        self._writes = 0
+        self._closing = False
+        self._idle = trio.Event()
+        self._progress: tuple[CopyInit, PullWindow, float, int] | None = None
 
     def info(self) -> dict[str, object]:
-        """The copies being received, with how many chunks are verified (tree info)."""
-        now = trio.current_time()
-        copies: dict[str, object] = {}
-        for copy_id, (init, pull, started, had) in self._progress.items():
+        """Whether the pull runs, and how many chunks are verified (tree info)."""
+        shown: dict[str, object] = {"pulling": self._events is not None}
+        if self._progress is not None:
+            init, pull, started, had = self._progress
             fetched = max(len(pull.have) - had, 0)  # what arrived since this run began
-            elapsed = now - started
+            elapsed = trio.current_time() - started
             fetched_bytes = min(fetched * init.chunk_size, init.size)
-            copies[copy_id] = {
-                "from": init.src_node,
-                "chunks_verified": len(pull.have),
-                "chunks": init.plan.count,
-                "bytes_per_second": round(fetched_bytes / elapsed) if elapsed > 0 else 0,
-            }
-        return {"copies": copies}
+            shown.update(
+                {
+                    "from": init.src_node,
+                    "chunks_verified": len(pull.have),
+                    "chunks": init.plan.count,
+                    "bytes_per_second": round(fetched_bytes / elapsed) if elapsed > 0 else 0,
+                }
+            )
+        return shown
+
+    def busy(self) -> bool:
+        """A running pull or a chunk write keeps the session from being reaped."""
+        return self._events is not None or self._writes > 0
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """Take requests until the pull has ended (or the session is stopped)."""
+        handle = current_child()
+        handle.info_provider = self.info
+        handle.busy = self.busy
+        send, receive = trio.open_memory_channel[_Request](math.inf)
+        try:
+            async with trio.open_nursery() as nursery:
+                with trio.CancelScope() as taking:
+                    task_status.started(send)
+                    async for request in receive:
+                        handle.touch()
+                        if taking.cancel_called:  # the copy ended here: the next session
+                            request.retry = True
+                            request.done.set()
+                        elif isinstance(request, ChunkRequest):
+                            nursery.start_soon(self._answer_chunk, request)
+                        elif isinstance(request, PullRequest):
+                            if self._pulled:
+                                request.done.set()  # this copy runs already on this node
+                            else:
+                                self._pulled = True
+                                nursery.start_soon(self._answer_pull, request, taking)
+        finally:
+            # Requests it did not take go to the next session of this copy.
+            while True:
+                try:
+                    left = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                left.retry = True
+                left.done.set()
+            receive.close()
+
+    async def _answer_pull(self, request: PullRequest, taking: trio.CancelScope) -> None:
+        try:
+            with request.scope:
+                request.outcome = await self._copy(request.ctx, request.init)
+        except Exception as exc:
+            request.error = exc
+        finally:
+            request.done.set()
+            taking.cancel()  # the copy has ended here: so does the session
+
+    async def _answer_chunk(self, request: ChunkRequest) -> None:
+        try:
+            await self._chunk(request.ctx, request.msg, request.notice)
+        except Exception as exc:
+            request.error = exc
+        finally:
+            request.done.set()
 
     @asynccontextmanager
-    async def _writing(self, key: tuple[str, str]) -> AsyncIterator[bool]:
-        """Around a write into a copy's folder: yields False when the copy is ending."""
-        state = self._writers.setdefault(key, _Writers())
-        if state.closing:
+    async def _writing(self) -> AsyncIterator[bool]:
+        """Around a write into the copy's folder: yields False when the copy is ending."""
+        if self._closing:
             yield False
             return
-        if state.count == 0:
-            state.idle = trio.Event()
-        state.count += 1
+        if self._writes == 0:
+            self._idle = trio.Event()
+        self._writes += 1
         try:
             yield True
         finally:
-            state.count -= 1
-            if state.count == 0:
-                state.idle.set()
-                if not state.closing:
-                    del self._writers[key]
+            self._writes -= 1
+            if self._writes == 0:
+                self._idle.set()
 
-    async def _finish(self, key: tuple[str, str], session: DstSession, ok: bool, text: str) -> None:
+    async def _finish(self, session: DstSession, ok: bool, text: str) -> None:
         """Record the result and remove the chunks, once no chunk write is under way."""
-        state = self._writers.setdefault(key, _Writers())
-        state.closing = True
-        try:
-            if state.count:
-                await state.idle.wait()
-            await trio.to_thread.run_sync(session.finish, ok, text, time.time())
-        finally:
-            if self._writers.get(key) is state:
-                del self._writers[key]
+        self._closing = True
+        if self._writes:
+            await self._idle.wait()
+        await trio.to_thread.run_sync(session.finish, ok, text, time.time())
 
     @contextmanager
-    def _listen(self, key: tuple[str, str]) -> Iterator[trio.MemoryReceiveChannel[TargetEvent]]:
+    def _listen(self) -> Iterator[trio.MemoryReceiveChannel[TargetEvent]]:
         send, receive = trio.open_memory_channel[TargetEvent](math.inf)
-        self._pulls[key] = send
+        self._events = send
         try:
             yield receive
         finally:
-            if self._pulls.get(key) is send:
-                del self._pulls[key]
+            self._events = None
             send.close()
 
-    def _notify(self, key: tuple[str, str], event: TargetEvent) -> None:
-        send = self._pulls.get(key)
-        if send is not None:
-            send.send_nowait(event)
+    def _notify(self, event: TargetEvent) -> None:
+        if self._events is not None:
+            self._events.send_nowait(event)
 
-    def _running(self, home: Path) -> set[str]:
-        return {copy_id for node_home, copy_id in self._pulls if node_home == str(home)}
-
-    async def copy_dst(self, ctx: HandlerContext, msg: Message) -> bytes | None:
-        """Run the destination side of a copy until it ends (or its time is over).
-
-        Runs again after a restart and continues from the verified chunks on disk; run for
-        a copy that already ended, it sends the same result again. Ends by sending the result
-        to the source; a failed copy also raises HandlerError (to the central error log).
-        Cancellation (the node stops) leaves the chunks on disk for the next run.
-        """
-        init = CopyInit.from_bytes(msg.data)
-        check_peer(msg, init.src_node, init.copy_id)
+    async def _copy(self, ctx: HandlerContext, init: CopyInit) -> tuple[bool, str] | None:
+        """The destination side of the copy, to its end: ``(ok, text)``, or None when it had
+        ended before (its result is sent again)."""
         home = ctx.services.home
-        key = (str(home), init.copy_id)
-        if key in self._pulls:
-            return None  # this copy runs already on this node
         root = state_root(home)
         session = DstSession(root, init.copy_id)
-        with self._listen(key) as events:
-            await trio.to_thread.run_sync(sweep_destination, root, time.time(), self._running(home))
+        with self._listen() as events:
+            running = self._sessions.pulling()
+            await trio.to_thread.run_sync(sweep_destination, root, time.time(), running)
             finished = await trio.to_thread.run_sync(session.result)
             if finished is not None:
-                await self._send_result(ctx.services, init, *finished)
+                await _send_result(ctx.services, init, *finished)
                 return None
             try:
                 destination = resolve_copy_path(init.dst_path, ctx.data_dir, "dstPath")
@@ -211,20 +358,20 @@ class CopyTarget:
             except (CopyArgsError, ProtocolError, OSError) as exc:
                 ok, text = False, describe(exc)
             else:
-                ok, text = await self._receive(
-                    ctx,
-                    init,
-                    session=session,
-                    destination=destination,
-                    first_seen=first_seen,
-                    events=events,
-                )
-            self._progress.pop(init.copy_id, None)
-            await self._finish(key, session, ok, text)
-            await self._send_result(ctx.services, init, ok, text)
-        if not ok:
-            raise HandlerError(f"copy {init.copy_id}: {text}")
-        return None
+                try:
+                    ok, text = await self._receive(
+                        ctx,
+                        init,
+                        session=session,
+                        destination=destination,
+                        first_seen=first_seen,
+                        events=events,
+                    )
+                finally:
+                    self._progress = None
+            await self._finish(session, ok, text)
+            await _send_result(ctx.services, init, ok, text)
+        return ok, text
 
     async def _receive(
         self,
@@ -244,7 +391,7 @@ class CopyTarget:
             await trio.to_thread.run_sync(session.discard_partial_writes, time.time() - 60)
             for index in await trio.to_thread.run_sync(session.verified):
                 pull.received(index)
-            self._progress[init.copy_id] = (init, pull, trio.current_time(), len(pull.have))
+            self._progress = (init, pull, trio.current_time(), len(pull.have))
             aborted = await trio.to_thread.run_sync(session.aborted)
             if aborted is not None:
                 return False, aborted
@@ -316,53 +463,93 @@ class CopyTarget:
                     pull.rejected(event.index)
         return None
 
-    async def _send_result(
-        self, services: NodeServices, init: CopyInit, ok: bool, text: str
-    ) -> None:
-        result = protocol_message(
-            to_node=init.src_node,
-            method=SUB_METHOD_SRC,
-            ack_timeout=init.ack_timeout,
-            retries=max(init.retries, protocol_retries(RESULT_SPAN, init.ack_timeout)),
-            args=notice_args(Result(init.copy_id, ok, text)),
-            msg_id=f"{services.node_name}:copy-{init.copy_id}-result",
-        )
-        await services.submit([result])
-
-    async def sub_dst(self, ctx: HandlerContext, msg: Message) -> bytes | None:
-        """Store a chunk that matches its hash (else have it asked for again), or an abort.
-
-        Chunks of a copy that ended (or never started here) are ignored: late duplicates.
-        """
-        notice = parse_notice(msg.method_args)
-        if not isinstance(notice, Chunk | Abort):
-            raise HandlerError(f"copy {notice.copy_id}: {msg.method_args[0]!r} is not for a target")
-        key = (str(ctx.services.home), notice.copy_id)
+    async def _chunk(self, ctx: HandlerContext, msg: Message, notice: Chunk | Abort) -> None:
+        """Store a chunk that matches its hash (else have it asked for again), or an abort."""
         session = DstSession(state_root(ctx.services.home), notice.copy_id)
-        async with self._writing(key) as open_:
+        async with self._writing() as open_:
             loaded = await trio.to_thread.run_sync(session.load) if open_ else None
             if loaded is None:
-                return None  # the copy ended (or never started here): a late duplicate
+                return  # the copy ended (or never started here): a late duplicate
             init = loaded[0]
             check_peer(msg, init.src_node, init.copy_id)
             if isinstance(notice, Abort):
                 await trio.to_thread.run_sync(session.abort, notice.text)
-                self._notify(key, CopyAborted(notice.text))
-                return None
+                self._notify(CopyAborted(notice.text))
+                return
             if not chunk_is_intact(init.plan, notice.index, msg.data, notice.digest):
                 ctx.report(
                     "warning",
                     f"warning: copy {init.copy_id}: chunk {notice.index} from {msg.from_node} "
                     "arrived damaged (length or SHA-256 wrong); asking for it again",
                 )
-                self._notify(key, ChunkRejected(notice.index))
-                return None
+                self._notify(ChunkRejected(notice.index))
+                return
             try:
                 await trio.to_thread.run_sync(
                     session.store_chunk, notice.index, notice.digest, msg.data
                 )
             except FileNotFoundError:
-                self._notify(key, ChunkRejected(notice.index))  # the folder was being swept
-                return None
-            self._notify(key, ChunkStored(notice.index))
+                self._notify(ChunkRejected(notice.index))  # the folder was being swept
+                return
+            self._notify(ChunkStored(notice.index))
+
+
+async def _send_result(services: NodeServices, init: CopyInit, ok: bool, text: str) -> None:
+    result = protocol_message(
+        to_node=init.src_node,
+        method=SUB_METHOD_SRC,
+        ack_timeout=init.ack_timeout,
+        retries=max(init.retries, protocol_retries(RESULT_SPAN, init.ack_timeout)),
+        args=notice_args(Result(init.copy_id, ok, text)),
+        msg_id=f"{services.node_name}:copy-{init.copy_id}-result",
+    )
+    await services.submit([result])
+
+
+class CopyTarget:
+    """The destination side's handlers: each hands its message to the copy's session
+    (:class:`CopySession`, under the node's ``copies`` supervisor)."""
+
+    def __init__(self, sessions: CopySessions | None = None) -> None:
+        self.sessions = sessions if sessions is not None else CopySessions()
+
+    def info(self) -> dict[str, object]:
+        """The copies being received, with how many chunks are verified (tree info)."""
+        return {"copies": self.sessions.progress()}
+
+    async def copy_dst(self, ctx: HandlerContext, msg: Message) -> bytes | None:
+        """Run the destination side of a copy until it ends (or its time is over).
+
+        The copy's session runs it; this waits for it. Runs again after a restart and
+        continues from the verified chunks on disk; run for a copy that already ended, it
+        sends the same result again. Ends by sending the result to the source; a failed copy
+        also raises HandlerError (to the central error log). Cancellation (the node stops)
+        cancels the pull and leaves the chunks on disk for the next run.
+        """
+        init = CopyInit.from_bytes(msg.data)
+        check_peer(msg, init.src_node, init.copy_id)
+        request = PullRequest(ctx=ctx, init=init)
+        await self.sessions.ask(init.copy_id, request)
+        if request.error is not None:
+            raise request.error
+        if request.outcome is None:
+            return None  # this copy runs already on this node, or had ended
+        ok, text = request.outcome
+        if not ok:
+            raise HandlerError(f"copy {init.copy_id}: {text}")
+        return None
+
+    async def sub_dst(self, ctx: HandlerContext, msg: Message) -> bytes | None:
+        """Store a chunk that matches its hash (else have it asked for again), or an abort.
+
+        The copy's session does it. Chunks of a copy that ended (or never started here) are
+        ignored: late duplicates.
+        """
+        notice = parse_notice(msg.method_args)
+        if not isinstance(notice, Chunk | Abort):
+            raise HandlerError(f"copy {notice.copy_id}: {msg.method_args[0]!r} is not for a target")
+        request = ChunkRequest(ctx=ctx, msg=msg, notice=notice)
+        await self.sessions.ask(notice.copy_id, request)
+        if request.error is not None:
+            raise request.error
         return None
