@@ -11,18 +11,21 @@ import json
 import random
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
 from steward_otp.handlers.base import HandlerError
 from steward_otp.handlers.copy.protocol import (
+    Chunk,
     Result,
     Want,
     copy_id_for,
     notice_args,
 )
 from steward_otp.handlers.copy.source import PROGRESS_INTERVAL, CopySource
+from steward_otp.handlers.copy.target import CopySessions, CopyTarget
 from steward_otp.message import Message
 from steward_otp.node import Node
 from tests.unit.handlers.fakes import FakeServices, context, request
@@ -33,7 +36,9 @@ from tests.unit.handlers.loopback_nodes import (
     subscriber_restarts,
     wait_for_text,
 )
+from tests.unit.supervisors.probes import running
 
+LATE_COPY = "0123456789abcdef0123456789abcdef"  # a copy id no REQCopyDst started here
 CONTENT = b"0123456789abcdef-tail"  # 21 bytes: 6 chunks of 4 (the last one 1 byte)
 
 
@@ -317,3 +322,44 @@ async def test_a_copy_runs_as_a_child_of_copies_and_is_gone_once_it_ends(tmp_pat
     assert path == f"node/copies/{copy_id_for(request_id)}"
     assert info["pulling"] is True
     assert sessions(ship1) == {}  # the source side runs no session
+
+
+async def test_an_idle_copy_session_is_reaped_and_a_pulling_one_is_kept(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    source_services = FakeServices(tmp_path / "source")
+    source_file(tmp_path / "source")
+    msg = copy_request("files/a.bin", "central", "incoming/a.bin", "4", "-1")
+    await CopySource().copy_src(context(source_services, msg, seconds=30), msg)
+    [start] = [m for m in source_services.submitted if m.method == "REQCopyDst"]
+    start = attrs.evolve(start, from_node="ship1", id="ship1:copy-1")
+    # Nobody answers the pull's requests: it keeps waiting for the chunks.
+
+    services = FakeServices(tmp_path / "target")
+    sessions = CopySessions(idle_timeout=5.0)
+    target = CopyTarget(sessions)
+    late = request(
+        "REQSUBCopyDst", *notice_args(Chunk(LATE_COPY, 0, "0" * 64)), reply_method="REQNone"
+    )
+
+    def children() -> list[str]:
+        """The sessions running (not stopping)."""
+        return sorted(
+            child.id
+            for child in sessions.supervisor.which_children()
+            if child.state.value == "running"
+        )
+
+    async with running(sessions.supervisor), trio.open_nursery() as nursery:
+        nursery.start_soon(target.copy_dst, context(services, start), start)
+        # A chunk of a copy that never started here is ignored, its session left idle.
+        assert await target.sub_dst(context(services, late), late) is None
+        assert children() == sorted([LATE_COPY, copy_id_for(msg.id)])
+        await trio.sleep(4.0)
+        assert LATE_COPY in children()
+        await trio.sleep(2.0)  # idle for 6 s: reaped; the pulling session stays
+        assert children() == [copy_id_for(msg.id)]
+        await trio.sleep(20.0)
+        assert children() == [copy_id_for(msg.id)]
+        assert sessions.pulling() == {copy_id_for(msg.id)}
+        nursery.cancel_scope.cancel()
