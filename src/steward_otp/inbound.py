@@ -64,7 +64,7 @@ from steward_otp.handlers.base import (
 )
 from steward_otp.jetstream import TERMINATE
 from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply
-from steward_otp.outbound import Outbox
+from steward_otp.outbound.outbox import Outbox
 from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
 from steward_otp.store import Store, StoreFull
 from steward_otp.store.schema import InboundOutcome

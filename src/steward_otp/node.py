@@ -42,7 +42,6 @@ from typing import Any
 import attrs
 import trio
 
-from steward_otp.ack_inboxes import AckInboxes
 from steward_otp.bridge import BridgeSettings, NatsBridge
 from steward_otp.broker import BrokerSpec, EmbeddedBroker
 from steward_otp.config import Config, ConfigError, method_names_setting, prepare_folders
@@ -73,7 +72,9 @@ from steward_otp.message import Message, MessageDefaults, subject_for_node
 from steward_otp.methods import MethodSpec, MethodTable, builtin_table
 from steward_otp.metrics import MetricsServer, NodeMetrics
 from steward_otp.node_services import HandlerServices
-from steward_otp.outbound import Publisher, Router
+from steward_otp.outbound.ack_inboxes import AckInboxes
+from steward_otp.outbound.publisher import Publisher
+from steward_otp.outbound.router import Router
 from steward_otp.reply_hub import NotifyingStore, ReplyHub
 from steward_otp.security.nkey import NkeyError, nkey_from_ssh_key, write_nkey_files
 from steward_otp.security.outbox import SigningOutbox

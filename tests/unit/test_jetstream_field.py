@@ -8,7 +8,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from steward_otp.codec import RAW_CBOR_HEADERS, decode, encode
 from steward_otp.message import Message, build_reply, parse_messages
-from steward_otp.outbound import publisher_id, relay_envelope
+from steward_otp.outbound.relay import relay_envelope
+from steward_otp.outbound.router import publisher_id
 from steward_otp.security.signing import canonical_bytes, sign
 
 REQUEST = Message(

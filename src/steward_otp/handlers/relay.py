@@ -1,7 +1,7 @@
 """REQRelay: forward a message wrapped by another node to its destination.
 
 A message with ``relayViaNode: X`` is wrapped by the node that accepts it in a REQRelay to
-X (see :func:`steward_otp.outbound.relay_envelope`); X unwraps it here and puts it in its own
+X (see :func:`steward_otp.outbound.relay.relay_envelope`); X unwraps it here and puts it in its own
 outbox, from where it goes to ``toNode`` with its own ACK and retry settings. Replies carry
 the relay node forward, so they come back through X. This lets an operator's laptop reach
 nodes that only the central broker side can see.

@@ -1,6 +1,6 @@
 """The outbox of a node that signs what it sends.
 
-:class:`SigningOutbox` is :class:`steward_otp.outbound.Outbox` whose ``prepare`` -- the one
+:class:`SigningOutbox` is :class:`steward_otp.outbound.outbox.Outbox` whose ``prepare`` -- the one
 step every outgoing message passes, after its id, ``fromNode`` and defaults are filled in
 and before it is stored -- also signs it. A message that already carries a signature is
 left as it is: a relay node forwards the original signer's message untouched, so the
@@ -16,13 +16,14 @@ from typing import Any
 
 from steward_otp import codec
 from steward_otp.message import Message
-from steward_otp.outbound import Outbox, relay_envelope, relay_hop
+from steward_otp.outbound.outbox import Outbox
+from steward_otp.outbound.relay import relay_envelope, relay_hop
 
 __all__ = ["SigningOutbox"]
 
 
 class SigningOutbox(Outbox):
-    """An :class:`~steward_otp.outbound.Outbox` that signs each message it prepares."""
+    """An :class:`~steward_otp.outbound.outbox.Outbox` that signs each message it prepares."""
 
     def __init__(self, *args: Any, sign: Callable[[Message], Message], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from steward_otp.ack_inboxes import AckInboxes, AckInboxesNotRunning
 from steward_otp.loopback import LoopbackBroker
+from steward_otp.outbound.ack_inboxes import AckInboxes, AckInboxesNotRunning
 from steward_otp.transport import InboundMessage
 from tests.unit.transport.test_loopback import running
 

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from steward_otp.ack_inboxes import AckInboxes
 from steward_otp.delivery.protocol import Ack
 from steward_otp.loopback import LoopbackBroker, LoopbackTransport
 from steward_otp.message import Message, MessageDefaults
 from steward_otp.methods import builtin_table
-from steward_otp.outbound import Outbox, Publisher
+from steward_otp.outbound.ack_inboxes import AckInboxes
+from steward_otp.outbound.outbox import Outbox
+from steward_otp.outbound.publisher import Publisher
 from steward_otp.store.schema import OutboxEntry
 from steward_otp.supervisors import ChildSpec, Supervisor
 from tests.unit.supervisors.probes import running

@@ -11,7 +11,8 @@ import trio
 
 from steward_otp.message import Message, MessageDefaults
 from steward_otp.methods import builtin_table
-from steward_otp.outbound import Outbox, Router, publisher_id
+from steward_otp.outbound.outbox import Outbox
+from steward_otp.outbound.router import Router, publisher_id
 from steward_otp.store import Store as RealStore
 from steward_otp.supervisors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 from tests.unit.delivery.test_publisher_timing import MemoryStore

@@ -23,7 +23,8 @@ from steward_otp.loglines import RepeatLimiter
 from steward_otp.message import MessageDefaults
 from steward_otp.methods import builtin_table
 from steward_otp.metrics import MetricsListenError, MetricsServer, NodeMetrics, StoreFigures
-from steward_otp.outbound import Outbox, Router
+from steward_otp.outbound.outbox import Outbox
+from steward_otp.outbound.router import Router
 from steward_otp.store import OutboxEntry, Store
 from steward_otp.supervisors import ChildSpec, DynamicSupervisor, ProcessSnapshot
 from steward_otp.transport import live_info

@@ -1,0 +1,192 @@
+"""The outbox: the only way into the outbound side, durable first, then routed.
+
+:class:`Outbox` fills in what a message lacks, makes it durable in the store and hands it to
+the Router's mailbox; the mail the Router reads (:class:`Dispatch`, :class:`Finished`) and
+the node's delivery counters live here too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from steward_otp import codec
+from steward_otp.message import (
+    FIELD_NAMES,
+    Message,
+    MessageDefaults,
+    apply_defaults,
+    check_wire,
+    new_message_id,
+)
+from steward_otp.methods import MethodTable
+from steward_otp.outbound.drain import DrainMeter
+from steward_otp.outbound.relay import relay_envelope, relay_hop
+from steward_otp.store import Store
+from steward_otp.store.schema import OutboxEntry
+
+log = logging.getLogger(__name__)
+_ID, _FROM_NODE, _RETRIES, _METHOD_TIMEOUT = (
+    FIELD_NAMES.index(name) for name in ("id", "from_node", "retries", "method_timeout")
+)
+
+FULL_RETRY_MIN = 0.5
+FULL_RETRY_MAX = 10.0
+"""Seconds between two attempts of a write refused for a full disk (doubling from the first
+to the second; back to the first once every refused write of the destination committed)."""
+
+
+@attrs.frozen
+class Dispatch:
+    """A durable message for the Router to hand to its Publisher."""
+
+    message: Message
+
+
+@attrs.frozen
+class Finished:
+    """A Publisher is done with a message (``delivered`` False: it gave it back unfinished)."""
+
+    msg_id: str
+    delivered: bool
+
+
+RouterMail = Dispatch | Finished
+
+
+@attrs.define
+class DeliveryStats:
+    """Counters of one node's outbound side (Steward's metric names in comments)."""
+
+    delivered: int = 0  # steward_nats_delivered_total
+    failed: int = 0  # steward_nats_messages_failed_acks_total
+    missed_acks: int = 0  # steward_nats_messages_missed_acks_total
+    accepted: int = 0
+
+
+class Outbox:
+    """The only way into the outbound side: durable first, then routed.
+
+    ``submit`` fills in what a message lacks (an id, ``fromNode`` = this node, Steward's
+    defaults), writes the messages to the store and returns their ids once they are on disk.
+    The Router's mailbox outlives restarts of the Router.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        node_name: str,
+        *,
+        table: MethodTable,
+        defaults: MessageDefaults,
+        compress_threshold: int | None,
+        mailbox_capacity: int = 100_000,
+    ) -> None:
+        self.store = store
+        self.node_name = node_name
+        self.table = table
+        self.defaults = defaults
+        self.compress_threshold = compress_threshold
+        self.stats = DeliveryStats()
+        self.drain = DrainMeter()
+        """Deliveries per destination over the last minute (``queue ls`` progress)."""
+        self.mail_send, self.mail_receive = trio.open_memory_channel[RouterMail](mailbox_capacity)
+        self._checked: dict[str, bytes] = {}
+        """Stored CBOR of messages :meth:`prepare` checked, by id, until a Publisher takes it."""
+        self._checked_bytes = 0
+
+    def prepare(self, message: Message) -> Message:
+        """``message`` as it will be stored: with id, fromNode and defaults.
+
+        Raises ``UnknownMethodError`` for a method this node's table does not know and
+        ``ValueError`` for a message without ``toNode`` (fan it out first): such a message
+        could never be routed, so it is refused before anything is stored.
+        """
+        self.table.require(message.method)
+        if not message.to_node:
+            raise ValueError(
+                f'message {message.method}: field "toNode" is empty; fan out "toNodes" first'
+            )
+        check_wire(message)  # what the broker could never carry is refused before storing
+        # One copy at most, however many fields are filled in.
+        from_node = message.from_node or self.node_name
+        defaulted = apply_defaults(message, self.defaults)
+        if from_node != message.from_node or not message.id or defaulted is not message:
+            values = list(message.field_values())
+            values[_FROM_NODE] = from_node
+            values[_ID] = message.id or new_message_id(from_node)
+            values[_RETRIES] = defaulted.retries
+            values[_METHOD_TIMEOUT] = defaulted.method_timeout
+            # The values are the message's own or checked ones: the decoder's fast path.
+            message = Message.from_field_values(values)
+        via = relay_hop(message, self.node_name)
+        return message if via is None else relay_envelope(message, via, self.node_name)
+
+    async def submit(self, messages: Sequence[Message]) -> list[str]:
+        """Make ``messages`` durable and route them; returns their ids (in order).
+
+        When this returns every message is on disk. A message whose id the outbox already
+        holds (a resubmission) is not stored or routed twice. A message that cannot be routed
+        (see :meth:`prepare`) fails the whole call before anything is stored. Cancellation
+        after the write leaves the messages durable; the Router's sweep routes them.
+        """
+        prepared = [self.prepare(m) for m in messages]
+        self.route(prepared, await self.store.enqueue(self.entries_for(prepared)))
+        return [m.id for m in prepared]
+
+    def entries_for(self, prepared: Sequence[Message]) -> list[OutboxEntry]:
+        """The outbox entries of messages :meth:`prepare` made.
+
+        For callers that store them inside a larger store operation, then :meth:`route` them.
+        """
+        now = time.time()
+        entries = [
+            OutboxEntry(
+                msg_id=m.id,
+                to_node=m.to_node,
+                method=m.method,
+                payload=codec.cbor_payload(m),
+                created_at=now,
+                not_before=now,
+            )
+            for m in prepared
+        ]
+        checked = self._checked
+        for entry in entries:
+            if entry.msg_id not in checked:
+                checked[entry.msg_id] = entry.payload
+                self._checked_bytes += len(entry.payload)
+        while self._checked_bytes > CHECKED_BYTES_KEPT or len(checked) > CHECKED_KEPT:
+            # The oldest go first; their Publishers check and encode them again.
+            self._checked_bytes -= len(checked.pop(next(iter(checked))))
+        return entries
+
+    def take_checked(self, msg_id: str) -> bytes | None:
+        """The stored CBOR of message ``msg_id`` if it went through :meth:`prepare` in this
+        process (its node names checked, its encoding known), once; else None (a message
+        read back from the store is checked and encoded again before it is published)."""
+        raw = self._checked.pop(msg_id, None)
+        if raw is not None:
+            self._checked_bytes -= len(raw)
+        return raw
+
+    def route(self, prepared: Sequence[Message], new_ids: Sequence[str]) -> None:
+        """Hand the newly stored ones among ``prepared`` to the Router."""
+        new = set(new_ids)
+        self.stats.accepted += len(new)
+        for message in prepared:
+            if message.id in new:
+                # When the mailbox is full the Router's sweep finds the message in the store.
+                with contextlib.suppress(trio.WouldBlock):
+                    self.mail_send.send_nowait(Dispatch(message))
+
+
+CHECKED_KEPT = 65_536
+"""Encodings :meth:`Outbox.entries_for` keeps for the Publishers at most (oldest go first)."""
+CHECKED_BYTES_KEPT = 16 * 1024 * 1024
+"""Bytes of such encodings kept at most: memory stays bounded after a burst of big messages."""

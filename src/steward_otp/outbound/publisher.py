@@ -1,0 +1,507 @@
+"""The Publisher: delivers messages to one ``(toNode, method)`` in windowed batches."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+from steward_otp import codec
+from steward_otp.delivery.protocol import Ack, AckDecodeError, with_version
+from steward_otp.delivery.sender import (
+    DEFAULT_WINDOW,
+    Action,
+    Delivered,
+    GaveUp,
+    SenderMachine,
+    Transmit,
+)
+from steward_otp.disk_full import DiskFullNotice
+from steward_otp.error_kernel import ERROR_LOG_METHOD
+from steward_otp.handlers.base import Level
+from steward_otp.jetstream import (
+    BROADCAST_NODE,
+    StreamLimits,
+    parse_pub_ack,
+    stream_subject,
+)
+from steward_otp.limits import WIRE_HEADROOM, current_max_payload, unsendable_reason
+from steward_otp.message import (
+    Message,
+    subject_for,
+    uses_ack,
+)
+from steward_otp.outbound.ack_inboxes import AckInboxes
+from steward_otp.outbound.destination import (
+    Destination,
+    Flight,
+    Mailbox,
+    no_responders,
+    offer_deferred,
+    outgoing,
+    settle_ack,
+)
+from steward_otp.outbound.jetstream_probe import JetStreamProbe
+from steward_otp.outbound.outbox import FULL_RETRY_MAX, FULL_RETRY_MIN, Finished, Outbox
+from steward_otp.store import StoreFull
+from steward_otp.supervisors import current_child
+from steward_otp.transport import BridgeBusy, InboundMessage, Transport
+
+log = logging.getLogger(__name__)
+NACK_FLUSH_TIMEOUT = 10.0
+"""Seconds a fire-and-forget message may take to reach the broker before it is retried."""
+
+
+NOT_SENT = "not sent, their attempt could not be recorded (kept in the outbox, sent later)"
+NOT_MARKED_DELIVERED = "acknowledged, waiting to be marked delivered (not sent again)"
+NOT_MARKED_FAILED = "failed, waiting to be marked failed (not sent again)"
+
+
+def max_retries_text(message: Message, subject: str) -> str:
+    """Steward's MAX-RETRIES line for ``message`` published on ``subject``."""
+    return (
+        f"info: toNode: {message.to_node}, fromNode: {message.from_node}, subject: {subject}, "
+        f"methodArgs: [{' '.join(message.method_args)}]: max retries reached, check if node is "
+        "up and running and if it got a subscriber started for the given REQ type"
+    )
+
+
+class Publisher:
+    """Delivers messages to one ``(toNode, method)``; one instance per destination.
+
+    Its inbox (a channel registered under its path) receives Messages from the Router. The
+    decisions -- what to send, when an ACK is overdue, when to retry or give up -- are the
+    :class:`~steward_otp.delivery.sender.SenderMachine`'s; this process carries them out in
+    batches: one store operation per batch of sends, one publish per message with this
+    Publisher's ACK inbox as the reply subject, one store operation per ACK received (an ACK
+    settles every id the receiver made durable from one batch; see ``docs/protocol.md``).
+
+    At most ``window`` messages are unacknowledged at a time: a destination is never sent
+    more than it can take before their ACK timeouts run out. The window is per destination,
+    so a slow or offline node never holds up another. While it holds messages its handle's
+    ``busy()`` says so, so idle reaping never cuts a delivery short.
+
+    A store write refused for a full disk never crashes it: see the module docstring for
+    what happens to each kind of write. Whatever it holds for a full disk keeps it alive,
+    and is given back to the Router unfinished if it stops (the store still has it active).
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        bridge: Transport,
+        report: Callable[[Level, str], None],
+        *,
+        acks: AckInboxes,
+        window: int = DEFAULT_WINDOW,
+        jetstream: bool = False,
+        limits: StreamLimits | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.bridge = bridge
+        self.report = report
+        self.acks = acks
+        """The node's shared ACK subscription; each run registers its own reply subject."""
+        self.window = window
+        self.jetstream = jetstream
+        """The node's delivery default; a message's ``jetstream`` field wins."""
+        self.limits = limits or StreamLimits()
+        """The stream's limits, should this node be the first to need the stream."""
+        self._jetstream_missing_reported = False
+        self.probe = JetStreamProbe(bridge, self.limits)
+        """Whether the broker has JetStream (asked once for all destinations at a time)."""
+        self.disk_full = DiskFullNotice(
+            f"{outbox.node_name}.outbound", "the outbox", report, clock=trio.current_time
+        )
+        """Tells the error kernel, sparingly, of writes refused for a full disk."""
+        self._full_destinations: set[int] = set()
+        """The destinations (by ``id``) holding writes a full disk refused."""
+
+    async def run(
+        self,
+        to_node: str,
+        method: str,
+        jetstream: bool | None = None,
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve one destination until stopped. Started value: the inbox send channel.
+
+        ``jetstream`` is the delivery its messages chose (None: the node's default).
+        On the way out every message it holds goes back to the Router unfinished (the store
+        still has it), so it is sent again by the next Publisher.
+        """
+        send, receive = trio.open_memory_channel[Message](math.inf)
+        handle = current_child()
+        acks = Mailbox[InboundMessage]()
+        # JetStream: one reply subject per publish below it (the broker's acknowledgement
+        # names no id); the shared subscription hands those over too.
+        dest = Destination(
+            SenderMachine(self.window),
+            to_node=to_node,
+            ack_inbox=self.acks.register(acks.put),
+            stream=self.jetstream if jetstream is None else jetstream,
+            chosen=jetstream is not None,
+        )
+        new_messages = Mailbox[Message]()
+        handle.busy = lambda: bool(
+            dest.machine.outstanding or dest.machine.queued or dest.busy or dest.held_for_disk
+        )
+        handle.info_provider = lambda: {
+            "to_node": to_node,
+            "method": method,
+            "delivery": "jetstream" if dest.stream else "core",
+            "in_flight": dest.machine.outstanding,
+            "queued": dest.machine.queued + len(new_messages.items),
+            "held_for_disk": dest.held_for_disk,
+            "destination_silent": dest.machine.silent,
+        }
+        task_status.started(send)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(new_messages.feed_from, receive)
+                await self._pump(dest, new_messages, acks, nursery)
+        finally:
+            self.acks.unregister(dest.ack_inbox)
+            self._full_destinations.discard(id(dest))
+            # Hand back what was held here unfinished: the Router routes it again.
+            for msg_id in {**dest.flights, **dest.unfailed}:
+                self._give_back(msg_id, delivered=False)
+            for message in new_messages.take():
+                self._give_back(message.id, delivered=False)
+            while True:
+                try:
+                    queued = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                self._give_back(queued.id, delivered=False)
+
+    async def _pump(
+        self,
+        dest: Destination,
+        new_messages: Mailbox[Message],
+        acks: Mailbox[InboundMessage],
+        nursery: trio.Nursery,
+    ) -> None:
+        """Feed the machine and start carrying out its actions, without waiting for them.
+
+        Store operations and publishes of different wake-ups overlap (the store commits
+        concurrent operations together), so the window never idles behind an fsync.
+
+        While a full disk's backoff runs (:attr:`Destination.full_until`) the machine is not
+        polled: nothing new is sent and no ACK deadline runs out; ACKs are still taken. When
+        it is over, the deferred messages are offered again and the refused marks written.
+        """
+        machine, stats = dest.machine, self.outbox.stats
+        while True:
+            new_messages.wake = acks.wake = dest.wake = wake = trio.Event()
+            for message in new_messages.take():
+                if machine.offer(outgoing(message, jetstream=dest.stream)):
+                    subject = subject_for(message, self.outbox.table)
+                    if dest.stream:
+                        subject = stream_subject(subject)
+                    dest.flights[message.id] = Flight(message, subject)
+            actions: list[Action] = []
+            for inbound in acks.take():
+                if dest.stream:
+                    actions += self._stream_acknowledged(dest, inbound, nursery)
+                    continue
+                if no_responders(inbound):
+                    # Nobody listens at the destination: probe it until it answers.
+                    machine.nobody_listening(trio.current_time())
+                    continue
+                try:
+                    actions += settle_ack(dest, Ack.decode(inbound.payload))
+                except AckDecodeError as exc:
+                    log.warning("ACK on %s ignored: %s", inbound.subject, exc)
+            paused = trio.current_time() < dest.full_until
+            if not paused:
+                if dest.deferred:
+                    offer_deferred(dest)
+                if (dest.acked or dest.unfailed) and not dest.rewriting:
+                    dest.rewriting = True
+                    nursery.start_soon(self._write_held, dest)
+                missed = machine.missed_acks
+                actions += machine.poll(trio.current_time())
+                stats.missed_acks += machine.missed_acks - missed
+            for action in actions:
+                nursery.start_soon(self._carry_out, action, dest)
+            if new_messages.items or acks.items:
+                continue
+            deadline = dest.full_until if paused else machine.next_deadline()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await wake.wait()
+
+    def _stream_acknowledged(
+        self, dest: Destination, inbound: InboundMessage, nursery: trio.Nursery
+    ) -> list[Action]:
+        """The broker's answer to a publish into the stream: stored means delivered."""
+        msg_id = dest.publishes.pop(inbound.subject.rpartition(".")[2], None)
+        if msg_id is None:
+            return []  # an earlier attempt's late answer, or not ours
+        if no_responders(inbound):
+            # No stream takes the subject: the broker has no JetStream, or nobody has made
+            # the stream yet. _no_stream finds out which, in the background.
+            dest.no_stream.append(msg_id)
+            if not dest.resolving:
+                dest.resolving = True
+                nursery.start_soon(self._no_stream, dest)
+            return []  # meanwhile the ACK deadline retries it
+        answer = parse_pub_ack(inbound.payload)
+        if not answer.stored:
+            log.warning("JetStream refused %s: %s; it is sent again", msg_id, answer.error)
+            return []
+        self._jetstream_missing_reported = False
+        return settle_ack(dest, Ack(accepted=(msg_id,)))
+
+    async def _no_stream(self, dest: Destination) -> None:
+        """Publishes into the stream that found none: make the stream when the broker has
+        JetStream (and publish them again); when it has none, fail the messages that asked
+        for JetStream themselves (the reason is in the outbox and the error log, so their
+        sender hears it) and report it once for those sent so by the node's default (their
+        ACK deadline retries them)."""
+        dest.busy += 1
+        try:
+            while dest.no_stream:
+                msg_ids, dest.no_stream = dest.no_stream, []
+                available = await self.probe.available()
+                flights = [dest.flights[i] for i in dict.fromkeys(msg_ids) if i in dest.flights]
+                if available:
+                    await self._publish(flights, dest)
+                elif available is False and dest.chosen:
+                    dest.machine.forget({f.message.id for f in flights})
+                    for flight in flights:
+                        dest.flights.pop(flight.message.id, None)
+                        await self._fail(
+                            dest,
+                            flight,
+                            self.probe.missing_text(flight.subject, flight.message),
+                            "error",
+                        )
+                elif available is False and not self._jetstream_missing_reported:
+                    self._jetstream_missing_reported = True
+                    self.report(
+                        "error",
+                        f"error: JetStream delivery: the broker {self.probe.broker_url()} has no "
+                        "JetStream; messages wait in the outbox until it has; start it with "
+                        "JetStream (nats-server --jetstream) or use --delivery core",
+                    )
+        finally:
+            dest.resolving = False
+            dest.busy -= 1
+
+    async def _carry_out(self, action: Action, dest: Destination) -> None:
+        dest.busy += 1
+        try:
+            await self._carry_out_now(action, dest)
+        finally:
+            dest.busy -= 1
+
+    async def _carry_out_now(self, action: Action, dest: Destination) -> None:
+        store, flights = self.outbox.store, dest.flights
+        if isinstance(action, Transmit) and action.resend:
+            # Sent before and unheard: again, as they are, without an attempt to record.
+            await self._publish([flights[i] for i in action.resend if i in flights], dest)
+            if not (action.first or action.again):
+                return
+        if isinstance(action, Transmit):
+            # A message offered again after a full disk was sent before: a retry.
+            first = [i for i in action.first if (f := flights.get(i)) is None or not f.sent]
+            again = [*action.again, *(i for i in action.first if i not in first)]
+            try:
+                active = await store.mark_in_flight_many(first) if first else []
+                if again:
+                    active += await store.record_attempts(again)
+            except StoreFull as exc:
+                # Not published: out of the window, offered again after the backoff.
+                deferred = dest.machine.release(action.first + action.again)
+                dest.deferred.update(dict.fromkeys(deferred))
+                self._refused(dest, len(deferred), NOT_SENT, exc)
+                return
+            self._stored(dest)
+            stopped = set(action.first + action.again).difference(active)
+            if stopped:
+                # Delivered, cancelled or purged meanwhile: never send it (again).
+                dest.machine.forget(stopped)
+                for msg_id in stopped:
+                    flights.pop(msg_id, None)
+                    self._give_back(msg_id, delivered=False)
+            sending = [flights[i] for i in active if i in flights]
+            fire_and_forget = await self._publish(sending, dest)
+            if fire_and_forget:
+                await self._flush_fire_and_forget(fire_and_forget, dest)
+        elif isinstance(action, Delivered):
+            await self._delivered(dest, action.msg_ids)
+        elif isinstance(action, GaveUp):
+            for msg_id in action.msg_ids:
+                if (flight := flights.pop(msg_id, None)) is not None:
+                    text = max_retries_text(flight.message, flight.subject)
+                    await self._fail(dest, flight, text)
+        elif (flight := flights.pop(action.msg_id, None)) is not None:
+            text = (
+                f"error: {flight.subject}: message {action.msg_id} refused by "
+                f"{flight.message.to_node}: {action.reason}"
+            )
+            await self._fail(dest, flight, text)
+
+    async def _delivered(self, dest: Destination, msg_ids: Sequence[str]) -> None:
+        """Mark ``msg_ids`` delivered; a full disk keeps them in :attr:`Destination.acked`
+        to be written again (during a backoff without trying)."""
+        if trio.current_time() < dest.full_until:
+            dest.acked.update(dict.fromkeys(msg_ids))
+            return
+        try:
+            await self.outbox.store.mark_delivered_many(msg_ids)
+        except StoreFull as exc:
+            dest.acked.update(dict.fromkeys(msg_ids))
+            self._refused(dest, len(msg_ids), NOT_MARKED_DELIVERED, exc)
+            return
+        self._stored(dest)
+        self.outbox.stats.delivered += len(msg_ids)
+        self.outbox.drain.delivered(dest.to_node, len(msg_ids), trio.current_time())
+        for msg_id in msg_ids:
+            dest.flights.pop(msg_id, None)
+            self._give_back(msg_id, delivered=True)
+
+    async def _write_held(self, dest: Destination) -> None:
+        """Write the marks a full disk refused: the deliveries in one operation, then the
+        failures (each refused again is kept again)."""
+        dest.busy += 1
+        try:
+            acked, dest.acked = list(dest.acked), {}
+            if acked:
+                await self._delivered(dest, acked)
+            unfailed, dest.unfailed = dest.unfailed, {}
+            for flight, text, level in unfailed.values():
+                await self._fail(dest, flight, text, level)
+        finally:
+            dest.rewriting = False
+            dest.busy -= 1
+
+    def _refused(self, dest: Destination, count: int, what: str, error: StoreFull) -> None:
+        """A write for ``count`` messages of ``dest`` met a full disk: start (or keep) its
+        backoff, wake its pump, tell the notice."""
+        if count:
+            self.disk_full.refused_messages(count, what, error)
+        self._full_destinations.add(id(dest))
+        now = trio.current_time()
+        if now >= dest.full_until:
+            dest.full_until = now + dest.full_delay
+            dest.full_delay = min(2 * dest.full_delay, FULL_RETRY_MAX)
+        dest.wake.set()
+
+    def _stored(self, dest: Destination) -> None:
+        """A write of ``dest`` committed: once it holds nothing refused, its backoff starts
+        afresh, and once no destination does, the notice ends the episode."""
+        if id(dest) not in self._full_destinations or dest.held_for_disk:
+            return
+        dest.full_delay = FULL_RETRY_MIN
+        self._full_destinations.discard(id(dest))
+        if not self._full_destinations:
+            self.disk_full.cleared()
+
+    async def _publish(self, batch: Sequence[Flight], dest: Destination) -> list[str]:
+        """Publish ``batch``; returns the ids of the fire-and-forget messages in it."""
+        compress = self.outbox.compress_threshold
+        fire_and_forget: list[str] = []
+        for flight in batch:
+            message = flight.message
+            if flight.payload is None or flight.headers is None:
+                try:  # a message that can never be sent is failed, not retried for ever
+                    encoded, unsendable = self._encode(message, compress)
+                except Exception as exc:
+                    unsendable = f"it cannot be encoded: {type(exc).__name__}: {exc}"
+                if unsendable is None and not dest.stream and message.to_node == BROADCAST_NODE:
+                    unsendable = (
+                        f'toNode "{BROADCAST_NODE}" reaches every node only through JetStream: '
+                        'set "jetstream": true on the message or run the node with '
+                        "--delivery jetstream"
+                    )
+                if unsendable is not None:
+                    dest.machine.forget([message.id])
+                    dest.flights.pop(message.id, None)
+                    text = f"error: {flight.subject}: message {message.id} not sent: {unsendable}"
+                    await self._fail(dest, flight, text)
+                    continue
+                flight.payload, flight.headers = encoded.payload, with_version(encoded.headers)
+                if dest.stream:
+                    flight.headers[MSG_ID_HEADER] = message.id  # the broker stores it once
+            if dest.stream:
+                token = str(next(dest.tokens))
+                dest.publishes[token] = message.id
+                reply = f"{dest.ack_inbox}.{token}"
+            elif uses_ack(message):
+                reply = dest.ack_inbox
+            else:
+                fire_and_forget.append(message.id)
+                reply = ""
+            try:
+                self.bridge.publish_nowait(flight.subject, flight.payload, flight.headers, reply)
+            except BridgeBusy:
+                await self.bridge.publish(flight.subject, flight.payload, flight.headers, reply)
+            flight.sent += 1
+        return fire_and_forget
+
+    def _encode(
+        self, message: Message, compress: int | None
+    ) -> tuple[codec.EncodedMessage, str | None]:
+        """``message`` encoded for publishing, and why it can never be published (or None).
+
+        A message this process prepared is framed from its stored CBOR and, its names
+        checked already, only its size is checked again (the broker's ``max_payload`` may
+        have changed since); any other is checked in full and encoded.
+        """
+        raw = self.outbox.take_checked(message.id)
+        if raw is None:
+            return codec.encode(message, compress_threshold=compress), unsendable_reason(message)
+        encoded = codec.frame(raw, message.from_node, compress_threshold=compress)
+        fits = len(raw) <= current_max_payload() - WIRE_HEADROOM
+        return encoded, None if fits else unsendable_reason(message)
+
+    async def _flush_fire_and_forget(self, msg_ids: list[str], dest: Destination) -> None:
+        # Fire-and-forget still means "handed to the broker": only then does it leave the
+        # outbox. Not flushed in time: it stays, and the Router sends it again.
+        with trio.move_on_after(NACK_FLUSH_TIMEOUT) as scope:
+            await self.bridge.flush()
+        if scope.cancelled_caught:
+            for msg_id in dest.machine.release(msg_ids):
+                dest.flights.pop(msg_id, None)
+                self._give_back(msg_id, delivered=False)
+            return
+        for action in dest.machine.flushed(msg_ids):
+            await self._carry_out_now(action, dest)
+
+    async def _fail(
+        self, dest: Destination, flight: Flight, text: str, level: Level = "info"
+    ) -> None:
+        """Mark ``flight`` failed and report ``text`` once the mark commits; a full disk
+        keeps it in :attr:`Destination.unfailed` to be written again (during a backoff
+        without trying)."""
+        message = flight.message
+        if trio.current_time() < dest.full_until:
+            dest.unfailed[message.id] = (flight, text, level)
+            return
+        try:
+            await self.outbox.store.mark_failed(message.id, text)
+        except StoreFull as exc:
+            dest.unfailed[message.id] = (flight, text, level)
+            self._refused(dest, 1, NOT_MARKED_FAILED, exc)
+            return
+        self._stored(dest)
+        self.outbox.stats.failed += 1
+        if message.method != ERROR_LOG_METHOD:
+            self.report(level, text)
+        self._give_back(message.id, delivered=False)
+
+    def _give_back(self, msg_id: str, *, delivered: bool) -> None:
+        # The Router's mailbox is large; if it is ever full, the Router's restart sweep
+        # still finds the message in the store.
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self.outbox.mail_send.send_nowait(Finished(msg_id, delivered))
+
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+"""The header by which JetStream recognises a resend of the same message."""
