@@ -67,7 +67,7 @@ from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply
 from steward_otp.outbound.outbox import Outbox
 from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
 from steward_otp.store import Store, StoreFull
-from steward_otp.store.schema import InboundOutcome
+from steward_otp.store.inbox_operations import InboundOutcome
 from steward_otp.supervisors import current_child
 from steward_otp.transport import BridgeBusy, InboundMessage, Transport
 

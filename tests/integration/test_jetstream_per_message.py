@@ -13,7 +13,7 @@ from steward_otp.control import control_stream
 from steward_otp.jetstream import stream_info
 from steward_otp.message import Message
 from steward_otp.node import Node
-from steward_otp.store.schema import OutboxState
+from steward_otp.store.records import OutboxState
 from tests.conftest import NatsServer
 from tests.integration.test_bridge import running_bridge
 from tests.nodes import file_text, node_config, wait_for

@@ -21,30 +21,28 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from steward_otp.store import OutboxEntry, OutboxState, Store
-from steward_otp.store.schema import (
-    ACTIVE_STATES,
+from steward_otp.store.audit import PruneAudit, ReadAudit
+from steward_otp.store.batches import OperationFailed, apply_batch
+from steward_otp.store.inbox_operations import (
     AcceptInbound,
-    Cancel,
-    CountOutbox,
-    Enqueue,
-    ListOutbox,
     ListUnfinishedInbound,
+    MarkInboundDone,
+    PruneDedupe,
+)
+from steward_otp.store.outbox_operations import (
+    Cancel,
+    Enqueue,
     MarkDelivered,
     MarkFailed,
-    MarkInboundDone,
     MarkInFlight,
-    OperationFailed,
-    PruneAudit,
-    PruneDedupe,
     Purge,
-    QueueDepths,
-    ReadAudit,
     RecordAttempt,
     RecoverInFlight,
     Retry,
-    apply_batch,
-    open_database,
 )
+from steward_otp.store.outbox_queries import CountOutbox, ListOutbox, QueueDepths
+from steward_otp.store.records import ACTIVE_STATES
+from steward_otp.store.schema import open_database
 
 MSG_IDS = [f"m{i}" for i in range(16)]
 NODES = ["ship1", "ship2", "ship3"]

@@ -27,15 +27,11 @@ from steward_otp.store import (
     store_path,
 )
 from steward_otp.store import actor as store_module
-from steward_otp.store.schema import (
-    AUDIT_PAYLOAD_LIMIT,
-    SCHEMA_VERSION,
-    Enqueue,
-    ListOutbox,
-    OperationFailed,
-    apply_batch,
-    open_database,
-)
+from steward_otp.store.audit import AUDIT_PAYLOAD_LIMIT
+from steward_otp.store.batches import OperationFailed, apply_batch
+from steward_otp.store.outbox_operations import Enqueue
+from steward_otp.store.outbox_queries import ListOutbox
+from steward_otp.store.schema import SCHEMA_VERSION, open_database
 
 DAY = 86400.0
 

@@ -7,6 +7,6 @@
 * :mod:`.receiver` — one subscription's incoming batches: decode, validate, dedupe (with the
   store's answer), ACK, and which messages run.
 
-The Trio processes in :mod:`steward_otp.outbound.publisher` and :mod:`steward_otp.inbound` feed these
-machines events and carry out the actions they return.
+The Trio processes in :mod:`steward_otp.outbound.publisher` and :mod:`steward_otp.inbound`
+feed these machines events and carry out the actions they return.
 """

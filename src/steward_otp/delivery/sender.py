@@ -1,8 +1,8 @@
 """The sender's state machine for one destination: a pure object, fed events, returning actions.
 
 It owns no I/O and no clock: every call that depends on time takes ``now``. The Publisher
-(:mod:`steward_otp.outbound.publisher`) carries out what it returns: publishing, store updates, error
-reports. Its guarantees, each tested under hypothesis:
+(:mod:`steward_otp.outbound.publisher`) carries out what it returns: publishing, store
+updates, error reports. Its guarantees, each tested under hypothesis:
 
 * at most ``window`` messages are outstanding (sent and not yet settled) at any time;
 * a message is transmitted at most ``attempts`` times, each ``ack_timeout`` apart at the

@@ -28,7 +28,7 @@ from steward_otp.methods import MethodTable
 from steward_otp.outbound.drain import DrainMeter
 from steward_otp.outbound.relay import relay_envelope, relay_hop
 from steward_otp.store import Store
-from steward_otp.store.schema import OutboxEntry
+from steward_otp.store.records import OutboxEntry
 
 log = logging.getLogger(__name__)
 _ID, _FROM_NODE, _RETRIES, _METHOD_TIMEOUT = (

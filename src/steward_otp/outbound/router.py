@@ -15,7 +15,7 @@ from steward_otp.message import (
 )
 from steward_otp.outbound.outbox import FULL_RETRY_MIN, Dispatch, Outbox, RouterMail
 from steward_otp.store import StoreFull
-from steward_otp.store.schema import OutboxRow
+from steward_otp.store.records import OutboxRow
 from steward_otp.supervisors import ChildStartError, DynamicSupervisor
 from steward_otp.supervisors.handle import current_child_or_none
 

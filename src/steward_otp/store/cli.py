@@ -53,7 +53,7 @@ def _store_file(home: Path) -> Path:
             config = load_config(home)
     except ConfigError as exc:
         _fail(f"{home / 'etc' / 'config.toml'}: {exc}")
-    from steward_otp.store import store_path  # noqa: PLC0415  # the store loads trio
+    from steward_otp.store import store_path  # noqa: PLC0415  # loads sqlite3: only when run
 
     return store_path(config.db_dir)
 

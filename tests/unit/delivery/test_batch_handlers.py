@@ -25,7 +25,7 @@ from steward_otp.handlers.base import (
 from steward_otp.loopback import LoopbackBroker, LoopbackTransport
 from steward_otp.message import Message
 from steward_otp.node import Node
-from steward_otp.store.schema import Direction
+from steward_otp.store.records import Direction
 from tests.nodes import node_config
 from tests.unit.handlers.loopback_nodes import QUIET, UNUSED_URL, file_text, message, wait_for
 

@@ -28,7 +28,7 @@ from steward_otp.node import Node
 from steward_otp.outbound import publisher as publisher_module
 from steward_otp.outbound.outbox import Outbox
 from steward_otp.outbound.router import Router
-from steward_otp.store.schema import OutboxRow, OutboxState
+from steward_otp.store.records import OutboxRow, OutboxState
 from steward_otp.supervisors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 from steward_otp.timers import submit_every
 from tests.nodes import wait_for

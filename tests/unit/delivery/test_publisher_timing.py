@@ -19,7 +19,7 @@ from steward_otp.methods import builtin_table
 from steward_otp.outbound.ack_inboxes import AckInboxes
 from steward_otp.outbound.outbox import Outbox
 from steward_otp.outbound.publisher import Publisher
-from steward_otp.store.schema import OutboxEntry
+from steward_otp.store.records import OutboxEntry
 from steward_otp.supervisors import ChildSpec, Supervisor
 from tests.unit.supervisors.probes import running
 
