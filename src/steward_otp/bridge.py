@@ -49,6 +49,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from nats.nuid import NUID
 
 from steward_otp.limits import MAX_MESSAGE_BYTES
+from steward_otp.supervisors.errors import leaf_exceptions
 from steward_otp.transport import (
     NO_RESPONDERS_STATUS,
     BridgeBusy,
@@ -554,16 +555,7 @@ def _offer_to(subscription: Subscription) -> Callable[[NatsMsg], Awaitable[None]
 
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The single leaf exception of ``group``, or the group itself when there are several."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
+    leaves = leaf_exceptions(group)
     return leaves[0] if len(leaves) == 1 else group
 
 

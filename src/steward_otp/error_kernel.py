@@ -42,6 +42,7 @@ from steward_otp.config import Config, is_valid_node_name, node_names_setting
 from steward_otp.handlers.base import Handler, HandlerContext, Level
 from steward_otp.handlers.output import error_log as _write_error_log
 from steward_otp.loglines import RepeatLimiter, clean_line, similarity_key
+from steward_otp.logs import STDLIB_LEVELS
 from steward_otp.message import Message, ensure_id
 from steward_otp.store.schema import StoreFull
 from steward_otp.timers import HELLO_DIRECTORY
@@ -59,13 +60,6 @@ ERROR_LOG_FILE = "error.log"
 
 FULL_RETRY_SECONDS = 2.0
 """Seconds between two attempts to store the pending batch while the disk is full."""
-
-_LOG_LEVELS = {
-    "error": logging.ERROR,
-    "warning": logging.WARNING,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-}
 
 
 @attrs.frozen
@@ -160,7 +154,7 @@ class ErrorKernel:
             self._summarise(now)
 
     def _emit(self, level: Level, line: str) -> None:
-        log.log(_LOG_LEVELS.get(level, logging.INFO), "%s", line)
+        log.log(STDLIB_LEVELS.get(level, logging.INFO), "%s", line)
         if not self.forward:
             return
         try:

@@ -10,12 +10,13 @@ LogLevel = Literal["error", "warning", "info", "debug"]
 LOG_LEVELS: Final[tuple[LogLevel, ...]] = ("error", "warning", "info", "debug")
 """Every allowed :data:`LogLevel`, least talkative first."""
 
-_STDLIB_LEVELS: Final[dict[LogLevel, int]] = {
+STDLIB_LEVELS: Final[dict[LogLevel, int]] = {
     "error": logging.ERROR,
     "warning": logging.WARNING,
     "info": logging.INFO,
     "debug": logging.DEBUG,
 }
+"""The :mod:`logging` level of each :data:`LogLevel`."""
 
 PROJECT_LOGGER: Final = "steward_otp"
 """Name of the logger every steward-otp module logs under (``steward_otp.<module>``)."""
@@ -37,10 +38,10 @@ def configure_logging(level: LogLevel, timestamps: bool, *, stream: TextIO | Non
     changed level takes effect without duplicated lines. Raises :class:`ValueError` for a
     level outside :data:`LOG_LEVELS`.
     """
-    if level not in _STDLIB_LEVELS:
+    if level not in STDLIB_LEVELS:
         allowed = ", ".join(repr(name) for name in LOG_LEVELS)
         raise ValueError(f"log level {level!r} is not one of {allowed}")
-    threshold = _STDLIB_LEVELS[level]
+    threshold = STDLIB_LEVELS[level]
     handler = _ConsoleHandler(stream if stream is not None else sys.stderr)
     line = "%(levelname)s %(name)s: %(message)s"
     if timestamps:

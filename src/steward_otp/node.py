@@ -45,8 +45,8 @@ import trio
 from steward_otp.bridge import BridgeSettings, NatsBridge
 from steward_otp.broker import BrokerSpec, EmbeddedBroker
 from steward_otp.config import Config, ConfigError, method_names_setting, prepare_folders
-from steward_otp.control import ControlServer
-from steward_otp.control import answer as control_answer
+from steward_otp.control.server import ControlServer
+from steward_otp.control.server import answer as control_answer
 from steward_otp.error_kernel import (
     ERROR_CENTRAL_NODE,
     ERROR_LOG_METHOD,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 
-from steward_otp.control import control_request, control_stream
+from steward_otp.control.client import control_request, control_stream
 from steward_otp.handlers import HandlerContext, handler
 from steward_otp.message import Message
 from steward_otp.node import Node

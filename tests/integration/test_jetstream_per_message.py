@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from steward_otp.control import control_stream
+from steward_otp.control.client import control_stream
 from steward_otp.jetstream import stream_info
 from steward_otp.message import Message
 from steward_otp.node import Node

@@ -56,7 +56,7 @@ def ask(home: Path, request: dict[str, Any]) -> dict[str, Any]:
     """Send one control request to the node at ``home``; exit 3 when no node answers."""
     import trio  # noqa: PLC0415
 
-    from steward_otp.control import control_request  # noqa: PLC0415
+    from steward_otp.control.client import control_request  # noqa: PLC0415
 
     path = socket_folder(home) / "control.sock"
     try:

@@ -92,7 +92,7 @@ def _paths(home: Path) -> tuple[Path, Path]:
 
 
 async def _control(path: Path, request: dict[str, Any]) -> dict[str, Any]:
-    from steward_otp.control import control_request  # noqa: PLC0415
+    from steward_otp.control.client import control_request  # noqa: PLC0415
 
     try:
         response = await control_request(path, request)
@@ -180,7 +180,7 @@ async def deliver(
     printer: Printer,
 ) -> int:
     """Validate, send and (with ``wait`` seconds) follow the replies; the exit status."""
-    from steward_otp.control import control_stream  # noqa: PLC0415
+    from steward_otp.control.client import control_stream  # noqa: PLC0415
     from steward_otp.inputs.unix_server import send_document  # noqa: PLC0415
     from steward_otp.message import parse_messages  # noqa: PLC0415
     from steward_otp.methods import NO_REPLY  # noqa: PLC0415

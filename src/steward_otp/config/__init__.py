@@ -11,8 +11,12 @@ One module per topic; import the names from this package, which holds them all:
 * :mod:`~steward_otp.config.checks` — the checks of single values (the fields' validators)
   and the helpers other parts use: :func:`is_valid_node_name`, :func:`node_names_setting`,
   :func:`method_names_setting`, :func:`decode_public_key`.
-* :mod:`~steward_otp.config.model` — the :class:`Config` record: every setting, its default,
+* :mod:`~steward_otp.config.connection_fields`,
+  :mod:`~steward_otp.config.messaging_fields`, :mod:`~steward_otp.config.operation_fields`
+  — the fields of :class:`Config` in the order of config.toml: every setting, its default,
   check and help text.
+* :mod:`~steward_otp.config.model` — the :class:`Config` record: the fields above, the check
+  across fields and the resolved locations.
 * :mod:`~steward_otp.config.settings` — the :data:`SETTINGS` table made from the fields (for
   the CLI, the environment, the file comments and the docs), and the Steward keys ignored
   with a reason.
@@ -33,13 +37,13 @@ from steward_otp.config.errors import ConfigWarning as ConfigWarning
 from steward_otp.config.folders import FOLDER_MODE as FOLDER_MODE
 from steward_otp.config.folders import prepare_folders as prepare_folders
 from steward_otp.config.loading import load_config as load_config
-from steward_otp.config.model import COMPRESSIONS as COMPRESSIONS
+from steward_otp.config.messaging_fields import COMPRESSIONS as COMPRESSIONS
+from steward_otp.config.messaging_fields import DELIVERIES as DELIVERIES
+from steward_otp.config.messaging_fields import Compression as Compression
+from steward_otp.config.messaging_fields import Delivery as Delivery
 from steward_otp.config.model import CONFIG_FILE_NAME as CONFIG_FILE_NAME
-from steward_otp.config.model import DELIVERIES as DELIVERIES
 from steward_otp.config.model import SIGNATURE_CLOCK_SKEW as SIGNATURE_CLOCK_SKEW
-from steward_otp.config.model import Compression as Compression
 from steward_otp.config.model import Config as Config
-from steward_otp.config.model import Delivery as Delivery
 from steward_otp.config.saving import render_config as render_config
 from steward_otp.config.saving import save_config as save_config
 from steward_otp.config.settings import DROPPED_GO_KEYS as DROPPED_GO_KEYS

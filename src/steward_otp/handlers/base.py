@@ -25,10 +25,12 @@ from typing import Any, Literal, Protocol
 import attrs
 import trio
 
+from steward_otp.logs import LogLevel
 from steward_otp.message import Message, build_reply
 from steward_otp.methods import BUILTIN_METHODS, EventKind, MethodSpec
 
-Level = Literal["error", "warning", "info", "debug"]
+Level = LogLevel
+"""How serious a report to the error kernel is (a console :data:`~steward_otp.logs.LogLevel`)."""
 
 _HANDLERS_LOG = logging.getLogger("steward_otp.handlers")
 """The logger handlers get by default (looked up once, not per message)."""

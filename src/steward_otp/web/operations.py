@@ -3,13 +3,14 @@
 Every read and every action goes through the functions the control socket and the inputs
 use, with the same validation and the same answers:
 
-* status, tree, queue list/cancel/retry, audit position: :func:`steward_otp.control.answer`
+* status, tree, queue list/cancel/retry, audit position: :func:`steward_otp.control.server.answer`
   (what the control server calls for ``steward-otp status``, ``tree``, ``queue ...``);
 * sending: the document is checked against the node's method table first (as
   ``steward-otp send`` does: one bad message and nothing is sent), then handed to
   ``Node.accept_document`` (what the socket input calls); a composed command is the
   ``REQCliCommand`` message ``steward-otp cmd`` builds, with its defaults;
-* the replies: the control socket's ``replies`` stream (:data:`steward_otp.control.STREAMS`).
+* the replies: the control socket's ``replies`` stream
+  (:data:`steward_otp.control.server.STREAMS`).
 
 Nothing here knows HTTP: :mod:`steward_otp.web.app` turns :class:`OperationError` into a 400
 answer whose text names the field, the value and what is allowed.
@@ -26,8 +27,8 @@ from typing import Any, Final, Protocol
 import attrs
 import trio
 
-from steward_otp import control
-from steward_otp.control import Inspectable, RequestError
+from steward_otp.control import server as control_server
+from steward_otp.control.requests import Inspectable, RequestError
 from steward_otp.inputs.intake import Answer
 from steward_otp.inputs.parsing import parse_document
 from steward_otp.methods import NO_REPLY
@@ -60,7 +61,7 @@ class WebNode(Inspectable, Protocol):
 async def ask(node: Inspectable, request: Mapping[str, Any]) -> dict[str, Any]:
     """One control operation, answered as on the control socket; OperationError when
     refused."""
-    response = await control.answer(node, dict(request))
+    response = await control_server.answer(node, dict(request))
     if not response.get("ok"):
         raise OperationError(str(response.get("error")))
     return response
@@ -214,7 +215,7 @@ async def follow_replies(
     from steward_otp.send_plan import summarise  # noqa: PLC0415
 
     try:
-        events = await control.STREAMS["replies"](node, {"op": "replies", **watch})
+        events = await control_server.STREAMS["replies"](node, {"op": "replies", **watch})
     except (RequestError, ValueError) as exc:
         raise OperationError(str(exc)) from exc
 

@@ -10,7 +10,8 @@ from typing import Any, cast
 
 import pytest
 
-from steward_otp import control
+from steward_otp.control import server as control_server
+from steward_otp.control.requests import Inspectable
 from steward_otp.handlers.base import HandlerError
 from steward_otp.handlers.queue import queue_handlers
 from steward_otp.message import Message
@@ -254,7 +255,7 @@ async def test_a_purge_request_with_an_age_that_is_no_age_is_refused_and_purges_
 
 
 async def test_a_value_the_store_refuses_is_an_error_answer_not_an_exception() -> None:
-    """``control.answer`` never raises for a bad request, whatever layer refuses it."""
+    """``control_server.answer`` never raises for a bad request, whatever layer refuses it."""
 
     class RefusingStore:
         async def purge(self, **filters: object) -> int:
@@ -263,6 +264,6 @@ async def test_a_value_the_store_refuses_is_an_error_answer_not_an_exception() -
     class Node:
         store = RefusingStore()
 
-    answer = await control.answer(cast(control.Inspectable, Node()), {"op": "queue.purge"})
+    answer = await control_server.answer(cast(Inspectable, Node()), {"op": "queue.purge"})
     assert answer["ok"] is False
     assert answer["error"].startswith("older_than_seconds must be a finite number >= 0")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from steward_otp.control import answer
+from steward_otp.control.server import answer
 from steward_otp.outbound.drain import WINDOW, DrainMeter
 from steward_otp.tree_view import render_drain, render_queue
 from tests.unit.handlers.loopback_nodes import LoopbackNet, message, wait_for
