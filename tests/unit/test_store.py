@@ -628,6 +628,28 @@ async def test_callers_waiting_when_the_store_stops_get_store_error(make_store, 
         assert len(await store.list_outbox()) == 1
 
 
+async def test_a_query_reads_ahead_of_the_writes_waiting_in_the_mailbox(make_store, monkeypatch):
+    """``status`` and ``queue ls`` do not wait behind a burst of writes: a query runs as soon
+    as the batch being committed is done, and sees what has committed."""
+    store = make_store(batch_max=1)
+    seen: list[dict[OutboxState, int]] = []
+
+    async def ask() -> None:
+        seen.append(await store.counts())
+
+    async with running(store):
+        async with trio.open_nursery() as nursery:
+            gate = Gate(monkeypatch)
+            for i in range(5):
+                nursery.start_soon(store.enqueue, [entry(f"m{i}")])
+            await trio.testing.wait_all_tasks_blocked()  # m0 committing, m1..m4 in the mailbox
+            nursery.start_soon(ask)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.open()
+        assert seen == [{**dict.fromkeys(OutboxState, 0), OutboxState.QUEUED: 1}]
+        assert (await store.counts())[OutboxState.QUEUED] == 5
+
+
 async def test_a_caller_cancelled_before_submitting_writes_nothing(make_store):
     async with running(make_store()) as store:
         with trio.CancelScope() as scope:

@@ -157,6 +157,8 @@ class StoreActor:
         self._clock = clock
         self._owner_active = False
         self._send: trio.MemorySendChannel[_Request] | None = None
+        self._connection: tuple[sqlite3.Connection, trio.CapacityLimiter] | None = None
+        """The open file and the limiter of its one thread, while the actor serves."""
         self._commits = 0
         self._operations = 0
         self._largest_batch = 0
@@ -255,6 +257,7 @@ class StoreActor:
     ) -> None:
         send, receive = trio.open_memory_channel[_Request](self._mailbox_size)
         self._send = send
+        self._connection = (db, limiter)
         try:
             task_status.started()
             await self._serve(db, limiter, receive)
@@ -262,6 +265,7 @@ class StoreActor:
             # No checkpoint from here to close(): no caller can slip a request in between.
             # Draining also takes the requests of callers blocked on a full mailbox.
             self._send = None
+            self._connection = None
             while True:
                 try:
                     request = receive.receive_nowait()
@@ -335,6 +339,32 @@ class StoreActor:
                     raise StoreError(
                         f"retention prune on {self._path} failed: {result.error}"
                     ) from result.error
+
+    async def _query(self, operation: Operation[T]) -> T:
+        """Run ``operation``, a query that writes nothing, ahead of the queued writes.
+
+        It takes the file's one thread as soon as the batch being committed is done, before
+        the actor's next batch, so it never waits behind the writes queued in the mailbox (a
+        burst of messages does not hold up ``status`` or ``queue ls``). It sees every write
+        committed before it starts -- every write whose caller has been answered.
+        """
+        connection = self._connection
+        if connection is None:
+            raise StoreError(
+                f"the store on {self._path} is not running; start Store.run() in the "
+                "supervision tree before using it"
+            )
+        db, limiter = connection
+
+        def query() -> T:
+            if self._connection is not connection:
+                raise StoreError(f"the store on {self._path} stopped before this read")
+            try:
+                return operation.apply(db, self._clock())
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading {self._path} failed: {exc}") from exc
+
+        return await trio.to_thread.run_sync(query, limiter=limiter)
 
     async def _call(self, operation: Operation[T]) -> T:
         send = self._send

@@ -187,9 +187,9 @@ class Store(StoreActor):
         """Held messages, oldest accepted first, filtered by destination and state.
 
         Pages with ``after_seq`` (pass the last row's ``seq``); ``limit=None`` for all.
-        Sees every change committed before it.
+        Sees every change committed before it; does not wait behind queued writes.
         """
-        return await self._call(
+        return await self._query(
             ListOutbox(to_node, None if states is None else frozenset(states), limit, after_seq)
         )
 
@@ -203,11 +203,11 @@ class Store(StoreActor):
 
     async def counts(self, *, to_node: str | None = None) -> dict[OutboxState, int]:
         """Held messages per state (every state present), for one destination or all."""
-        return await self._call(CountOutbox(to_node))
+        return await self._query(CountOutbox(to_node))
 
     async def queue_depths(self) -> dict[str, int]:
         """Active (queued + in flight) messages per destination node, for nodes with any."""
-        return await self._call(QueueDepths())
+        return await self._query(QueueDepths())
 
     # ----------------------------------------------------------------------------------------
     # Inbox (dedupe) and audit
@@ -287,4 +287,4 @@ class Store(StoreActor):
         self, *, msg_id: str | None = None, limit: int | None = 1000, after_seq: int = 0
     ) -> list[AuditRecord]:
         """Audit records in the order written, for one message or all; paged by ``seq``."""
-        return await self._call(ReadAudit(msg_id, limit, after_seq))
+        return await self._query(ReadAudit(msg_id, limit, after_seq))
