@@ -3,7 +3,7 @@
 A message with ``schedule: [interval, total]`` runs once when it arrives, then every
 ``interval`` seconds while fewer than ``total`` seconds have passed since the first run:
 ``[2, 5]`` runs at 0, 2 and 4 s. Each run is independent: it has its own ``methodTimeout``
-and sends its own replies (see ``steward_otp.inbound.Subscriber.execute``).
+and sends its own replies (see ``steward_otp.inbound.handler_runs.HandlerRunner.execute``).
 
 The deprecated ``REQHttpGetScheduled`` keeps Steward's argument form
 ``[url, intervalSeconds, totalMinutes]``; it means ``REQHttpGet`` of ``url`` with the

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from steward_otp import replies
 from steward_otp.cli import app
 from steward_otp.cli.inspection import parse_duration, parse_since
 from steward_otp.cli.send import CMD_DEFAULTS, command_message, split_wait_value, summarise
 from steward_otp.inputs.intake import accept_document
 from steward_otp.message import Message
 from steward_otp.methods import BUILTIN_METHODS
+from steward_otp.replies.follow import audit_end, follow
 from steward_otp.store import AuditRecord, Direction
 from steward_otp.tree_view import human_duration, render_audit, render_queue
 
@@ -280,9 +280,9 @@ def record(seq: int, **fields: Any) -> AuditRecord:
 )
 async def test_audit_end_finds_the_newest_record_in_few_reads(seqs: list[int]) -> None:
     store = FakeAudit(seqs)
-    assert await replies.audit_end(store) == (seqs[-1] if seqs else 0)
+    assert await audit_end(store) == (seqs[-1] if seqs else 0)
     assert store.reads <= 2 * 41 + 2
-    assert await replies.audit_end(store, seqs[-1] if seqs else 0) == (seqs[-1] if seqs else 0)
+    assert await audit_end(store, seqs[-1] if seqs else 0) == (seqs[-1] if seqs else 0)
 
 
 async def test_follow_reports_replies_and_outcomes_then_ends() -> None:
@@ -307,7 +307,7 @@ async def test_follow_reports_replies_and_outcomes_then_ends() -> None:
     start = time.monotonic()
     events = [
         e
-        async for e in replies.follow(
+        async for e in follow(
             store, ["central:1", "central:2"], after_seq=1, timeout=10, quiet=0.05, poll=0.01
         )
     ]
@@ -323,7 +323,7 @@ async def test_follow_times_out_with_what_it_knows() -> None:
     store = FakeAudit([1])
     events = [
         e
-        async for e in replies.follow(
+        async for e in follow(
             store, ["central:7"], timeout=0.2, quiet=0.05, poll=0.01, heartbeat=0.05
         )
     ]

@@ -13,9 +13,10 @@ from typing import Any
 import trio
 import trio.testing
 
-from steward_otp import codec, replies
+from steward_otp import codec
 from steward_otp.message import Message
-from steward_otp.reply_hub import NotifyingStore, ReplyHub, Waiter
+from steward_otp.replies.follow import follow
+from steward_otp.replies.hub import NotifyingStore, ReplyHub, Waiter
 from steward_otp.store import AuditRecord, Direction, OutboxEntry
 
 REQUEST = Message(to_node="ship1", from_node="central", id="central:1", method="REQCliCommand")
@@ -98,7 +99,7 @@ async def collect(
     options: dict[str, Any] = {"after_seq": 0, "timeout": 30, "quiet": 0.5, "heartbeat": 100}
     options.update(kw)
     ids = options.pop("ids", [REQUEST.id])
-    async for event in replies.follow(store, ids, hub=hub, **options):
+    async for event in follow(store, ids, hub=hub, **options):
         events.append({**event, "at": trio.current_time()})
 
 

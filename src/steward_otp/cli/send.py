@@ -11,7 +11,7 @@ Both talk to the node at ``--home``:
    (``steward_otp.inputs.intake.Answer``: accepted with its id, or rejected with the field,
    value and what is allowed; both with the message's warnings).
 4. ``replies`` on the control socket (only when waiting): the replies to the accepted ids as
-   the node receives them, then the final state of each (see :mod:`steward_otp.replies`).
+   the node receives them, then the final state of each (see :mod:`steward_otp.replies.follow`).
 
 Exit status: 0 when every message was accepted and (waiting) every node replied without
 error; 1 when a message was rejected, a reply is an error or a delivery failed; 2 for a
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn
 import typer
 
 from steward_otp.cli.common import home_option
-from steward_otp.send_plan import (
+from steward_otp.replies.send_plan import (
     CMD_DEFAULTS,
     FAILED,
     NO_ANSWER,

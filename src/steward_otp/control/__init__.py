@@ -38,7 +38,7 @@ Streaming requests answer with several lines and end the connection (send them l
 * ``{"op": "replies", "ids": [str], "deliveryIds"?: [str], "afterSeq"?: seq,
   "timeout"?: seconds, "quiet"?: seconds}`` → one ``{"ok": true, "event": ...}`` line per
   reply to a watched message and per change of its delivery state, then an ``"end"`` line
-  with the final state of each (see :mod:`steward_otp.replies`). ``ids`` want a reply,
+  with the final state of each (see :mod:`steward_otp.replies.follow`). ``ids`` want a reply,
   ``deliveryIds`` only delivery; ``afterSeq`` (from ``audit.end``) is where to start
   reading (default: now); ``timeout`` (default 60, at most 7 days) bounds the wait. Closing
   the connection ends it early.

@@ -4,7 +4,7 @@
 starts there); ``audit`` finds records by message id, peer, direction and time, reading at
 most :data:`AUDIT_SCAN_LIMIT` records per request; ``replies`` streams the replies and
 delivery changes of watched messages, following the log from a position
-(:func:`steward_otp.replies.follow`).
+(:func:`steward_otp.replies.follow.follow`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from steward_otp import codec, replies
+from steward_otp import codec
 from steward_otp.control.requests import Inspectable, RequestError, ids_field, text_field
+from steward_otp.replies.follow import DEFAULT_QUIET, checked_seconds, follow
+from steward_otp.replies.follow import audit_end as find_audit_end
 from steward_otp.store import AuditRecord, Store
 
 _AUDIT_END: weakref.WeakKeyDictionary[Store, int] = weakref.WeakKeyDictionary()
@@ -23,8 +25,8 @@ _AUDIT_END: weakref.WeakKeyDictionary[Store, int] = weakref.WeakKeyDictionary()
 
 
 async def audit_end(store: Store) -> int:
-    """The newest audit record's seq (see :func:`steward_otp.replies.audit_end`)."""
-    end = await replies.audit_end(store, _AUDIT_END.get(store, 0))
+    """The newest audit record's seq (see :func:`steward_otp.replies.follow.audit_end`)."""
+    end = await find_audit_end(store, _AUDIT_END.get(store, 0))
     _AUDIT_END[store] = end
     return end
 
@@ -159,15 +161,15 @@ async def replies_stream(
     if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
         raise RequestError(f'field "afterSeq": value {after!r}; allowed: a seq from audit.end')
     try:
-        timeout = replies.checked_seconds(
+        timeout = checked_seconds(
             request.get("timeout"), "timeout", default=60.0, maximum=7 * 86400.0
         )
-        quiet = replies.checked_seconds(
-            request.get("quiet"), "quiet", default=replies.DEFAULT_QUIET, maximum=3600.0
+        quiet = checked_seconds(
+            request.get("quiet"), "quiet", default=DEFAULT_QUIET, maximum=3600.0
         )
     except ValueError as exc:
         raise RequestError(str(exc)) from exc
-    return replies.follow(
+    return follow(
         node.store,
         ids,
         delivery_ids=delivery_ids,

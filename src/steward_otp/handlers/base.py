@@ -111,7 +111,7 @@ class SubscriberControl(Protocol):
 
     Given to :func:`~steward_otp.handlers.process.process_handlers` by the node that builds
     them; never part of a :class:`HandlerContext`. Implemented by
-    :class:`steward_otp.subscriber_control.SubscriberProcesses`.
+    :class:`steward_otp.node.subscriber_control.SubscriberProcesses`.
     """
 
     def process_list(self) -> str:

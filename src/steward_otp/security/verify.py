@@ -39,7 +39,7 @@ HELLO_METHOD: Final = "REQHello"
 PUBLIC_KEY_BYTES: Final = 32
 
 VerifyHook = Callable[[Message], Awaitable[str | None]]
-"""The Subscriber's hook type (``steward_otp.inbound.VerifyHook``)."""
+"""The Subscriber's hook type (``steward_otp.inbound.verify.VerifyHook``)."""
 
 
 def check_hello(message: Message, expected: Expected) -> str | None:

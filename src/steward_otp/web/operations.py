@@ -141,7 +141,7 @@ def command_document(body: Mapping[str, Any]) -> bytes:
     """The document ``steward-otp cmd NODES -- COMMAND`` sends, from ``{"nodes": [...],
     "command": "..."}``: one REQCliCommand run with ``sh -c`` on each node, with cmd's
     defaults (replies appended to ``data/cmd/<node>/cmd.log``)."""
-    from steward_otp.send_plan import CMD_DEFAULTS, command_message  # noqa: PLC0415
+    from steward_otp.replies.send_plan import CMD_DEFAULTS, command_message  # noqa: PLC0415
 
     nodes = body.get("nodes")
     if (
@@ -186,7 +186,7 @@ def request_document(body: Mapping[str, Any]) -> bytes:
 async def submit_document(node: WebNode, document: bytes) -> Sent:
     """Check ``document`` against the node's methods, then hand it to the node's input path
     (as ``steward-otp send``: a message the check refuses stops the whole document)."""
-    from steward_otp.send_plan import local_rejections  # noqa: PLC0415
+    from steward_otp.replies.send_plan import local_rejections  # noqa: PLC0415
 
     local = await parse_document(document, table=node.table)
     if local.errors:
@@ -212,7 +212,7 @@ async def follow_replies(
     ``afterSeq``, ``timeout``, ``quiet``), checked as there before this returns
     (OperationError when refused); the ``end`` event also carries the summary line
     ``steward-otp cmd`` prints (``text``)."""
-    from steward_otp.send_plan import summarise  # noqa: PLC0415
+    from steward_otp.replies.send_plan import summarise  # noqa: PLC0415
 
     try:
         events = await control_server.STREAMS["replies"](node, {"op": "replies", **watch})

@@ -23,7 +23,7 @@ from steward_otp.disk_full import DiskFullNotice
 from steward_otp.error_kernel import ErrorKernel
 from steward_otp.handlers import HandlerContext, handler
 from steward_otp.handlers.base import Level
-from steward_otp.inbound import settle_batch
+from steward_otp.inbound.batch_intake import settle_batch
 from steward_otp.loopback import LoopbackBroker, LoopbackTransport
 from steward_otp.message import Message
 from steward_otp.node import Node

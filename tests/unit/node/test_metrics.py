@@ -117,7 +117,8 @@ class FakeNode:
     def snapshot(self) -> ProcessSnapshot:
         if self.tree is not None:
             return self.tree
-        # The info each process publishes (see Node._build_tree and the processes' run).
+        # The info each process publishes (see steward_otp.node.tree.build_tree and the
+        # processes' run).
         return entry(
             "node",
             entry("node/store", info={"commits": self.store.stats().commits}),

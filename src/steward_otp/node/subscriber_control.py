@@ -15,7 +15,7 @@ from typing import Protocol
 from steward_otp.config import Config
 from steward_otp.error_kernel import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD
 from steward_otp.handlers.base import Handler, HandlerError, HandlerTable
-from steward_otp.inbound import Subscriber
+from steward_otp.inbound.subscriber import Subscriber
 from steward_otp.message import subject_for_node
 from steward_otp.methods import MethodTable
 from steward_otp.supervisors import (

@@ -6,7 +6,7 @@ is the id of the request it answers. Once that reply's handler (``REQToFileAppen
 has run, the node's audit log holds it, payload included; so does the final word on each
 sent message (``delivered``, ``failed``, ``cancelled``, ``purged``). :func:`follow` reads the
 audit log once from a known position onwards (what happened before the watch began), then
-learns what comes later from the node's :class:`~steward_otp.reply_hub.ReplyHub` the moment
+learns what comes later from the node's :class:`~steward_otp.replies.hub.ReplyHub` the moment
 it happens -- each reply as its handler finishes, each outcome as it is committed -- and
 turns what concerns the watched ids into events:
 
@@ -43,15 +43,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 from typing import Any, Final, Protocol
 
-import attrs
 import trio
 
-from steward_otp import codec
-from steward_otp.message import ERROR_FILE_SUFFIX, Message
-from steward_otp.reply_hub import ReplyHub, ReplyNotice
+from steward_otp.replies.hub import ReplyHub, ReplyNotice
+from steward_otp.replies.watch import Watch
 from steward_otp.store import AuditRecord, Direction, OutboxRow
 
 POLL_INTERVAL: Final = 0.2
@@ -62,9 +60,6 @@ HEARTBEAT: Final = 5.0
 """Seconds between two ``waiting`` events while nothing else happens."""
 DEFAULT_QUIET: Final = 1.0
 """Seconds without news, once every id is settled, before the watch ends."""
-
-SETTLED_STATES: Final = frozenset({"failed", "cancelled", "purged"})
-"""Final outcomes after which no reply can come."""
 
 
 class AuditSource(Protocol):
@@ -111,123 +106,6 @@ async def audit_end(store: AuditSource, known: int = 0) -> int:
         else:
             low = found
     return low
-
-
-@attrs.define
-class _Watched:
-    node: str = ""
-    state: str = "unknown"
-    replies: int = 0
-    errors: int = 0
-    attempts: int | None = None
-    reason: str | None = None
-    delivery_only: bool = False
-
-    @property
-    def settled(self) -> bool:
-        if self.replies or self.state in SETTLED_STATES:
-            return True
-        return self.delivery_only and self.state == "delivered"
-
-
-class Watch:
-    """The state of one watch: which ids, what is known about each. Fed audit records."""
-
-    def __init__(self, reply_ids: Iterable[str], delivery_ids: Iterable[str] = ()) -> None:
-        self.ids: dict[str, _Watched] = {i: _Watched() for i in reply_ids}
-        for msg_id in delivery_ids:
-            self.ids.setdefault(msg_id, _Watched()).delivery_only = True
-        self._seen_replies: set[str] = set()
-        self._seen_outcomes: set[int] = set()
-
-    @property
-    def settled(self) -> bool:
-        """Whether every watched id is settled (see the module docstring)."""
-        return all(w.settled for w in self.ids.values())
-
-    def feed(self, record: AuditRecord) -> dict[str, Any] | None:
-        """The event ``record`` means for this watch, or None when it concerns no watched id
-        or was seen already (each reply and each outcome is reported once)."""
-        if record.direction == Direction.OUTBOUND:
-            return self._outcome(record)
-        if record.payload is None:
-            return None  # larger than the audit keeps; see the module docstring
-        try:
-            reply = codec.decode(record.payload, codec.RAW_CBOR_HEADERS)
-        except codec.DecodeError:
-            return None
-        return self.reply(reply, record.recorded_at)
-
-    def reply(self, reply: Message, time: float) -> dict[str, Any] | None:
-        """The event of ``reply`` (a message that came in at wall time ``time``), or None when
-        it answers no watched id or was reported already."""
-        request = reply.previous_message
-        if request is None or request.id not in self.ids or reply.id in self._seen_replies:
-            return None
-        self._seen_replies.add(reply.id)
-        watched = self.ids[request.id]
-        error = reply.file_name.endswith(ERROR_FILE_SUFFIX)
-        watched.node = watched.node or request.to_node
-        watched.replies += 1
-        watched.errors += error
-        if watched.state in ("unknown", "queued", "in_flight"):
-            watched.state = "delivered"  # a reply came, so the request got there
-        return {
-            "event": "reply",
-            "id": request.id,
-            "node": request.to_node,
-            "replyId": reply.id,
-            "method": reply.method,
-            "error": error,
-            "output": reply.data.decode("utf-8", errors="replace"),
-            "size": len(reply.data),
-            "time": time,
-        }
-
-    def _outcome(self, record: AuditRecord) -> dict[str, Any] | None:
-        watched = self.ids.get(record.msg_id)
-        if watched is None or record.seq in self._seen_outcomes:
-            return None
-        self._seen_outcomes.add(record.seq)
-        watched.node = record.peer_node
-        watched.attempts = record.attempts
-        watched.reason = record.reason
-        watched.state = record.outcome
-        return {
-            "event": "state",
-            "id": record.msg_id,
-            "node": record.peer_node,
-            "state": record.outcome,
-            "attempts": record.attempts,
-            "reason": record.reason,
-        }
-
-    def note_held(self, row: OutboxRow) -> None:
-        """What the outbox says about a watched message still held there."""
-        watched = self.ids.get(row.msg_id)
-        if watched is None:
-            return
-        watched.node = row.to_node
-        watched.attempts = row.attempts
-        watched.reason = row.reason
-        if not watched.replies:
-            watched.state = str(row.state)
-
-    def summary(self) -> list[dict[str, Any]]:
-        """One entry per watched id, in the order given: its node, final state and counts."""
-        return [
-            {
-                "id": msg_id,
-                "node": w.node,
-                "state": "replied" if w.replies else w.state,
-                "replies": w.replies,
-                "errors": w.errors,
-                "attempts": w.attempts,
-                "reason": w.reason,
-                "expectsReply": not w.delivery_only,
-            }
-            for msg_id, w in self.ids.items()
-        ]
 
 
 LOOKUPS: Final = 1000
@@ -278,7 +156,7 @@ async def follow(
     """Yield the events about ``reply_ids`` (replies wanted) and ``delivery_ids`` (delivery
     is enough) from the audit log after ``after_seq`` (None: from now on), then ``end``.
 
-    With ``hub`` (the node's :class:`~steward_otp.reply_hub.ReplyHub`) the audit log is read
+    With ``hub`` (the node's :class:`~steward_otp.replies.hub.ReplyHub`) the audit log is read
     once, and what comes later is what the hub says, as it happens; without one the audit log
     is read every ``poll`` seconds. See the module docstring for the events and when the
     watch ends.

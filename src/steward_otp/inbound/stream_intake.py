@@ -3,11 +3,11 @@
 On start it makes sure the stream and this node's durable consumer exist (retrying while the
 broker has no JetStream, with a clear error line), then takes batches from the consumer's
 deliver subject (queue group = the node name). Each batch goes through the same steps as a
-Subscriber's (:func:`steward_otp.inbound.settle_batch`): triage, verify, one store operation
-for the whole batch, then an acknowledgement to the broker per delivery -- only after the
-message is durable in this node's inbox, so a crash before that makes the broker deliver it
-again and the inbox's dedupe keeps it from running twice. New messages are run by the
-Subscriber of their method (quick ones with their batch, others in their own task).
+Subscriber's (:func:`steward_otp.inbound.batch_intake.settle_batch`): triage, verify, one
+store operation for the whole batch, then an acknowledgement to the broker per delivery --
+only after the message is durable in this node's inbox, so a crash before that makes the
+broker deliver it again and the inbox's dedupe keeps it from running twice. New messages are
+run by the Subscriber of their method (quick ones with their batch, others in their own task).
 
 A message to ``toNode: all`` (broadcast) runs here as if it named this node: its replies come
 from this node's name.
@@ -26,12 +26,9 @@ from steward_otp import codec
 from steward_otp.delivery import receiver
 from steward_otp.disk_full import DiskFullNotice
 from steward_otp.handlers.base import NodeServices
-from steward_otp.inbound import (
-    Subscriber,
-    VerifyHook,
-    next_batch,
-    settle_batch,
-)
+from steward_otp.inbound.batch_intake import next_batch, settle_batch
+from steward_otp.inbound.subscriber import Subscriber
+from steward_otp.inbound.verify import VerifyHook
 from steward_otp.jetstream import (
     BROADCAST_NODE,
     JetStreamUnavailable,

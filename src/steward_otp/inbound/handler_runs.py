@@ -1,0 +1,168 @@
+"""Running one accepted message: its handler under ``methodTimeout``, on its schedule if it has
+one, its failures turned into error replies.
+
+Guarantees:
+
+* a handler is cancelled at its message's deadline (:func:`method_deadline`: after
+  ``methodTimeout`` seconds, the node's default when that is below 1, never for ``-1``); a
+  timeout is an error reply and the outcome ``timeout``;
+* a :class:`~steward_otp.handlers.base.HandlerError` is an error reply (``<fileName>.error``)
+  and a line to the central error log; any other exception is the same and then
+  :class:`HandlerCrashed`, which crashes the Subscriber (its supervisor restarts it);
+* a failure of ``REQErrorLog`` itself is logged locally only, never sent to the error log;
+* a scheduled message runs at each offset of its schedule, runs may overlap, and it is
+  marked done once the last run has ended;
+* the outcome is stored as :mod:`steward_otp.inbound.completions` says: a full disk delays
+  it and never makes the handler run again in this node's life.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import trio
+
+from steward_otp.error_kernel import ERROR_LOG_METHOD
+from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, NodeServices
+from steward_otp.inbound.completions import PENDING, Completion, CompletionWriter
+from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply
+from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
+from steward_otp.store import Store, StoreFull
+
+log = logging.getLogger(__name__)
+
+
+def method_deadline(message: Message, default_timeout: float) -> float:
+    """The trio time at which a handler for ``message`` is cancelled."""
+    timeout = message.method_timeout
+    if timeout == METHOD_TIMEOUT_FOREVER:
+        return math.inf
+    if timeout < 1:
+        timeout = int(default_timeout)
+    return trio.current_time() + timeout
+
+
+class HandlerCrashed(Exception):
+    """A handler raised something other than HandlerError; the Subscriber crashes with it."""
+
+
+class HandlerRunner(CompletionWriter):
+    """The part of a :class:`~steward_otp.inbound.subscriber.Subscriber` that runs one message
+    of its method; the Subscriber sets these attributes when it is made."""
+
+    handler: Handler
+    services: NodeServices
+    store: Store
+    default_method_timeout: float
+
+    async def execute(self, message: Message) -> None:
+        """Run the handler for ``message`` (already accepted), send its replies, mark it done.
+
+        A scheduled message (``schedule: [interval, total]``, or the deprecated
+        ``REQHttpGetScheduled``) runs once now, then every ``interval`` seconds until
+        ``total`` seconds have passed; runs may overlap, each has its own ``methodTimeout``
+        and its own replies, and the message is marked done when the last run has ended.
+        Cancellation (the node or this subscriber stops) leaves the message unfinished, so
+        it runs again, schedule and all, when the subscriber starts again. Once the handler
+        has finished, its completion is stored as :meth:`_store_completion` says: a full
+        disk delays it and never makes the handler run again in this node's life.
+        """
+        outcome: str | None = None
+        reason: str | None = None
+        try:
+            try:
+                schedule = message_schedule(message)
+            except ScheduleError as exc:
+                outcome, reason = "error", str(exc)
+                ctx = HandlerContext(services=self.services, message=message)
+                await self._fail(ctx, message, f"error: {message.method}: {exc}")
+                return
+            if schedule is None:
+                outcome, reason = await self._run_once(message)
+            else:
+                outcome, reason = await self._run_schedule(message, schedule)
+        except HandlerCrashed as exc:
+            outcome, reason = "crash", repr(exc.__cause__)
+            raise
+        finally:
+            if outcome is not None:
+                await self._store_completion(self._done(message, outcome, reason))
+
+    def _done(self, message: Message, outcome: str, reason: str | None) -> Completion:
+        """The completion of one message run in its own task (its replies are stored)."""
+
+        async def write() -> None:
+            await self.store.mark_inbound_done(message.id, outcome, reason)
+
+        return Completion(frozenset([message.id]), write, (message,))
+
+    async def _run_once(
+        self, message: Message, replies: list[Message] | None = None
+    ) -> tuple[str, str | None]:
+        """One run of the handler under ``methodTimeout``: (outcome, reason) for the store.
+
+        With ``replies`` given, the handler's replies are gathered there (not submitted).
+        Its last reply waits out a full disk; a reply the handler sent itself that met one
+        ends the run as an error (the handler ran, but not to its end).
+        """
+        deadline = method_deadline(message, self.default_method_timeout)
+        ctx = HandlerContext(
+            services=self.services, message=message, deadline=deadline, replies=replies
+        )
+        try:
+            output: bytes | None = None
+            with trio.CancelScope(deadline=deadline) as scope:
+                output = await self.handler(ctx, message)
+            if scope.cancelled_caught:
+                text = (
+                    f"error: {message.method}: method timed out: [{' '.join(message.method_args)}]"
+                )
+                await self._fail(ctx, message, text)
+                return "timeout", "timeout"
+            if output is not None:
+                await self._until_stored(lambda: ctx.reply(output), 1, PENDING)
+            return "ok", None
+        except HandlerError as exc:
+            await self._fail(ctx, message, f"error: {message.method}: {exc}")
+            return "error", str(exc)
+        except StoreFull as exc:
+            await self._fail(ctx, message, f"error: {message.method}: a reply was not sent: {exc}")
+            return "error", f"a reply was not sent: {exc}"
+        except Exception as exc:
+            await self._fail(ctx, message, f"error: {message.method}: handler crashed: {exc!r}")
+            raise HandlerCrashed(f"handler for {message.method} crashed: {exc!r}") from exc
+
+    async def _run_schedule(self, message: Message, schedule: Schedule) -> tuple[str, str | None]:
+        """Start a run at each offset of ``schedule``; return once every run has ended.
+
+        A crashing run stops the schedule and its HandlerCrashed is raised here.
+        """
+        outcomes: list[tuple[str, str | None]] = []
+        crashes: list[HandlerCrashed] = []
+
+        async def run(nursery: trio.Nursery) -> None:
+            try:
+                outcomes.append(await self._run_once(message))
+            except HandlerCrashed as exc:
+                crashes.append(exc)
+                nursery.cancel_scope.cancel()
+
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for offset in schedule.offsets():
+                await trio.sleep_until(start + offset)
+                nursery.start_soon(run, nursery)
+        if crashes:
+            raise crashes[0]
+        return schedule_outcome(outcomes)
+
+    async def _fail(self, ctx: HandlerContext, message: Message, text: str) -> None:
+        if message.method == ERROR_LOG_METHOD:
+            # Reporting a failure of the error log to the error log would loop forever.
+            log.error("%s", text)
+            return
+        self.services.report("error", text)
+        reply = build_reply(message, text.encode() + b"\n", error=True)
+        if reply is not None:
+            await self._until_stored(lambda: self.services.submit([reply]), 1, PENDING)
