@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
@@ -134,6 +135,7 @@ def _char_text(char: str) -> str:
     return repr(char) if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}"
 
 
+@functools.lru_cache(maxsize=4096)
 def node_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a node name on the wire, or None when it can.
 
@@ -161,9 +163,9 @@ def path_text_problem(text: str) -> str | None:
 
 
 def _rough_size(message: Message) -> int:
-    """An upper bound of the CBOR size of ``message``, without encoding it."""
-    size = 64 + len(message.data) + len(message.arg_signature)
-    for text in (
+    """An upper bound of the CBOR size of ``message``, without encoding it: 9 bytes of
+    header for each text and list and up to 4 bytes for each character."""
+    texts = (
         message.to_node,
         message.id,
         message.method,
@@ -175,10 +177,11 @@ def _rough_size(message: Message) -> int:
         message.relay_reply_method,
         message.relay_from_node,
         message.relay_original_method,
-    ):
-        size += 9 + 4 * len(text)
-    for texts in (message.to_nodes, message.method_args, message.reply_method_args):
-        size += 9 + sum(9 + 4 * len(text) for text in texts)
+    )
+    size = 64 + len(message.data) + len(message.arg_signature)
+    size += 9 * len(texts) + 4 * sum(map(len, texts))
+    for items in (message.to_nodes, message.method_args, message.reply_method_args):
+        size += 9 + 9 * len(items) + 4 * sum(map(len, items))
     size += 9 * (8 + len(message.schedule))
     if message.previous_message is not None:
         size += _rough_size(message.previous_message)

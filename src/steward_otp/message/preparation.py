@@ -98,6 +98,19 @@ class MessageDefaults:
     """``DefaultMethodTimeout``: used when ``methodTimeout`` is below 1 and not -1."""
 
 
+def defaulted_settings(
+    message: Message, defaults: MessageDefaults | None = None
+) -> tuple[int, int]:
+    """``(retries, methodTimeout)`` of ``message`` with node defaults applied (see
+    :func:`apply_defaults`), without building a message."""
+    defaults = defaults or MessageDefaults()
+    retries = defaults.retries if message.retries < 0 else message.retries
+    timeout = message.method_timeout
+    if timeout < 1 and timeout != METHOD_TIMEOUT_FOREVER:
+        timeout = defaults.method_timeout
+    return retries, timeout
+
+
 def apply_defaults(message: Message, defaults: MessageDefaults | None = None) -> Message:
     """``message`` with node defaults applied; the same object when nothing changes.
 
@@ -105,11 +118,7 @@ def apply_defaults(message: Message, defaults: MessageDefaults | None = None) ->
     ``methodTimeout < 1`` other than -1 (forever) becomes ``defaults.method_timeout``.
     ``ACKTimeout`` is deliberately not defaulted.
     """
-    defaults = defaults or MessageDefaults()
-    retries = defaults.retries if message.retries < 0 else message.retries
-    timeout = message.method_timeout
-    if timeout < 1 and timeout != METHOD_TIMEOUT_FOREVER:
-        timeout = defaults.method_timeout
+    retries, timeout = defaulted_settings(message, defaults)
     if retries == message.retries and timeout == message.method_timeout:
         return message
     values = list(message.field_values())

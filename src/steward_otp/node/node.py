@@ -161,7 +161,7 @@ class Node:
         self.outbox = SigningOutbox(
             self.store,
             config.node_name,
-            sign=self.security.sign,
+            signer=self.security,
             table=self.table,
             defaults=MessageDefaults(
                 retries=config.default_message_retries,

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import trio
@@ -20,8 +21,8 @@ from steward_otp.message import (
     FIELD_NAMES,
     Message,
     MessageDefaults,
-    apply_defaults,
     check_wire,
+    defaulted_settings,
     new_message_id,
 )
 from steward_otp.methods import MethodTable
@@ -115,17 +116,33 @@ class Outbox:
         check_wire(message)  # what the broker could never carry is refused before storing
         # One copy at most, however many fields are filled in.
         from_node = message.from_node or self.node_name
-        defaulted = apply_defaults(message, self.defaults)
-        if from_node != message.from_node or not message.id or defaulted is not message:
+        retries, timeout = defaulted_settings(message, self.defaults)
+        values: list[Any] | None = None
+        if (
+            from_node != message.from_node
+            or not message.id
+            or retries != message.retries
+            or timeout != message.method_timeout
+        ):
             values = list(message.field_values())
             values[_FROM_NODE] = from_node
             values[_ID] = message.id or new_message_id(from_node)
-            values[_RETRIES] = defaulted.retries
-            values[_METHOD_TIMEOUT] = defaulted.method_timeout
-            # The values are the message's own or checked ones: the decoder's fast path.
-            message = Message.from_field_values(values)
+            values[_RETRIES] = retries
+            values[_METHOD_TIMEOUT] = timeout
+        # What it fills in (id, fromNode, retries, timeout) does not change the way it goes.
         via = relay_hop(message, self.node_name)
-        return message if via is None else relay_envelope(message, via, self.node_name)
+        if via is None:
+            return self.finish(message, values)
+        if values is not None:
+            message = Message.from_field_values(values)
+        return relay_envelope(message, via, self.node_name)
+
+    def finish(self, message: Message, values: list[Any] | None) -> Message:
+        """The message :meth:`prepare` makes of ``message`` going straight to its node:
+        built from ``values`` (its field values with what was filled in) when given, else
+        ``message`` itself. A subclass may add to ``values`` first (one build in all)."""
+        # The values are the message's own or checked ones: the decoder's fast path.
+        return message if values is None else Message.from_field_values(values)
 
     async def submit(self, messages: Sequence[Message]) -> list[str]:
         """Make ``messages`` durable and route them; returns their ids (in order).

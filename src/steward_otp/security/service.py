@@ -30,6 +30,7 @@ from steward_otp.security.signing import (
     SignatureFormatError,
     check,
     sign,
+    sign_values,
     verifies_with,
 )
 from steward_otp.security.trust import HelloOutcome, TrustError, TrustState, TrustStore
@@ -123,6 +124,11 @@ class NodeSecurity:
     def sign(self, message: Message) -> Message:
         """``message`` signed by this node now."""
         return sign(message, self.key.private, signer=self.node_name, now=self.clock())
+
+    def sign_values(self, values: list[Any]) -> None:
+        """Sign, as this node now, the message whose field values are ``values`` (see
+        :func:`~steward_otp.security.signing.sign_values`)."""
+        sign_values(values, self.key.private, signer=self.node_name, now=self.clock())
 
     def refresh_trust(self) -> None:
         """Pick up changes others made to keys.json (checked at most once a second).

@@ -160,7 +160,11 @@ _JETSTREAM_INDEX: Final = FIELD_NAMES.index("jetstream")
 def _fields(message: Message, digest: bytes, *, nested: bool) -> list[Any]:
     """The field values in wire order: ``data`` as ``digest``; ``argSignature`` left out at
     the top (it is the signature) and kept in a nested ``previousMessage``."""
-    values = list(message.field_values())
+    return _signed_fields(list(message.field_values()), digest, nested=nested)
+
+
+def _signed_fields(values: list[Any], digest: bytes, *, nested: bool) -> list[Any]:
+    """:func:`_fields` of a message given by its field ``values`` (a fresh list, changed)."""
     values[_DATA_INDEX] = digest
     previous = values[_PREVIOUS_INDEX]
     if previous is not None:
@@ -182,12 +186,14 @@ def canonical_bytes(
     bytes. Raises ``ValueError`` for text that has no UTF-8 form (a lone surrogate).
     """
     digest = data_digest(message.data) if data_sha256 is None else data_sha256
+    return _canonical(_fields(message, digest, nested=False), signer, signed_at_ms)
+
+
+def _canonical(fields: list[Any], signer: str, signed_at_ms: int) -> bytes:
     try:
         # Arrays, integers, text, bytes, booleans and null only: CBOR's encoding of these
         # is unique, so no canonical mode (map key sorting) is needed.
-        encoded = cbor2.dumps(
-            [DOMAIN, signer, signed_at_ms, _fields(message, digest, nested=False)]
-        )
+        encoded = cbor2.dumps([DOMAIN, signer, signed_at_ms, fields])
     except UnicodeEncodeError as exc:
         raise ValueError(f"message text is not valid Unicode: {exc}") from exc
     return bytes(encoded)
@@ -198,15 +204,21 @@ def sign(message: Message, key: PrivateKey, *, signer: str, now: float) -> Messa
 
     ``now`` is wall-clock seconds since the epoch. Any signature already there is replaced.
     """
-    signed_at_ms = math.floor(now * 1000)
-    digest = data_digest(message.data)
-    canonical = canonical_bytes(
-        message, signer=signer, signed_at_ms=signed_at_ms, data_sha256=digest
-    )
-    value = _signing_key(key).sign(canonical).signature
     values = list(message.field_values())
-    values[_SIGNATURE_INDEX] = Signature(signer, signed_at_ms, digest, value).encode()
+    sign_values(values, key, signer=signer, now=now)
     return Message.from_field_values(values)
+
+
+def sign_values(values: list[Any], key: PrivateKey, *, signer: str, now: float) -> None:
+    """Set ``argSignature`` in ``values``, a message's field values in
+    :data:`~steward_otp.message.FIELD_NAMES` order: :func:`sign` for a message not built yet
+    (the caller builds it once, signed).
+    """
+    signed_at_ms = math.floor(now * 1000)
+    digest = data_digest(values[_DATA_INDEX])
+    canonical = _canonical(_signed_fields(list(values), digest, nested=False), signer, signed_at_ms)
+    value = _signing_key(key).sign(canonical).signature
+    values[_SIGNATURE_INDEX] = Signature(signer, signed_at_ms, digest, value).encode()
 
 
 class RefusalKind(enum.Enum):

@@ -87,7 +87,7 @@ def outbox(tmp_path: Path, node: NodeSecurity) -> SigningOutbox:
         table=builtin_table(),
         defaults=MessageDefaults(),
         compress_threshold=None,
-        sign=node.sign,
+        signer=node,
     )
 
 

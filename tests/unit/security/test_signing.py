@@ -20,6 +20,7 @@ from steward_otp.security.signing import (
     canonical_bytes,
     check,
     sign,
+    sign_values,
     verifies_with,
 )
 from tests.property.strategies import any_messages, messages
@@ -68,6 +69,18 @@ def command(**fields: Any) -> Message:
 @given(any_messages())
 def test_a_signed_message_verifies_where_it_was_sent(message: Message) -> None:
     assert check(signed(message), keys, where(message)) is None
+
+
+@given(any_messages())
+def test_signing_the_field_values_signs_as_signing_the_message(message: Message) -> None:
+    values = list(message.field_values())
+    sign_values(values, CENTRAL_KEY, signer="central", now=NOW)
+    from_values = Message.from_field_values(values)
+    assert check(from_values, keys, where(message)) is None
+    assert Signature.parse(from_values.arg_signature) == Signature.parse(
+        signed(message).arg_signature
+    )  # Ed25519 signatures are deterministic: the same bytes were signed
+    assert attrs.evolve(from_values, arg_signature=b"") == attrs.evolve(message, arg_signature=b"")
 
 
 @given(messages(), st.booleans())
