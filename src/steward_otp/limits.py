@@ -154,6 +154,7 @@ def node_name_problem(name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def path_text_problem(text: str) -> str | None:
     """Why ``text`` cannot be part of a file path (a control character), or None."""
     bad = _CONTROL.search(text)

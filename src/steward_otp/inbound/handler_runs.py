@@ -120,7 +120,9 @@ class HandlerRunner(CompletionWriter):
                 )
                 await self._fail(ctx, message, text)
                 return "timeout", "timeout"
-            if output is not None:
+            if output is not None and replies is not None:
+                await ctx.reply(output)  # gathered: stored with the completion
+            elif output is not None:
                 await self._until_stored(lambda: ctx.reply(output), 1, PENDING)
             return "ok", None
         except HandlerError as exc:

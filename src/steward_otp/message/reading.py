@@ -44,6 +44,10 @@ from steward_otp.message.record import _DEFAULT_ITEMS, _DEFAULTS, Message
 
 _PREVIOUS_KEYS: Final = ("previousMessage", "PreviousMessage", "previousmessage")
 
+_DEFAULT_VALUES: Final = tuple(default for _, default in _DEFAULT_ITEMS)
+"""Every field's default, in field order: a message read starts as a copy of these."""
+_INDEX_BY_NAME: Final = {name: i for i, (name, _) in enumerate(_DEFAULT_ITEMS)}
+
 
 class _TextInt(int):
     """An int parsed from a document, remembering how it was written."""
@@ -131,7 +135,7 @@ class _Reader:
                 None,
             )
             return None
-        values: dict[str, Any] = {}
+        values = list(_DEFAULT_VALUES)
         previous_keys = [k for k in _PREVIOUS_KEYS if k in mapping]
         if len(previous_keys) > 1:
             self.error(
@@ -155,13 +159,13 @@ class _Reader:
                 info = _FIELDS_BY_KEY[key]
             value = self.value(info, raw, prefix + info.key, depth)
             if value is not _BAD:
-                values[info.name] = value
+                values[_INDEX_BY_NAME[info.name]] = value
         if unknown > _MAX_UNKNOWN_KEY_WARNINGS:
             more = unknown - _MAX_UNKNOWN_KEY_WARNINGS
             self.warn(prefix.rstrip(".") or None, _BAD, f"has {more} more unknown fields", None)
         try:
             # The reader's values are already converted: the decoder's fast path takes them.
-            return Message.from_field_values([values.get(n, d) for n, d in _DEFAULT_ITEMS])
+            return Message.from_field_values(values)
         except (TypeError, ValueError) as exc:  # only reachable through a bug in the reader
             self.error(prefix.rstrip(".") or None, _BAD, f"could not be built: {exc}", None)
             return None
