@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from steward_otp.node import Node
-from steward_otp.outbound import publisher
+from steward_otp.outbound import disk_full_backoff
 from tests.conftest import NatsServer
 from tests.nodes import node_config, wait_for
 from tests.unit.delivery.test_delivery_over_loopback import out_lines
@@ -31,7 +31,7 @@ COUNT = 50
 async def test_a_sender_refused_every_write_sends_nothing_then_everything_once(
     nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(publisher, "FULL_RETRY_MAX", 1.0)
+    monkeypatch.setattr(disk_full_backoff, "FULL_RETRY_MAX", 1.0)
     central = Node(node_config(tmp_path, "central", nats_server.url))
     ship1 = Node(node_config(tmp_path, "ship1", nats_server.url))
     full = True
@@ -51,7 +51,7 @@ async def test_a_sender_refused_every_write_sends_nothing_then_everything_once(
 async def test_a_sender_whose_store_fills_up_with_messages_in_flight_delivers_each_once(
     nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(publisher, "FULL_RETRY_MAX", 1.0)
+    monkeypatch.setattr(disk_full_backoff, "FULL_RETRY_MAX", 1.0)
     central = Node(node_config(tmp_path, "central", nats_server.url))
     ship1 = Node(node_config(tmp_path, "ship1", nats_server.url))
     async with central:

@@ -42,7 +42,7 @@ def test_pub_acks() -> None:
 
 
 def test_waiting_message_fields_come_from_the_subject_also_for_dotted_node_names() -> None:
-    from steward_otp.jetstream import WaitingMessage, _subject_node  # noqa: PLC0415
+    from steward_otp.jetstream.waiting import WaitingMessage, _subject_node  # noqa: PLC0415
 
     assert _subject_node("NODES.ship1.REQPing.EventACK") == "ship1"
     assert _subject_node("NODES.ship.7.REQPing.EventACK") == "ship.7"
@@ -57,7 +57,7 @@ def test_waiting_message_fields_come_from_the_subject_also_for_dotted_node_names
 def test_stored_headers_are_read_with_lower_case_keys() -> None:
     import base64  # noqa: PLC0415
 
-    from steward_otp.jetstream import _headers  # noqa: PLC0415
+    from steward_otp.jetstream.waiting import _headers  # noqa: PLC0415
 
     raw = b"NATS/1.0\r\nNats-Msg-Id: central:1\r\nfromNode: central\r\nsotp: 2\r\n\r\n"
     assert _headers(base64.b64encode(raw).decode()) == {

@@ -21,12 +21,12 @@ from steward_otp.security.acl import (
     COMMAND_GROUP_PREFIX,
     NODE_GROUP_PREFIX,
     AclError,
-    CentralAcl,
     check_command,
     check_group,
     check_host,
 )
 from steward_otp.security.acl_service import AclService
+from steward_otp.security.central_acl import CentralAcl
 
 __all__ = ["ACL_METHODS", "acl_handlers"]
 

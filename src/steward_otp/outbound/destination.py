@@ -88,7 +88,8 @@ class Destination:
     """JetStream: reply token of each publish awaiting the broker's acknowledgement -> id."""
     tokens: Iterator[int] = attrs.field(factory=itertools.count)
     no_stream: list[str] = attrs.field(factory=list)
-    """JetStream: ids whose publish found no stream, for :meth:`Publisher._no_stream`."""
+    """JetStream: ids whose publish found no stream, for
+    :class:`~steward_otp.outbound.stream_acks.StreamAcks` to resolve."""
     resolving: bool = False
     to_node: str = ""
     deferred: dict[str, None] = attrs.field(factory=dict)

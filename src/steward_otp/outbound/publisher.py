@@ -1,4 +1,16 @@
-"""The Publisher: delivers messages to one ``(toNode, method)`` in windowed batches."""
+"""The Publisher: delivers messages to one ``(toNode, method)`` in windowed batches.
+
+One Publisher run per destination carries out what its
+:class:`~steward_otp.delivery.sender.SenderMachine` decides: a send is published only once
+its attempt is recorded in the store, a message leaves the outbox only when a delivered or
+failed mark commits, at most ``window`` messages are unacknowledged at a time, and whatever
+a run holds goes back to the Router unfinished when it stops. The steps it uses:
+:func:`~steward_otp.outbound.wire_form.wire_form` (what goes on the wire, or why a message
+never can), :class:`~steward_otp.outbound.stream_acks.StreamAcks` (the broker's answers to
+publishes into the JetStream stream) and
+:class:`~steward_otp.outbound.disk_full_backoff.DiskFullBackoff` (the backoff after a write
+refused for a full disk; what happens to each kind of write is in :mod:`steward_otp.outbound`).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +22,7 @@ from typing import Any
 
 import trio
 
-from steward_otp import codec
-from steward_otp.delivery.protocol import Ack, AckDecodeError, with_version
+from steward_otp.delivery.protocol import Ack, AckDecodeError
 from steward_otp.delivery.sender import (
     DEFAULT_WINDOW,
     Action,
@@ -23,13 +34,7 @@ from steward_otp.delivery.sender import (
 from steward_otp.disk_full import DiskFullNotice
 from steward_otp.error_kernel import ERROR_LOG_METHOD
 from steward_otp.handlers.base import Level
-from steward_otp.jetstream import (
-    BROADCAST_NODE,
-    StreamLimits,
-    parse_pub_ack,
-    stream_subject,
-)
-from steward_otp.limits import WIRE_HEADROOM, current_max_payload, unsendable_reason
+from steward_otp.jetstream import StreamLimits, stream_subject
 from steward_otp.message import (
     Message,
     subject_for,
@@ -45,8 +50,16 @@ from steward_otp.outbound.destination import (
     outgoing,
     settle_ack,
 )
+from steward_otp.outbound.disk_full_backoff import (
+    NOT_MARKED_DELIVERED,
+    NOT_MARKED_FAILED,
+    NOT_SENT,
+    DiskFullBackoff,
+)
 from steward_otp.outbound.jetstream_probe import JetStreamProbe
-from steward_otp.outbound.outbox import FULL_RETRY_MAX, FULL_RETRY_MIN, Finished, Outbox
+from steward_otp.outbound.outbox import Finished, Outbox
+from steward_otp.outbound.stream_acks import StreamAcks
+from steward_otp.outbound.wire_form import wire_form
 from steward_otp.store import StoreFull
 from steward_otp.supervisors import current_child
 from steward_otp.transport import BridgeBusy, InboundMessage, Transport
@@ -54,11 +67,6 @@ from steward_otp.transport import BridgeBusy, InboundMessage, Transport
 log = logging.getLogger(__name__)
 NACK_FLUSH_TIMEOUT = 10.0
 """Seconds a fire-and-forget message may take to reach the broker before it is retried."""
-
-
-NOT_SENT = "not sent, their attempt could not be recorded (kept in the outbox, sent later)"
-NOT_MARKED_DELIVERED = "acknowledged, waiting to be marked delivered (not sent again)"
-NOT_MARKED_FAILED = "failed, waiting to be marked failed (not sent again)"
 
 
 def max_retries_text(message: Message, subject: str) -> str:
@@ -85,8 +93,8 @@ class Publisher:
     so a slow or offline node never holds up another. While it holds messages its handle's
     ``busy()`` says so, so idle reaping never cuts a delivery short.
 
-    A store write refused for a full disk never crashes it: see the module docstring for
-    what happens to each kind of write. Whatever it holds for a full disk keeps it alive,
+    A store write refused for a full disk never crashes it: see :mod:`steward_otp.outbound`
+    for what happens to each kind of write. Whatever it holds for a full disk keeps it alive,
     and is given back to the Router unfinished if it stops (the store still has it active).
     """
 
@@ -111,15 +119,16 @@ class Publisher:
         """The node's delivery default; a message's ``jetstream`` field wins."""
         self.limits = limits or StreamLimits()
         """The stream's limits, should this node be the first to need the stream."""
-        self._jetstream_missing_reported = False
-        self.probe = JetStreamProbe(bridge, self.limits)
-        """Whether the broker has JetStream (asked once for all destinations at a time)."""
-        self.disk_full = DiskFullNotice(
-            f"{outbox.node_name}.outbound", "the outbox", report, clock=trio.current_time
+        self.stream_acks = StreamAcks(
+            JetStreamProbe(bridge, self.limits), report, publish=self._publish, fail=self._fail
         )
-        """Tells the error kernel, sparingly, of writes refused for a full disk."""
-        self._full_destinations: set[int] = set()
-        """The destinations (by ``id``) holding writes a full disk refused."""
+        """Settles the publishes into the stream from the broker's answers."""
+        self.disk_full_backoff = DiskFullBackoff(
+            DiskFullNotice(
+                f"{outbox.node_name}.outbound", "the outbox", report, clock=trio.current_time
+            )
+        )
+        """The full-disk backoff of each destination, and the notice telling of it."""
 
     async def run(
         self,
@@ -166,7 +175,7 @@ class Publisher:
                 await self._pump(dest, new_messages, acks, nursery)
         finally:
             self.acks.unregister(dest.ack_inbox)
-            self._full_destinations.discard(id(dest))
+            self.disk_full_backoff.forget(dest)
             # Hand back what was held here unfinished: the Router routes it again.
             for msg_id in {**dest.flights, **dest.unfailed}:
                 self._give_back(msg_id, delivered=False)
@@ -207,7 +216,7 @@ class Publisher:
             actions: list[Action] = []
             for inbound in acks.take():
                 if dest.stream:
-                    actions += self._stream_acknowledged(dest, inbound, nursery)
+                    actions += self.stream_acks.acknowledged(dest, inbound, nursery)
                     continue
                 if no_responders(inbound):
                     # Nobody listens at the destination: probe it until it answers.
@@ -235,64 +244,6 @@ class Publisher:
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 await wake.wait()
 
-    def _stream_acknowledged(
-        self, dest: Destination, inbound: InboundMessage, nursery: trio.Nursery
-    ) -> list[Action]:
-        """The broker's answer to a publish into the stream: stored means delivered."""
-        msg_id = dest.publishes.pop(inbound.subject.rpartition(".")[2], None)
-        if msg_id is None:
-            return []  # an earlier attempt's late answer, or not ours
-        if no_responders(inbound):
-            # No stream takes the subject: the broker has no JetStream, or nobody has made
-            # the stream yet. _no_stream finds out which, in the background.
-            dest.no_stream.append(msg_id)
-            if not dest.resolving:
-                dest.resolving = True
-                nursery.start_soon(self._no_stream, dest)
-            return []  # meanwhile the ACK deadline retries it
-        answer = parse_pub_ack(inbound.payload)
-        if not answer.stored:
-            log.warning("JetStream refused %s: %s; it is sent again", msg_id, answer.error)
-            return []
-        self._jetstream_missing_reported = False
-        return settle_ack(dest, Ack(accepted=(msg_id,)))
-
-    async def _no_stream(self, dest: Destination) -> None:
-        """Publishes into the stream that found none: make the stream when the broker has
-        JetStream (and publish them again); when it has none, fail the messages that asked
-        for JetStream themselves (the reason is in the outbox and the error log, so their
-        sender hears it) and report it once for those sent so by the node's default (their
-        ACK deadline retries them)."""
-        dest.busy += 1
-        try:
-            while dest.no_stream:
-                msg_ids, dest.no_stream = dest.no_stream, []
-                available = await self.probe.available()
-                flights = [dest.flights[i] for i in dict.fromkeys(msg_ids) if i in dest.flights]
-                if available:
-                    await self._publish(flights, dest)
-                elif available is False and dest.chosen:
-                    dest.machine.forget({f.message.id for f in flights})
-                    for flight in flights:
-                        dest.flights.pop(flight.message.id, None)
-                        await self._fail(
-                            dest,
-                            flight,
-                            self.probe.missing_text(flight.subject, flight.message),
-                            "error",
-                        )
-                elif available is False and not self._jetstream_missing_reported:
-                    self._jetstream_missing_reported = True
-                    self.report(
-                        "error",
-                        f"error: JetStream delivery: the broker {self.probe.broker_url()} has no "
-                        "JetStream; messages wait in the outbox until it has; start it with "
-                        "JetStream (nats-server --jetstream) or use --delivery core",
-                    )
-        finally:
-            dest.resolving = False
-            dest.busy -= 1
-
     async def _carry_out(self, action: Action, dest: Destination) -> None:
         dest.busy += 1
         try:
@@ -319,9 +270,9 @@ class Publisher:
                 # Not published: out of the window, offered again after the backoff.
                 deferred = dest.machine.release(action.first + action.again)
                 dest.deferred.update(dict.fromkeys(deferred))
-                self._refused(dest, len(deferred), NOT_SENT, exc)
+                self.disk_full_backoff.refused(dest, len(deferred), NOT_SENT, exc)
                 return
-            self._stored(dest)
+            self.disk_full_backoff.stored(dest)
             stopped = set(action.first + action.again).difference(active)
             if stopped:
                 # Delivered, cancelled or purged meanwhile: never send it (again).
@@ -357,9 +308,9 @@ class Publisher:
             await self.outbox.store.mark_delivered_many(msg_ids)
         except StoreFull as exc:
             dest.acked.update(dict.fromkeys(msg_ids))
-            self._refused(dest, len(msg_ids), NOT_MARKED_DELIVERED, exc)
+            self.disk_full_backoff.refused(dest, len(msg_ids), NOT_MARKED_DELIVERED, exc)
             return
-        self._stored(dest)
+        self.disk_full_backoff.stored(dest)
         self.outbox.stats.delivered += len(msg_ids)
         self.outbox.drain.delivered(dest.to_node, len(msg_ids), trio.current_time())
         for msg_id in msg_ids:
@@ -381,28 +332,6 @@ class Publisher:
             dest.rewriting = False
             dest.busy -= 1
 
-    def _refused(self, dest: Destination, count: int, what: str, error: StoreFull) -> None:
-        """A write for ``count`` messages of ``dest`` met a full disk: start (or keep) its
-        backoff, wake its pump, tell the notice."""
-        if count:
-            self.disk_full.refused_messages(count, what, error)
-        self._full_destinations.add(id(dest))
-        now = trio.current_time()
-        if now >= dest.full_until:
-            dest.full_until = now + dest.full_delay
-            dest.full_delay = min(2 * dest.full_delay, FULL_RETRY_MAX)
-        dest.wake.set()
-
-    def _stored(self, dest: Destination) -> None:
-        """A write of ``dest`` committed: once it holds nothing refused, its backoff starts
-        afresh, and once no destination does, the notice ends the episode."""
-        if id(dest) not in self._full_destinations or dest.held_for_disk:
-            return
-        dest.full_delay = FULL_RETRY_MIN
-        self._full_destinations.discard(id(dest))
-        if not self._full_destinations:
-            self.disk_full.cleared()
-
     async def _publish(self, batch: Sequence[Flight], dest: Destination) -> list[str]:
         """Publish ``batch``; returns the ids of the fire-and-forget messages in it."""
         compress = self.outbox.compress_threshold
@@ -410,25 +339,14 @@ class Publisher:
         for flight in batch:
             message = flight.message
             if flight.payload is None or flight.headers is None:
-                try:  # a message that can never be sent is failed, not retried for ever
-                    encoded, unsendable = self._encode(message, compress)
-                except Exception as exc:
-                    unsendable = f"it cannot be encoded: {type(exc).__name__}: {exc}"
-                if unsendable is None and not dest.stream and message.to_node == BROADCAST_NODE:
-                    unsendable = (
-                        f'toNode "{BROADCAST_NODE}" reaches every node only through JetStream: '
-                        'set "jetstream": true on the message or run the node with '
-                        "--delivery jetstream"
-                    )
-                if unsendable is not None:
+                form = wire_form(self.outbox, message, compress, stream=dest.stream)
+                if isinstance(form, str):
                     dest.machine.forget([message.id])
                     dest.flights.pop(message.id, None)
-                    text = f"error: {flight.subject}: message {message.id} not sent: {unsendable}"
+                    text = f"error: {flight.subject}: message {message.id} not sent: {form}"
                     await self._fail(dest, flight, text)
                     continue
-                flight.payload, flight.headers = encoded.payload, with_version(encoded.headers)
-                if dest.stream:
-                    flight.headers[MSG_ID_HEADER] = message.id  # the broker stores it once
+                flight.payload, flight.headers = form
             if dest.stream:
                 token = str(next(dest.tokens))
                 dest.publishes[token] = message.id
@@ -444,22 +362,6 @@ class Publisher:
                 await self.bridge.publish(flight.subject, flight.payload, flight.headers, reply)
             flight.sent += 1
         return fire_and_forget
-
-    def _encode(
-        self, message: Message, compress: int | None
-    ) -> tuple[codec.EncodedMessage, str | None]:
-        """``message`` encoded for publishing, and why it can never be published (or None).
-
-        A message this process prepared is framed from its stored CBOR and, its names
-        checked already, only its size is checked again (the broker's ``max_payload`` may
-        have changed since); any other is checked in full and encoded.
-        """
-        raw = self.outbox.take_checked(message.id)
-        if raw is None:
-            return codec.encode(message, compress_threshold=compress), unsendable_reason(message)
-        encoded = codec.frame(raw, message.from_node, compress_threshold=compress)
-        fits = len(raw) <= current_max_payload() - WIRE_HEADROOM
-        return encoded, None if fits else unsendable_reason(message)
 
     async def _flush_fire_and_forget(self, msg_ids: list[str], dest: Destination) -> None:
         # Fire-and-forget still means "handed to the broker": only then does it leave the
@@ -488,9 +390,9 @@ class Publisher:
             await self.outbox.store.mark_failed(message.id, text)
         except StoreFull as exc:
             dest.unfailed[message.id] = (flight, text, level)
-            self._refused(dest, 1, NOT_MARKED_FAILED, exc)
+            self.disk_full_backoff.refused(dest, 1, NOT_MARKED_FAILED, exc)
             return
-        self._stored(dest)
+        self.disk_full_backoff.stored(dest)
         self.outbox.stats.failed += 1
         if message.method != ERROR_LOG_METHOD:
             self.report(level, text)
@@ -501,7 +403,3 @@ class Publisher:
         # still finds the message in the store.
         with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
             self.outbox.mail_send.send_nowait(Finished(msg_id, delivered))
-
-
-MSG_ID_HEADER = "Nats-Msg-Id"
-"""The header by which JetStream recognises a resend of the same message."""

@@ -8,7 +8,8 @@
 * :mod:`~steward_otp.security.service` -- all of it for one node (``Node.security``).
 * :mod:`~steward_otp.security.nkey` -- a NATS nkey derived from an OpenSSH ed25519 key.
 * :mod:`~steward_otp.security.keys_cli` -- the ``keys`` command (show, ls, allow, add, delete).
-* :mod:`~steward_otp.security.acl` -- pure: ACL rules and groups, a node's ACL, the decision.
+* :mod:`~steward_otp.security.acl` -- pure: the names of ACL rules, a node's ACL, the decision.
+* :mod:`~steward_otp.security.central_acl` -- pure: central's editable rules and groups.
 * :mod:`~steward_otp.security.acl_store` -- the ACL files in ``<home>/etc/acl/``.
 * :mod:`~steward_otp.security.acl_service` -- a node's ACLs: the check hook, central's store,
   the update timer (``Node.security.acl``).

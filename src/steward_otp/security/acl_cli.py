@@ -17,8 +17,9 @@ from typing import Annotated, Final, NoReturn
 import typer
 
 from steward_otp.cli.common import fail, home_option, sub_app
-from steward_otp.security.acl import AclError, CentralAcl
+from steward_otp.security.acl import AclError
 from steward_otp.security.acl_store import CentralAclStore, acl_dir
+from steward_otp.security.central_acl import CentralAcl
 
 __all__ = ["app", "main"]
 

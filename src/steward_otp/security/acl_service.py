@@ -22,8 +22,9 @@ import trio
 from steward_otp.config import Config
 from steward_otp.message import Message
 from steward_otp.methods import method_base_name
-from steward_otp.security.acl import ALL, AclError, CentralAcl, NodeAcl, decide
+from steward_otp.security.acl import ALL, AclError, NodeAcl, decide
 from steward_otp.security.acl_store import CentralAclStore, NodeAclStore, acl_dir
+from steward_otp.security.central_acl import CentralAcl
 from steward_otp.security.signing import Signature, SignatureFormatError
 from steward_otp.timers import Outbox, submit_every
 

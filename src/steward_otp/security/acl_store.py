@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Final
 
 from steward_otp.atomic_file import write_atomically
-from steward_otp.security.acl import AclError, CentralAcl, NodeAcl
+from steward_otp.security.acl import AclError, NodeAcl
+from steward_otp.security.central_acl import CentralAcl
 
 __all__ = ["CENTRAL_FILE", "NODE_FILE", "CentralAclStore", "NodeAclStore", "acl_dir"]
 

@@ -25,7 +25,7 @@ from steward_otp.loopback import LoopbackBroker, LoopbackTransport
 from steward_otp.message import Message, MessageDefaults
 from steward_otp.methods import builtin_table
 from steward_otp.node import Node
-from steward_otp.outbound import publisher as publisher_module
+from steward_otp.outbound import disk_full_backoff
 from steward_otp.outbound.outbox import Outbox
 from steward_otp.outbound.router import Router
 from steward_otp.store.records import OutboxRow, OutboxState
@@ -129,7 +129,7 @@ async def test_a_send_that_cannot_be_recorded_is_not_published_and_goes_out_late
         assert outbox.stats.missed_acks == 0  # no attempt used up by the full disk
 
         store.full = False
-        with trio.fail_after(publisher_module.FULL_RETRY_MAX + 1):
+        with trio.fail_after(disk_full_backoff.FULL_RETRY_MAX + 1):
             sent = [await receiver.receive.receive() for _ in msgs]
         transport.publish_nowait(sent[0].reply, Ack(tuple(m.id for m in msgs)).encode())
         with trio.fail_after(1):
@@ -169,7 +169,7 @@ async def test_an_ack_that_cannot_be_marked_is_kept_and_written_later_never_rese
         entry = supervisor.snapshot().find(PUBLISHER)
         assert entry is not None and entry.info["held_for_disk"] == 3
         store.full = False
-        await trio.sleep(publisher_module.FULL_RETRY_MAX + 1)
+        await trio.sleep(disk_full_backoff.FULL_RETRY_MAX + 1)
         assert sorted(store.delivered) == sorted(m.id for m in msgs)
         assert receive_now(receiver) == []
         assert restarts(supervisor) == 0
@@ -194,7 +194,7 @@ async def test_a_failure_that_cannot_be_marked_is_written_later_and_reported_onc
         assert store.failed == {}
         assert not [r for r in reports if "max retries reached" in r]
         store.full = False
-        await trio.sleep(publisher_module.FULL_RETRY_MAX + 1)
+        await trio.sleep(disk_full_backoff.FULL_RETRY_MAX + 1)
         assert restarts(supervisor) == 0
         assert receive_now(receiver) == []  # failed, not sent again
     assert list(store.failed) == ["m1"] and outbox.stats.failed == 1
@@ -221,7 +221,7 @@ async def test_an_ack_for_a_message_deferred_by_a_full_disk_settles_it(
         transport.publish_nowait(first.reply, Ack(("m1",)).encode())
         await trio.sleep(1)
         store.full = False
-        await trio.sleep(publisher_module.FULL_RETRY_MAX + 1)
+        await trio.sleep(disk_full_backoff.FULL_RETRY_MAX + 1)
         assert receive_now(receiver) == []  # never sent again
         assert restarts(supervisor) == 0
     assert store.delivered == ["m1"]
@@ -351,7 +351,7 @@ async def test_the_senders_store_full_with_messages_in_flight_restarts_nothing_a
     """central's writes are refused while its messages are out and their ACKs on the way
     (the ACKs come late, so retries are due too). Nothing restarts, nothing is marked;
     once there is room every message is delivered and has run exactly once on ship1."""
-    monkeypatch.setattr(publisher_module, "FULL_RETRY_MAX", 1.0)
+    monkeypatch.setattr(disk_full_backoff, "FULL_RETRY_MAX", 1.0)
     broker = LoopbackBroker()
     broker.faults.delay("_INBOX.>", 2.5)
     central = loopback_node(tmp_path, broker, "central")
@@ -385,7 +385,7 @@ async def test_a_sender_whose_store_fills_up_restarts_nothing_and_all_run_once(
     """The same with a store that really is full (``max_page_count``): central's messages
     wait unacknowledged for ship1, the store fills, ship1 comes up; whatever the store
     refuses is written again later, and every message runs exactly once."""
-    monkeypatch.setattr(publisher_module, "FULL_RETRY_MAX", 1.0)
+    monkeypatch.setattr(disk_full_backoff, "FULL_RETRY_MAX", 1.0)
     broker = LoopbackBroker()
     central = loopback_node(tmp_path, broker, "central")
     receiver = loopback_node(tmp_path, broker, "ship1")
@@ -410,7 +410,7 @@ async def test_sends_refused_for_a_full_disk_go_out_once_there_is_room(
 ) -> None:
     """Every write of central's sending side is refused from the start: nothing is
     published meanwhile, nothing restarts, and afterwards every message runs once."""
-    monkeypatch.setattr(publisher_module, "FULL_RETRY_MAX", 1.0)
+    monkeypatch.setattr(disk_full_backoff, "FULL_RETRY_MAX", 1.0)
     broker = LoopbackBroker()
     central = loopback_node(tmp_path, broker, "central")
     receiver = loopback_node(tmp_path, broker, "ship1")

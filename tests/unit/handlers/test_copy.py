@@ -24,8 +24,9 @@ from steward_otp.handlers.copy.protocol import (
     copy_id_for,
     notice_args,
 )
+from steward_otp.handlers.copy.session_supervisor import CopySessions
 from steward_otp.handlers.copy.source import PROGRESS_INTERVAL, CopySource
-from steward_otp.handlers.copy.target import CopySessions, CopyTarget
+from steward_otp.handlers.copy.target import CopyTarget
 from steward_otp.message import Message
 from steward_otp.node import Node
 from tests.unit.handlers.fakes import FakeServices, context, request

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from steward_otp.handlers.copy.arguments import CopyArgsError, parse_copy_args, resolve_copy_path
 from steward_otp.handlers.copy.plan import (
     MAX_WINDOW,
     MIN_WINDOW,
@@ -24,7 +25,6 @@ from steward_otp.handlers.copy.protocol import (
     MAX_CHUNK_SIZE,
     Abort,
     Chunk,
-    CopyArgsError,
     CopyInit,
     ProtocolError,
     Result,
@@ -33,10 +33,8 @@ from steward_otp.handlers.copy.protocol import (
     copy_id_for,
     copy_reply,
     notice_args,
-    parse_copy_args,
     parse_notice,
     protocol_retries,
-    resolve_copy_path,
 )
 from steward_otp.message import Message
 

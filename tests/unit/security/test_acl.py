@@ -12,15 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from steward_otp.security.acl import (
-    EMPTY_HASH,
-    UNGATED_METHODS,
-    AclError,
-    CentralAcl,
-    NodeAcl,
-    decide,
-)
+from steward_otp.security.acl import EMPTY_HASH, UNGATED_METHODS, AclError, NodeAcl, decide
 from steward_otp.security.acl_store import CentralAclStore, NodeAclStore
+from steward_otp.security.central_acl import CentralAcl
 
 SHIPS, OPERATORS, COMMANDSET = "grp_nodes_ships", "grp_nodes_operators", "grp_commands_commandset1"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from steward_otp.security.acl import CentralAcl
 from steward_otp.security.acl_cli import app
 from steward_otp.security.acl_store import CentralAclStore
+from steward_otp.security.central_acl import CentralAcl
 from tests.unit.handlers.loopback_nodes import LoopbackNet, message, wait_for
 
 runner = CliRunner()

@@ -20,8 +20,11 @@ Guarantees:
   the file size.
 
 This package holds the copy methods: :func:`copy_handlers` here, and the modules
-:mod:`.protocol` (arguments, records, messages), :mod:`.plan` (chunks and the pull window),
-:mod:`.files` (disk), :mod:`.source`, :mod:`.target` (handlers). See docs/copy.md.
+:mod:`.arguments` (REQCopySrc's arguments, copy paths), :mod:`.protocol` (records,
+messages), :mod:`.plan` (chunks and the pull window), :mod:`.files` (disk), :mod:`.source`
+(the source's handlers), :mod:`.target` (the destination's handlers), :mod:`.session` (one
+copy's process on the destination), :mod:`.session_supervisor` (the ``copies`` supervisor)
+and :mod:`.pull` (asking the source for chunks, sending it the result). See docs/copy.md.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from steward_otp.handlers.copy.protocol import (
     SUB_METHOD_DST,
     SUB_METHOD_SRC,
 )
+from steward_otp.handlers.copy.session_supervisor import CopySessions
 from steward_otp.handlers.copy.source import CopySource
-from steward_otp.handlers.copy.target import CopySessions, CopyTarget
+from steward_otp.handlers.copy.target import CopyTarget
 
 __all__ = ["CopySessions", "copy_handlers"]
 

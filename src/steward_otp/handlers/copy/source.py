@@ -23,6 +23,7 @@ import attrs
 import trio
 
 from steward_otp.handlers.base import HandlerContext, HandlerError, NodeServices
+from steward_otp.handlers.copy.arguments import CopyArgsError, parse_copy_args, resolve_copy_path
 from steward_otp.handlers.copy.files import (
     SourceChanged,
     SourceRecord,
@@ -43,7 +44,6 @@ from steward_otp.handlers.copy.protocol import (
     SUB_METHOD_DST,
     Abort,
     Chunk,
-    CopyArgsError,
     CopyInit,
     Result,
     Want,
@@ -52,11 +52,9 @@ from steward_otp.handlers.copy.protocol import (
     copy_reply,
     driver_method_timeout,
     notice_args,
-    parse_copy_args,
     parse_notice,
     protocol_message,
     protocol_retries,
-    resolve_copy_path,
 )
 from steward_otp.message import Message
 

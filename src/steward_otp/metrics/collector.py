@@ -1,105 +1,33 @@
-"""Prometheus metrics of one node: a registry of its own, and the process serving ``/metrics``.
+"""The metrics of a node, and how a scrape builds them from one supervision tree snapshot.
 
-Every node has a :class:`NodeMetrics` with a private ``prometheus_client`` registry (never the
-process-wide default one), so several nodes in one process each report their own figures.
-Nothing on the message path is instrumented: the figures are read when a scrape arrives,
-from one snapshot of the supervision tree, where each process publishes the counters it
-keeps in its live info (``node/outbound/router``: the outbox's delivery stats;
-``node/errors``: the error kernel's; ``node/bridge``: the connection's; ``node/store``: its
-commits; ``node/inbound/*``: each subscriber's). Those figures are also what
-``steward-otp tree`` shows. A process that is not running publishes nothing, so its samples
-are left out of that scrape. The store's queue figures (messages held per destination and
-per state) need a query, so they are refreshed every ``refresh_interval`` seconds by the
-metrics process and served from that cache.
-
-:class:`MetricsServer` is the supervised process ``node/metrics``; the node starts it only
-when ``prom_host_and_port`` is set. It serves ``GET /metrics`` over HTTP (hypercorn on Trio)
-and stops with the tree. An address it cannot listen on fails its start with an error naming
-the setting, so a node with a mistyped address stops at start-up instead of running blind.
-
-The metric names and what each means are listed in ``docs/operations.md``.
+The tables :data:`SCALARS` and :data:`SUBSCRIBER_COUNTERS` name each metric read from a
+process's live info (``node/outbound/router``, ``node/errors``, ``node/bridge``,
+``node/store``, each ``node/inbound/*`` subscriber); :class:`NodeCollector` adds the tree's
+processes and restarts, the last hellos, the connection state and the store's cached
+figures. Everything is read at scrape time: nothing on the message path is instrumented,
+and a process that is not running has its samples left out of that scrape, never reported
+as a counter reset. ``prometheus_client`` is imported when the first family is built.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
-
-import attrs
-import trio
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from steward_otp import __version__
-from steward_otp.asgi_serve import ServeError, serve_asgi
 from steward_otp.error_kernel import ERROR_CENTRAL_NODE, ERROR_LOG_METHOD
-from steward_otp.store import ACTIVE_STATES, OutboxState, StoreError
+from steward_otp.store import ACTIVE_STATES
 from steward_otp.supervisors import ProcessSnapshot
-from steward_otp.supervisors.handle import current_child_or_none
 from steward_otp.transport import ConnectionState
 
-# prometheus_client and hypercorn are imported where they are used, so a node without
-# prom_host_and_port never loads them.
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
-log = logging.getLogger(__name__)
+    from steward_otp.metrics.registry import MetricsSource, NodeMetrics
 
-METRICS_PATH = "/metrics"
-DEFAULT_REFRESH_INTERVAL = 2.0
 INBOUND_PATH = "node/inbound/"
 ERROR_LOG_SUBSCRIBER = f"{INBOUND_PATH}{ERROR_CENTRAL_NODE}.{ERROR_LOG_METHOD}"
-
-
-class StoreQueries(Protocol):
-    """The store queries behind the store's figures (:class:`~steward_otp.store.Store`)."""
-
-    async def queue_depths(self) -> Mapping[str, int]: ...
-
-    async def counts(self) -> Mapping[OutboxState, int]: ...
-
-
-class MetricsSource(Protocol):
-    """What the metrics read from a node (:class:`steward_otp.node.Node` provides it).
-
-    The processes' figures come from the tree snapshot, where each process publishes them
-    in its live info (see :data:`SCALARS`). What is read from the node itself belongs to no
-    one process: the messages accepted by its input path (``Node.accept_document``, shared by
-    the inputs and the web view), the last hello of every node (node state the hello
-    handler, the error log's known nodes and the ACLs share; a fleet's worth of it would
-    swamp the tree view), and the store's queries (answered asynchronously, so they are
-    refreshed by the metrics process, not read at scrape time).
-    """
-
-    @property
-    def node_name(self) -> str: ...
-
-    @property
-    def url(self) -> str: ...
-
-    @property
-    def user_messages(self) -> int: ...
-
-    @property
-    def store(self) -> StoreQueries: ...
-
-    def snapshot(self) -> ProcessSnapshot: ...
-
-    def last_hellos(self) -> Mapping[str, float]: ...
-
-
-@attrs.frozen
-class StoreFigures:
-    """The store's figures as of ``at`` (wall time): messages held per destination and state."""
-
-    queue_depths: Mapping[str, int]
-    """Messages still to deliver (queued or in flight) per destination node."""
-    states: Mapping[str, int]
-    """Messages held per state (queued, in_flight, failed, cancelled)."""
-    at: float
-
 
 ROUTER_PATH = "node/outbound/router"
 ERRORS_PATH = "node/errors"
@@ -342,188 +270,6 @@ class NodeCollector:
         )
 
 
-class NodeMetrics:
-    """The metrics of one node: its own registry, and the cache of the store's figures.
-
-    ``registry`` holds the node's collector plus the standard process, platform and garbage
-    collector collectors (those describe the whole Python process, which several embedded
-    nodes share). Embedding code may register its own metrics on it; they are served with
-    the node's. :meth:`render` gives the exposition text without any HTTP server.
-    """
-
-    def __init__(self, source: MetricsSource) -> None:
-        self.source = source
-        self.figures: StoreFigures | None = None
-        self.destinations_seen: set[str] = set()
-        self.scrapes = 0
-
-    @functools.cached_property
-    def registry(self) -> CollectorRegistry:
-        """The node's registry, made (and prometheus_client imported) on first use."""
-        from prometheus_client import (  # noqa: PLC0415
-            CollectorRegistry,
-            GCCollector,
-            PlatformCollector,
-            ProcessCollector,
-        )
-
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(NodeCollector(self))
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
-        return registry
-
-    async def refresh(self) -> StoreFigures:
-        """Read the store's figures now and keep them for the next scrapes.
-
-        Raises :class:`~steward_otp.store.StoreError` when the store is not running.
-        Destinations keep being reported (at 0) once they have had messages.
-        """
-        depths = await self.source.store.queue_depths()
-        counts = await self.source.store.counts()
-        figures = StoreFigures(
-            queue_depths=dict(depths),
-            states={str(state): n for state, n in counts.items()},
-            at=time.time(),
-        )
-        self.destinations_seen.update(depths)
-        self.figures = figures
-        return figures
-
-    def render(self) -> bytes:
-        """The node's metrics in the Prometheus text format, as ``/metrics`` serves them."""
-        from prometheus_client import generate_latest  # noqa: PLC0415
-
-        return generate_latest(self.registry)
-
-
 def _is_number(value: object) -> TypeGuard[int | float]:
     """True for an int or float figure (not a bool, not missing)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-ASGIReceive = Callable[[], Awaitable[Mapping[str, Any]]]
-
-
-def metrics_app(metrics: NodeMetrics) -> Callable[..., Awaitable[None]]:
-    """The ASGI application: ``GET /metrics`` serves ``metrics``; anything else is 404/405.
-
-    Content negotiation (OpenMetrics, gzip) is prometheus-client's.
-    """
-    from prometheus_client.asgi import make_asgi_app  # noqa: PLC0415
-
-    prometheus = make_asgi_app(metrics.registry)
-
-    async def app(scope: Mapping[str, Any], receive: ASGIReceive, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                event = await receive()
-                if event["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif event["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        if scope["path"].rstrip("/") != METRICS_PATH:
-            await _plain(send, 404, f"not found: the metrics are at {METRICS_PATH}\n")
-        elif scope["method"] not in ("GET", "HEAD"):
-            await _plain(send, 405, "method not allowed: use GET\n", [(b"allow", b"GET, HEAD")])
-        else:
-            metrics.scrapes += 1
-            await prometheus(scope, receive, send)
-
-    return app
-
-
-async def _plain(
-    send: Any, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = text.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-class MetricsListenError(ServeError):
-    """The metrics server cannot listen on the configured address."""
-
-
-class MetricsServer:
-    """Supervised process ``node/metrics``: serves ``/metrics`` on ``address`` (HOST:PORT).
-
-    It may also run outside a supervision tree (``nursery.start(server.run)``).
-
-    Ready once it listens; from then on it refreshes the store's figures every
-    ``refresh_interval`` seconds. Cancellation closes the listener and ends open scrapes.
-    An address it cannot listen on fails the start with :class:`MetricsListenError`, which
-    names ``prom_host_and_port`` and the reason.
-    """
-
-    def __init__(
-        self,
-        metrics: NodeMetrics,
-        address: str,
-        *,
-        refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
-    ) -> None:
-        self.metrics = metrics
-        self.address = address
-        self.refresh_interval = refresh_interval
-        self.urls: list[str] = []
-
-    async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen, report ready, serve and refresh until cancelled."""
-        handle = current_child_or_none()
-        if handle is not None:
-            handle.info_provider = lambda: {
-                "address": self.address,
-                "urls": self.urls,
-                "scrapes": self.metrics.scrapes,
-            }
-        async with trio.open_nursery() as nursery:
-            self.urls = await nursery.start(self._serve)
-            log.info("%s: metrics at %s", self.metrics.source.node_name, self.urls)
-            nursery.start_soon(self._refresh_periodically)
-            task_status.started()
-
-    async def _serve(self, task_status: trio.TaskStatus[list[str]]) -> None:
-        await serve_asgi(
-            metrics_app(self.metrics),
-            self.address,
-            setting="prom_host_and_port",
-            error_logger=logging.getLogger(f"{__name__}.http"),
-            doing="listen for metrics",
-            hint="give a free HOST:PORT with --prom-host-and-port, or an empty value to turn "
-            "metrics off",
-            error_type=MetricsListenError,
-            task_status=task_status,
-        )
-
-    async def _refresh_periodically(self) -> None:
-        while True:
-            try:
-                await self.metrics.refresh()
-            except StoreError as exc:
-                # The store is restarting; the previous figures stay until it is back.
-                log.debug("metrics: store figures not refreshed: %s", exc)
-            await trio.sleep(self.refresh_interval)
-
-
-__all__ = [
-    "METRICS_PATH",
-    "MetricsListenError",
-    "MetricsServer",
-    "MetricsSource",
-    "NodeCollector",
-    "NodeMetrics",
-    "StoreFigures",
-    "StoreQueries",
-    "metrics_app",
-]

@@ -1,8 +1,8 @@
 """The NATS bridge actor: the one door between the Trio tree and the NATS broker.
 
-This is the only module that imports ``nats`` and ``trio_asyncio``. Everything else talks to
-the broker through a :class:`NatsBridge` handle, whose methods are plain Trio and never cross
-into asyncio themselves:
+This is the only module that connects to NATS and crosses into asyncio (``trio_asyncio``).
+Everything else talks to the broker through a :class:`NatsBridge` handle, whose methods are
+plain Trio and never cross into asyncio themselves:
 
 * **Outbound** — ``publish_nowait``/``publish`` put a record on one bounded Trio channel. The
   bridge's pump drains whatever is queued and crosses into asyncio *once per batch*; one
@@ -31,114 +31,39 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import random
-import re
-import ssl
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import attrs
 import nats
 import nats.errors
 import trio
 import trio_asyncio
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.nuid import NUID
 
-from steward_otp.limits import MAX_MESSAGE_BYTES
-from steward_otp.supervisors.errors import leaf_exceptions
+from steward_otp.bridge.commands import (
+    CloseConnection,
+    Command,
+    Flush,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+)
+from steward_otp.bridge.deliveries import PendingReplies, offer_to
+from steward_otp.bridge.errors import BridgeClosed, BrokerRefusals, sole_exception
+from steward_otp.bridge.settings import BridgeSettings, connection_options
 from steward_otp.transport import (
-    NO_RESPONDERS_STATUS,
     BridgeBusy,
     ConnectionState,
     InboundMessage,
     RequestTimeout,
     Subscription,
-    TransportError,
     inbox_prefix,
 )
 
-log = logging.getLogger(__name__)
-
-_REFUSAL = re.compile(r"authori[sz]ation|authentication|permissions violation", re.IGNORECASE)
-"""Errors from the broker that mean it refuses this node or one of its operations."""
-
-
-class BridgeError(TransportError):
-    """Base class of the bridge's own errors."""
-
-
-class BridgeClosed(BridgeError):
-    """The connection to the broker was closed for good; the bridge process crashes with it."""
-
-
-@attrs.frozen
-class BridgeSettings:
-    """How one bridge connects. Durations are seconds."""
-
-    url: str
-    name: str
-    connect_timeout: float = 5.0
-    connect_retry_interval: float = 2.0
-    reconnect_time_wait: float = 1.0
-    reconnect_jitter: float = 0.0
-    """Up to this many random extra seconds on ``reconnect_time_wait``, drawn once per
-    connection, so that many nodes losing one broker do not come back in lockstep."""
-    outbound_capacity: int = 65536
-    max_batch: int = 4096
-    default_inbound_capacity: int = 4096
-    nkeys_seed_file: str | None = None
-    user_credentials_file: str | None = None
-    """A NATS ``.creds`` file (user JWT and nkey seed) for a server in operator mode; used
-    instead of ``nkeys_seed_file``."""
-    tls_ca_file: str | None = None
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    """A client certificate and its key, presented to the server (mutual TLS)."""
-    max_payload: int = MAX_MESSAGE_BYTES
-    """The broker's ``max_payload`` assumed until a server announces its own."""
-
-
-@attrs.frozen
-class _Publish:
-    subject: str
-    payload: bytes
-    headers: Mapping[str, str] | None
-    reply: str
-
-
-@attrs.frozen
-class _Subscribe:
-    subscription: Subscription
-
-
-@attrs.frozen
-class _Unsubscribe:
-    subscription: Subscription
-
-
-@attrs.frozen
-class _CloseConnection:
-    reason: str
-
-
-@attrs.define(eq=False)
-class _Flush:
-    done: trio.Event = attrs.field(factory=trio.Event)
-    ok: bool = False
-
-
-_Command = _Publish | _Subscribe | _Unsubscribe | _CloseConnection | _Flush
-
-
-@attrs.define(eq=False)
-class _Waiter:
-    event: trio.Event = attrs.field(factory=trio.Event)
-    reply: InboundMessage | None = None
-    no_responders: bool = False
+# Every module of the bridge logs under the bridge's one name.
+log = logging.getLogger("steward_otp.bridge")
 
 
 class NatsBridge:
@@ -154,11 +79,10 @@ class NatsBridge:
         self.state = ConnectionState.CONNECTING
         # The channel itself is unbounded so that subscription changes, flushes and closes
         # always get in; publishes are held to ``outbound_capacity`` by _queue_publish.
-        self._outbound_send, self._outbound_receive = trio.open_memory_channel[_Command](math.inf)
+        self._outbound_send, self._outbound_receive = trio.open_memory_channel[Command](math.inf)
         self._room = trio.Event()
         self._inbox_prefix = inbox_prefix(settings.name, NUID().next().decode())
-        self._tokens = itertools.count(1)
-        self._waiters: dict[str, _Waiter] = {}
+        self._replies = PendingReplies()
         self._subscriptions: set[Subscription] = set()
         self._nats_subs: dict[int, NatsSubscription] = {}
         self._inboxes = itertools.count(1)
@@ -166,7 +90,7 @@ class NatsBridge:
         self._pump_scope = trio.CancelScope()
         self._nc: NatsClient | None = None
         self._server_max_payload: int | None = None
-        self._refusals_logged: dict[str, float] = {}
+        self._refusals = BrokerRefusals(settings)
         self.published = 0
         self.publish_errors = 0
         self.reconnects = 0
@@ -185,7 +109,7 @@ class NatsBridge:
         """Queue one publish without waiting. Raises BridgeBusy if the outbound queue is full."""
         if self._queued() >= self.settings.outbound_capacity:
             raise BridgeBusy(f"outbound queue full ({self.settings.outbound_capacity} messages)")
-        self._outbound_send.send_nowait(_Publish(subject, payload, headers, reply))
+        self._outbound_send.send_nowait(Publish(subject, payload, headers, reply))
 
     async def publish(
         self,
@@ -195,12 +119,12 @@ class NatsBridge:
         reply: str = "",
     ) -> None:
         """Queue one publish, waiting for room in the outbound queue if needed."""
-        await self._queue_publish(_Publish(subject, payload, headers, reply))
+        await self._queue_publish(Publish(subject, payload, headers, reply))
 
     def _queued(self) -> int:
         return int(self._outbound_send.statistics().current_buffer_used)
 
-    async def _queue_publish(self, command: _Publish) -> None:
+    async def _queue_publish(self, command: Publish) -> None:
         while self._queued() >= self.settings.outbound_capacity:
             await self._room.wait()
         self._outbound_send.send_nowait(command)
@@ -219,20 +143,18 @@ class NatsBridge:
         Raises RequestTimeout when nothing (or only the broker's "no responders" notice)
         arrives in time. Cancellation withdraws the wait; the message may still have been sent.
         """
-        token = str(next(self._tokens))
-        waiter = _Waiter()
-        self._waiters[token] = waiter
+        token, waiter = self._replies.open()
         try:
             with trio.move_on_after(timeout):
                 await self._queue_publish(
-                    _Publish(subject, payload, headers, f"{self._inbox_prefix}.{token}")
+                    Publish(subject, payload, headers, f"{self._inbox_prefix}.{token}")
                 )
                 await waiter.event.wait()
             if waiter.reply is None:
                 raise RequestTimeout(subject, timeout, no_responders=waiter.no_responders)
             return waiter.reply
         finally:
-            del self._waiters[token]
+            self._replies.close(token)
 
     def subscribe(self, subject: str, queue: str = "", capacity: int | None = None) -> Subscription:
         """Subscribe to ``subject`` (in queue group ``queue`` when given).
@@ -244,7 +166,7 @@ class NatsBridge:
             subject, queue, capacity or self.settings.default_inbound_capacity
         )
         self._subscriptions.add(subscription)
-        self._outbound_send.send_nowait(_Subscribe(subscription))
+        self._outbound_send.send_nowait(Subscribe(subscription))
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -252,7 +174,7 @@ class NatsBridge:
         if subscription in self._subscriptions:
             self._subscriptions.discard(subscription)
             subscription.close()
-            self._outbound_send.send_nowait(_Unsubscribe(subscription))
+            self._outbound_send.send_nowait(Unsubscribe(subscription))
 
     async def flush(self) -> None:
         """Wait until everything queued before this call has reached the broker.
@@ -263,7 +185,7 @@ class NatsBridge:
         to bound it.
         """
         while True:
-            command = _Flush()
+            command = Flush()
             await self._outbound_send.send(command)
             await command.done.wait()
             if command.ok:
@@ -280,7 +202,7 @@ class NatsBridge:
         The bridge then crashes with BridgeClosed and its supervisor restarts it (and, under
         rest_for_one, everything that depends on it): a forced reconnect cycle.
         """
-        self._outbound_send.send_nowait(_CloseConnection(reason))
+        self._outbound_send.send_nowait(CloseConnection(reason))
 
     @property
     def max_payload(self) -> int:
@@ -320,7 +242,7 @@ class NatsBridge:
         except BaseExceptionGroup as group:
             # trio-asyncio's loop runs in a nursery of its own; give the supervisor the one
             # exception that ended the bridge rather than the nursery's wrapping.
-            raise _sole_exception(group) from None
+            raise sole_exception(group) from None
         if self._closed_for_good:
             raise BridgeClosed(f"connection of {self.settings.name} to {self.settings.url} closed")
 
@@ -345,7 +267,7 @@ class NatsBridge:
                 continue
             self._nc = nc
             await trio_asyncio.aio_as_trio(nc.subscribe)(
-                f"{self._inbox_prefix}.*", cb=self._on_reply
+                f"{self._inbox_prefix}.*", cb=self._replies.on_reply
             )
             self._note_server_limits()
             self._set_state(ConnectionState.CONNECTED)
@@ -358,29 +280,13 @@ class NatsBridge:
             return nc
 
     def _connect_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "servers": self.settings.url.split(","),  # a cluster's servers: a pool
-            "name": self.settings.name,
-            "allow_reconnect": True,
-            "max_reconnect_attempts": -1,
-            "reconnect_time_wait": self.settings.reconnect_time_wait
-            + random.uniform(0.0, max(self.settings.reconnect_jitter, 0.0)),
-            "connect_timeout": self.settings.connect_timeout,
+        return {
+            **connection_options(self.settings),
             "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,
             "closed_cb": self._on_closed,
             "error_cb": self._on_error,
         }
-        if self.settings.user_credentials_file:
-            options["user_credentials"] = self.settings.user_credentials_file
-        elif self.settings.nkeys_seed_file:
-            options["nkeys_seed"] = self.settings.nkeys_seed_file
-        if self.settings.tls_ca_file or self.settings.tls_cert_file:
-            context = ssl.create_default_context(cafile=self.settings.tls_ca_file)
-            if self.settings.tls_cert_file:
-                context.load_cert_chain(self.settings.tls_cert_file, self.settings.tls_key_file)
-            options["tls"] = context
-        return options
 
     async def _pump(self, nc: NatsClient) -> None:
         receive = self._outbound_receive
@@ -398,11 +304,11 @@ class NatsBridge:
             self._room = trio.Event()
             self._update_info()
 
-    async def _send_batch(self, nc: NatsClient, batch: list[_Command]) -> None:
+    async def _send_batch(self, nc: NatsClient, batch: list[Command]) -> None:
         # Runs in asyncio: one crossing for the whole batch.
         for command in batch:
             try:
-                if isinstance(command, _Publish):
+                if isinstance(command, Publish):
                     await nc.publish(
                         command.subject,
                         command.payload,
@@ -410,13 +316,13 @@ class NatsBridge:
                         headers=dict(command.headers) if command.headers else None,
                     )
                     self.published += 1
-                elif isinstance(command, _Subscribe):
+                elif isinstance(command, Subscribe):
                     sub = command.subscription
                     if not sub.closed:
                         self._nats_subs[id(sub)] = await nc.subscribe(
-                            sub.subject, queue=sub.queue, cb=_offer_to(sub)
+                            sub.subject, queue=sub.queue, cb=offer_to(sub)
                         )
-                elif isinstance(command, _Flush):
+                elif isinstance(command, Flush):
                     try:
                         # nats-py writes its PING straight to the socket, ahead of commands
                         # still in its pending buffer: push those out first, so that a
@@ -426,7 +332,7 @@ class NatsBridge:
                         command.ok = True
                     finally:
                         command.done.set()
-                elif isinstance(command, _CloseConnection):
+                elif isinstance(command, CloseConnection):
                     log.warning(
                         "bridge %s: closing connection: %s", self.settings.name, command.reason
                     )
@@ -446,26 +352,13 @@ class NatsBridge:
             subscription.close()
         self._subscriptions.clear()
         self._nats_subs.clear()
-        for waiter in self._waiters.values():
-            waiter.event.set()
+        self._replies.release_all()
         if nc is None or nc.is_closed:
             return
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             await trio_asyncio.aio_as_trio(nc.close)()
 
     # ----------------------------------------------------------------- nats-py callbacks
-
-    async def _on_reply(self, msg: NatsMsg) -> None:
-        waiter = self._waiters.get(msg.subject.rpartition(".")[2])
-        if waiter is None or waiter.event.is_set():
-            return  # unknown, withdrawn, or answered already: the first answer counts
-        headers = msg.headers or {}
-        if headers.get("Status") == NO_RESPONDERS_STATUS and not msg.data:
-            # Keep waiting out the timeout: the caller paces its retries by ACKTimeout.
-            waiter.no_responders = True
-            return
-        waiter.reply = InboundMessage(msg.subject, msg.data, msg.headers, msg.reply)
-        waiter.event.set()
 
     async def _on_disconnected(self) -> None:
         if self.state is ConnectionState.CONNECTED:
@@ -483,30 +376,7 @@ class NatsBridge:
         self._pump_scope.cancel()
 
     async def _on_error(self, exc: Exception) -> None:
-        text = str(exc) or type(exc).__name__
-        if isinstance(exc, ssl.SSLError):
-            hint = "check root_ca_path, tls_cert_file and tls_key_file against the broker's tls"
-        elif _REFUSAL.search(text) is not None:
-            hint = (
-                "check nkey_seed_file or nats_creds_file and the broker's users, accounts "
-                "and permissions, e.g. from steward-otp broker-config"
-            )
-        else:
-            log.debug("bridge %s: nats error: %r", self.settings.name, exc)
-            return
-        # The broker refused this node (credentials, TLS) or one of its operations
-        # (permissions): nothing a retry fixes, so the operator hears of it, once a minute
-        # per kind.
-        now = time.monotonic()
-        if now - self._refusals_logged.get(text, -math.inf) >= 60.0:
-            self._refusals_logged[text] = now
-            log.warning(
-                "bridge %s: the broker %s refused: %s (%s)",
-                self.settings.name,
-                self.settings.url,
-                text,
-                hint,
-            )
+        self._refusals.report(exc)
 
     def _note_server_limits(self) -> None:
         """Take ``max_payload`` from the INFO of the server nats-py is connected to."""
@@ -538,35 +408,3 @@ class NatsBridge:
             max_payload=self.max_payload,
             outbound_queued=self._outbound_send.statistics().current_buffer_used,
         )
-
-
-def _offer_to(subscription: Subscription) -> Callable[[NatsMsg], Awaitable[None]]:
-    """The nats-py callback feeding ``subscription``.
-
-    It runs as an asyncio callback on the trio-asyncio loop: the same thread, so handing the
-    message to the Trio channel with ``offer`` (never blocking) is safe.
-    """
-
-    async def on_message(msg: NatsMsg) -> None:
-        subscription.offer(InboundMessage(msg.subject, msg.data, msg.headers, msg.reply))
-
-    return on_message
-
-
-def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The single leaf exception of ``group``, or the group itself when there are several."""
-    leaves = leaf_exceptions(group)
-    return leaves[0] if len(leaves) == 1 else group
-
-
-__all__ = [
-    "BridgeBusy",
-    "BridgeClosed",
-    "BridgeError",
-    "BridgeSettings",
-    "ConnectionState",
-    "InboundMessage",
-    "NatsBridge",
-    "RequestTimeout",
-    "Subscription",
-]
