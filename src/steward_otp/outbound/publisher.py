@@ -254,8 +254,12 @@ class Publisher:
     async def _carry_out_now(self, action: Action, dest: Destination) -> None:
         store, flights = self.outbox.store, dest.flights
         if isinstance(action, Transmit) and action.resend:
-            # Sent before and unheard: again, as they are, without an attempt to record.
-            await self._publish([flights[i] for i in action.resend if i in flights], dest)
+            # Sent before and unheard: again, as they are, without an attempt to record --
+            # unless an operator cancelled or purged them meanwhile.
+            held = [i for i in action.resend if i in flights]
+            active = await store.active_among(held) if held else []
+            self._stop_sending(dest, set(held).difference(active))
+            await self._publish([flights[i] for i in active if i in flights], dest)
             if not (action.first or action.again):
                 return
         if isinstance(action, Transmit):
@@ -273,13 +277,8 @@ class Publisher:
                 self.disk_full_backoff.refused(dest, len(deferred), NOT_SENT, exc)
                 return
             self.disk_full_backoff.stored(dest)
-            stopped = set(action.first + action.again).difference(active)
-            if stopped:
-                # Delivered, cancelled or purged meanwhile: never send it (again).
-                dest.machine.forget(stopped)
-                for msg_id in stopped:
-                    flights.pop(msg_id, None)
-                    self._give_back(msg_id, delivered=False)
+            # Delivered, cancelled or purged meanwhile: never send it (again).
+            self._stop_sending(dest, set(action.first + action.again).difference(active))
             sending = [flights[i] for i in active if i in flights]
             fire_and_forget = await self._publish(sending, dest)
             if fire_and_forget:
@@ -297,6 +296,15 @@ class Publisher:
                 f"{flight.message.to_node}: {action.reason}"
             )
             await self._fail(dest, flight, text)
+
+    def _stop_sending(self, dest: Destination, msg_ids: set[str]) -> None:
+        """Forget ``msg_ids``, no longer in the outbox's active states: never sent again."""
+        if not msg_ids:
+            return
+        dest.machine.forget(msg_ids)
+        for msg_id in msg_ids:
+            dest.flights.pop(msg_id, None)
+            self._give_back(msg_id, delivered=False)
 
     async def _delivered(self, dest: Destination, msg_ids: Sequence[str]) -> None:
         """Mark ``msg_ids`` delivered; a full disk keeps them in :attr:`Destination.acked`

@@ -47,7 +47,7 @@ from steward_otp.store.outbox_operations import (
     RecordAttempts,
     Retry,
 )
-from steward_otp.store.outbox_queries import CountOutbox, ListOutbox, QueueDepths
+from steward_otp.store.outbox_queries import ActiveAmong, CountOutbox, ListOutbox, QueueDepths
 from steward_otp.store.records import (
     ACTIVE_STATES,
     DEFAULT_PURGE_STATES,
@@ -200,6 +200,11 @@ class Store(StoreActor):
         the order is acceptance order (``seq``), not wall time.
         """
         return await self._call(ListOutbox(None, ACTIVE_STATES, limit, after_seq))
+
+    async def active_among(self, msg_ids: Sequence[str]) -> list[str]:
+        """Those of ``msg_ids`` still to deliver (queued or in flight), in order; sees every
+        change committed before it (a cancel, a purge, a delivery)."""
+        return await self._query(ActiveAmong(tuple(msg_ids)))
 
     async def counts(self, *, to_node: str | None = None) -> dict[OutboxState, int]:
         """Held messages per state (every state present), for one destination or all."""

@@ -10,9 +10,9 @@ import sqlite3
 
 import attrs
 
-from steward_otp.store.fields import optional_limit, optional_non_empty_str
+from steward_otp.store.fields import all_non_empty, id_tuple, optional_limit, optional_non_empty_str
 from steward_otp.store.records import OutboxRow, OutboxState, optional_outbox_states
-from steward_otp.store.sql import Row, placeholders
+from steward_otp.store.sql import Row, chunks, placeholders
 
 _OUTBOX_COLUMNS = (
     "seq, msg_id, to_node, method, payload, state, attempts, "
@@ -96,3 +96,24 @@ class QueueDepths:
             " GROUP BY to_node ORDER BY to_node"
         )
         return {str(node): int(count) for node, count in rows}
+
+
+@attrs.frozen
+class ActiveAmong:
+    """Those of ``msg_ids`` still to deliver (queued or in flight), in order: not delivered,
+    failed, cancelled or purged."""
+
+    msg_ids: tuple[str, ...] = attrs.field(converter=id_tuple, validator=all_non_empty)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
+        active: set[str] = set()
+        for chunk in chunks(self.msg_ids):
+            active.update(
+                row[0]
+                for row in db.execute(
+                    f"SELECT msg_id FROM outbox WHERE msg_id IN ({placeholders(len(chunk))})"
+                    " AND +state IN ('queued', 'in_flight')",
+                    chunk,
+                )
+            )
+        return [i for i in self.msg_ids if i in active]

@@ -221,3 +221,30 @@ async def test_a_destination_that_comes_back_gets_its_messages_long_before_their
     assert took < 10
     assert central.outbox.stats.missed_acks == 0  # no attempt used up while it was away
     assert out_lines(tmp_path) == list(range(20))
+
+
+async def test_messages_cancelled_while_their_node_is_away_are_never_sent_again(
+    tmp_path: Path,
+) -> None:
+    """Sent once into the void (ship1 is away), then cancelled by an operator (a purge
+    leaves the outbox the same way): when ship1 comes back and the Publisher sends its
+    unheard window again, only the messages still in the outbox go."""
+    broker = LoopbackBroker()
+    central = loopback_node(tmp_path, broker, "central")
+    async with central:
+        ids = await central.submit([line(i, ack_timeout=30, retries=5) for i in range(6)])
+
+        async def in_flight() -> int:
+            return (await central.store.counts())[OutboxState.IN_FLIGHT]
+
+        with trio.fail_after(10):
+            while await in_flight() < 6:
+                await trio.sleep(0.01)
+        for msg_id in ids[:3]:
+            assert await central.store.cancel(msg_id)
+        async with loopback_node(tmp_path, broker, "ship1"):
+            await wait_for(lambda: central.outbox.stats.delivered >= 3, timeout=30)
+            await wait_for(lambda: len(out_lines(tmp_path)) >= 3, timeout=10)
+            held = await central.store.counts()
+    assert out_lines(tmp_path) == [3, 4, 5]
+    assert held[OutboxState.CANCELLED] == 3 and held[OutboxState.IN_FLIGHT] == 0

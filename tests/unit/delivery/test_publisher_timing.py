@@ -43,6 +43,9 @@ class MemoryStore:
     async def mark_in_flight_many(self, ids: Sequence[str]) -> list[str]:
         return [i for i in ids if i in self.active]
 
+    async def active_among(self, ids: Sequence[str]) -> list[str]:
+        return [i for i in ids if i in self.active]
+
     async def record_attempts(self, ids: Sequence[str]) -> list[str]:
         for i in ids:
             self.attempts[i] = self.attempts.get(i, 0) + 1
