@@ -120,7 +120,7 @@ class Publisher:
         self.limits = limits or StreamLimits()
         """The stream's limits, should this node be the first to need the stream."""
         self.stream_acks = StreamAcks(
-            JetStreamProbe(bridge, self.limits), report, publish=self._publish, fail=self._fail
+            JetStreamProbe(bridge, self.limits), report, publish=self._send_again, fail=self._fail
         )
         """Settles the publishes into the stream from the broker's answers."""
         self.disk_full_backoff = DiskFullBackoff(
@@ -254,12 +254,8 @@ class Publisher:
     async def _carry_out_now(self, action: Action, dest: Destination) -> None:
         store, flights = self.outbox.store, dest.flights
         if isinstance(action, Transmit) and action.resend:
-            # Sent before and unheard: again, as they are, without an attempt to record --
-            # unless an operator cancelled or purged them meanwhile.
-            held = [i for i in action.resend if i in flights]
-            active = await store.active_among(held) if held else []
-            self._stop_sending(dest, set(held).difference(active))
-            await self._publish([flights[i] for i in active if i in flights], dest)
+            # Sent before and unheard: again, as they are, without an attempt to record.
+            await self._send_again([flights[i] for i in action.resend if i in flights], dest)
             if not (action.first or action.again):
                 return
         if isinstance(action, Transmit):
@@ -296,6 +292,16 @@ class Publisher:
                 f"{flight.message.to_node}: {action.reason}"
             )
             await self._fail(dest, flight, text)
+
+    async def _send_again(self, batch: Sequence[Flight], dest: Destination) -> list[str]:
+        """Publish ``batch`` again, sent before, without an attempt to record: those of it
+        still in the outbox's active states (an operator may have cancelled or purged some
+        meanwhile: those are forgotten, never sent again). Returns what :meth:`_publish`
+        does."""
+        held = [flight.message.id for flight in batch]
+        active = set(await self.outbox.store.active_among(held)) if held else set()
+        self._stop_sending(dest, set(held).difference(active))
+        return await self._publish([f for f in batch if f.message.id in active], dest)
 
     def _stop_sending(self, dest: Destination, msg_ids: set[str]) -> None:
         """Forget ``msg_ids``, no longer in the outbox's active states: never sent again."""

@@ -28,7 +28,8 @@ from steward_otp.transport import InboundMessage
 log = logging.getLogger("steward_otp.outbound.publisher")
 
 PublishFlights = Callable[[Sequence[Flight], Destination], Awaitable[list[str]]]
-"""Publishes flights of a destination again (the Publisher's own publish step)."""
+"""Publishes flights of a destination again, those still in the outbox (the Publisher's
+own step for that)."""
 FailFlight = Callable[[Destination, Flight, str, Level], Awaitable[None]]
 """Marks a flight failed and reports why (the Publisher's own failure step)."""
 
