@@ -40,13 +40,9 @@ from steward_otp.message.fields import (
     FieldInfo,
     FieldKind,
 )
-from steward_otp.message.record import _DEFAULT_ITEMS, _DEFAULTS, Message
+from steward_otp.message.record import _DEFAULT_VALUES, _DEFAULTS, _FIELD_INDEX, Message
 
 _PREVIOUS_KEYS: Final = ("previousMessage", "PreviousMessage", "previousmessage")
-
-_DEFAULT_VALUES: Final = tuple(default for _, default in _DEFAULT_ITEMS)
-"""Every field's default, in field order: a message read starts as a copy of these."""
-_INDEX_BY_NAME: Final = {name: i for i, (name, _) in enumerate(_DEFAULT_ITEMS)}
 
 
 class _TextInt(int):
@@ -159,7 +155,7 @@ class _Reader:
                 info = _FIELDS_BY_KEY[key]
             value = self.value(info, raw, prefix + info.key, depth)
             if value is not _BAD:
-                values[_INDEX_BY_NAME[info.name]] = value
+                values[_FIELD_INDEX[info.name]] = value
         if unknown > _MAX_UNKNOWN_KEY_WARNINGS:
             more = unknown - _MAX_UNKNOWN_KEY_WARNINGS
             self.warn(prefix.rstrip(".") or None, _BAD, f"has {more} more unknown fields", None)

@@ -254,6 +254,10 @@ class Message:
 _GET_ALL: Final = operator.attrgetter(*FIELD_NAMES)
 _DEFAULTS: Final[dict[str, Any]] = {a.name: a.default for a in attrs.fields(Message)}
 _DEFAULT_ITEMS: Final = tuple((name, _DEFAULTS[name]) for name in FIELD_NAMES)
+_DEFAULT_VALUES: Final = tuple(default for _, default in _DEFAULT_ITEMS)
+"""Every field's default in field order: a message built from values starts as a copy."""
+_FIELD_INDEX: Final = {name: i for i, name in enumerate(FIELD_NAMES)}
+"""A field's position in :data:`FIELD_NAMES` (and in :meth:`Message.field_values`)."""
 
 
 def _indexes(kind: FieldKind) -> list[int]:

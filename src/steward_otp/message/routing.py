@@ -11,9 +11,15 @@ from typing import Final
 
 import attrs
 
-from steward_otp.message.fields import FIELD_NAMES, MAX_PREVIOUS_DEPTH
+from steward_otp.message.fields import MAX_PREVIOUS_DEPTH
 from steward_otp.message.preparation import _DATA_AT, new_message_id
-from steward_otp.message.record import _DEFAULT_ITEMS, _PREVIOUS_INDEX, Message, _chain_length
+from steward_otp.message.record import (
+    _DEFAULT_VALUES,
+    _FIELD_INDEX,
+    _PREVIOUS_INDEX,
+    Message,
+    _chain_length,
+)
 from steward_otp.methods import (
     BUILTIN_METHODS,
     DEFAULT_REPLY_METHOD,
@@ -24,40 +30,6 @@ from steward_otp.methods import (
 
 ERROR_FILE_SUFFIX: Final = ".error"
 """Appended to ``fileName`` of error replies, so errors land next to the normal output."""
-
-_DEFAULT_VALUES: Final = tuple(default for _, default in _DEFAULT_ITEMS)
-(
-    _TO_NODE_AT,
-    _FROM_NODE_AT,
-    _ID_AT,
-    _METHOD_AT,
-    _METHOD_ARGS_AT,
-    _METHOD_TIMEOUT_AT,
-    _ACK_TIMEOUT_AT,
-    _RETRIES_AT,
-    _RETRY_WAIT_AT,
-    _DIRECTORY_AT,
-    _FILE_NAME_AT,
-    _IS_REPLY_AT,
-    _JETSTREAM_AT,
-) = (
-    FIELD_NAMES.index(name)
-    for name in (
-        "to_node",
-        "from_node",
-        "id",
-        "method",
-        "method_args",
-        "method_timeout",
-        "ack_timeout",
-        "retries",
-        "retry_wait",
-        "directory",
-        "file_name",
-        "is_reply",
-        "jetstream",
-    )
-)
 
 
 def subject_for_node(node: str, method_spec: MethodSpec, *, method_name: str | None = None) -> str:
@@ -118,21 +90,24 @@ def build_reply(request: Message, output: bytes, *, error: bool = False) -> Mess
     values[_PREVIOUS_INDEX] = _trim_chain(request.previous_message, MAX_PREVIOUS_DEPTH - 1)
     previous = Message.from_field_values(values)
     reply = list(_DEFAULT_VALUES)
-    reply[_TO_NODE_AT] = request.from_node
-    reply[_FROM_NODE_AT] = request.to_node
-    reply[_ID_AT] = new_message_id(request.to_node)
-    reply[_DATA_AT] = output
-    reply[_METHOD_AT] = request.reply_method or DEFAULT_REPLY_METHOD
-    reply[_METHOD_ARGS_AT] = request.reply_method_args
-    reply[_METHOD_TIMEOUT_AT] = request.reply_method_timeout
-    reply[_ACK_TIMEOUT_AT] = request.reply_ack_timeout
-    reply[_RETRIES_AT] = request.reply_retries
-    reply[_RETRY_WAIT_AT] = request.retry_wait
-    reply[_DIRECTORY_AT] = request.directory
-    reply[_FILE_NAME_AT] = request.file_name
-    reply[_IS_REPLY_AT] = True
-    reply[_PREVIOUS_INDEX] = previous
-    reply[_JETSTREAM_AT] = None if request.jetstream is None else False
+    for name, value in (
+        ("to_node", request.from_node),
+        ("from_node", request.to_node),
+        ("id", new_message_id(request.to_node)),
+        ("data", output),
+        ("method", request.reply_method or DEFAULT_REPLY_METHOD),
+        ("method_args", request.reply_method_args),
+        ("method_timeout", request.reply_method_timeout),
+        ("ack_timeout", request.reply_ack_timeout),
+        ("retries", request.reply_retries),
+        ("retry_wait", request.retry_wait),
+        ("directory", request.directory),
+        ("file_name", request.file_name),
+        ("is_reply", True),
+        ("previous_message", previous),
+        ("jetstream", None if request.jetstream is None else False),
+    ):
+        reply[_FIELD_INDEX[name]] = value
     # Values of a checked message in checked fields: the decoder's fast path takes them
     # (output, bytes of any size, is checked like any data).
     return Message.from_field_values(reply)
