@@ -14,12 +14,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import trio
 
 from steward_otp.config import Config
+from steward_otp.inbound.verify import VerifyHook
 from steward_otp.message import Message
 from steward_otp.methods import method_base_name
 from steward_otp.security.acl import ALL, AclError, NodeAcl, decide
@@ -44,8 +45,6 @@ PUSH_ACK_TIMEOUT: Final = 10
 PUSH_RETRIES: Final = 3
 """A pushed ACL tries for about half a minute; a node that misses it still gets the change
 at its next request (every ``acl_update_interval`` seconds)."""
-
-VerifyHook = Callable[[Message], Awaitable[str | None]]
 
 
 def signer_of(message: Message) -> str:

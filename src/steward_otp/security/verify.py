@@ -18,10 +18,11 @@ Subscriber reports to the central error log and sends back to the sender in the 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Final
 
 from steward_otp.config import is_valid_node_name
+from steward_otp.inbound.verify import VerifyHook
 from steward_otp.message import Message
 from steward_otp.security.signing import (
     Expected,
@@ -37,9 +38,6 @@ __all__ = ["HELLO_METHOD", "VerifyHook", "check_hello", "decide", "signature_hoo
 
 HELLO_METHOD: Final = "REQHello"
 PUBLIC_KEY_BYTES: Final = 32
-
-VerifyHook = Callable[[Message], Awaitable[str | None]]
-"""The Subscriber's hook type (``steward_otp.inbound.verify.VerifyHook``)."""
 
 
 def check_hello(message: Message, expected: Expected) -> str | None:
