@@ -230,6 +230,12 @@ def test_json_numbers_in_string_fields_become_their_text() -> None:
     assert parse_messages(doc).messages[0].method_args == ("sleep", "5", "1.50")
 
 
+def test_json_minus_zero_in_a_string_field_keeps_its_sign() -> None:
+    # The one integer whose text str() does not give back.
+    doc = '[{"toNode": "a", "method": "REQCliCommand", "methodArgs": ["echo", -0, 7, -12]}]'
+    assert parse_messages(doc).messages[0].method_args == ("echo", "-0", "7", "-12")
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [

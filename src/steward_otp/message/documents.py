@@ -57,11 +57,17 @@ _TRAILING_COMMA: Final = re.compile(r'("(?:[^"\\]|\\.)*")|,(\s*[\]}])', re.DOTAL
 
 
 def _json_loads(text: str) -> Any:
+    # JSON writes an integer one way only, so ``str()`` of the parsed int gives its text
+    # back -- except ``-0``: only a document that holds "-0" pays for remembering the text.
     return json.loads(
         text,
-        parse_int=lambda s: _TextInt(int(s), s),
+        parse_int=_text_int if "-0" in text else None,
         parse_float=lambda s: _TextFloat(float(s), s),
     )
+
+
+def _text_int(text: str) -> _TextInt:
+    return _TextInt(int(text), text)
 
 
 class _DocumentError(Exception):
