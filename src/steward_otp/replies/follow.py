@@ -185,8 +185,42 @@ _TIMED_OUT: Final[dict[str, Any]] = {"event": "timed out"}
 """Last item of :func:`_poll` and :func:`_listen` when the watch ran out of time."""
 
 
-def _waiting(watch: Watch) -> dict[str, Any]:
-    return {"event": "waiting", "pending": sum(not w.settled for w in watch.ids.values())}
+class _Pace:
+    """When a watch ends and when it says it is still waiting: ``quiet`` seconds after the
+    last news once every id is settled, at the latest ``timeout`` seconds after it began; a
+    ``waiting`` line every ``heartbeat`` seconds without other lines."""
+
+    def __init__(self, timeout: float, *, quiet: float, heartbeat: float) -> None:
+        now = trio.current_time()
+        self.deadline = now + timeout
+        self.quiet = quiet
+        self.heartbeat = heartbeat
+        self.last_news = self.last_line = now
+
+    def news(self) -> None:
+        """An event about the watched ids was just reported."""
+        self.last_news = self.last_line = trio.current_time()
+
+    def idle(self, watch: Watch) -> tuple[list[dict[str, Any]], bool]:
+        """Nothing new came: the events to report now, and whether the watch is over
+        (the last event is then :data:`_TIMED_OUT` when it ran out of time unsettled)."""
+        now = trio.current_time()
+        if watch.settled and now - self.last_news >= self.quiet:
+            return [], True
+        if now >= self.deadline:
+            return ([] if watch.settled else [_TIMED_OUT]), True
+        if now - self.last_line >= self.heartbeat:
+            self.last_line = now
+            pending = sum(not w.settled for w in watch.ids.values())
+            return [{"event": "waiting", "pending": pending}], False
+        return [], False
+
+    def wake(self, watch: Watch) -> float:
+        """When :meth:`idle` may have something to say, if no news comes first."""
+        wake = min(self.deadline, self.last_line + self.heartbeat)
+        if watch.settled:
+            wake = min(wake, self.last_news + self.quiet)
+        return wake
 
 
 async def _read_after(
@@ -220,12 +254,12 @@ async def _listen(
     The waiter is registered before the audit log is read, so a reply that comes meanwhile
     is in one or both; the watch reports each reply and each outcome once.
     """
-    deadline = trio.current_time() + timeout
+    pace = _Pace(timeout, quiet=quiet, heartbeat=heartbeat)
     with hub.watch(watch.ids) as waiter:
         start = await audit_end(store) if after_seq is None else after_seq
         await _earlier_outcomes(store, watch, upto=start)
         position, events = await _read_after(store, watch, start)
-        last_news = last_line = trio.current_time()
+        pace.news()
         for event in events:
             yield event
         while True:
@@ -242,25 +276,17 @@ async def _listen(
             if lost:  # the hub could not say what changed: read on from where we are
                 position, read = await _read_after(store, watch, position)
                 news += read
-            now = trio.current_time()
             if news:
-                last_news = last_line = now
+                pace.news()
                 for event in news:
                     yield event
                 continue  # look at the mailbox again before waiting
-            if watch.settled and now - last_news >= quiet:
+            events, over = pace.idle(watch)
+            for event in events:
+                yield event
+            if over:
                 return
-            if now >= deadline:
-                if not watch.settled:
-                    yield _TIMED_OUT
-                return
-            if now - last_line >= heartbeat:
-                last_line = now
-                yield _waiting(watch)
-            wake = min(deadline, last_line + heartbeat)
-            if watch.settled:
-                wake = min(wake, last_news + quiet)
-            await waiter.wait(wake)
+            await waiter.wait(pace.wake(watch))
 
 
 async def _poll(
@@ -276,8 +302,7 @@ async def _poll(
     """The events of ``watch`` from reading the audit log every ``poll`` seconds (a node
     without a reply hub)."""
     position = await audit_end(store) if after_seq is None else after_seq
-    deadline = trio.current_time() + timeout
-    last_news = last_line = trio.current_time()
+    pace = _Pace(timeout, quiet=quiet, heartbeat=heartbeat)
     await _earlier_outcomes(store, watch, upto=position)
     while True:
         records = await store.audit_log(after_seq=position, limit=PAGE)
@@ -285,24 +310,16 @@ async def _poll(
             position = record.seq
             event = watch.feed(record)
             if event is not None:
-                last_news = last_line = trio.current_time()
+                pace.news()
                 yield event
         if len(records) == PAGE:
             continue  # more to read right away
-        now = trio.current_time()
-        if watch.settled and now - last_news >= quiet:
+        events, over = pace.idle(watch)
+        for event in events:
+            yield event
+        if over:
             return
-        if now >= deadline:
-            if not watch.settled:
-                yield _TIMED_OUT
-            return
-        if now - last_line >= heartbeat:
-            last_line = now
-            yield _waiting(watch)
-        wake = min(deadline, now + poll)
-        if watch.settled:
-            wake = min(wake, last_news + quiet)
-        await trio.sleep_until(max(wake, now))
+        await trio.sleep_until(min(pace.wake(watch), trio.current_time() + poll))
 
 
 def checked_seconds(value: object, name: str, *, default: float, maximum: float) -> float:
