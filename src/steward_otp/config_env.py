@@ -76,6 +76,10 @@ def _parse(setting: Setting, variable: str, text: str) -> object:
         try:
             return int(text.strip())
         except ValueError:
+            pass
+        try:  # a number, but not whole: the setting's own check says what is allowed
+            return float(text.strip())
+        except ValueError:
             raise bad("must be a whole number") from None
     if annotation is float:
         try:

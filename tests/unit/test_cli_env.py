@@ -126,6 +126,11 @@ def test_the_node_name_may_come_from_the_environment_alone(
     ("variable", "value", "allowed"),
     [
         ("STEWARD_OTP_DEFAULT_MESSAGE_RETRIES", "many", "must be a whole number"),
+        (
+            "STEWARD_OTP_ERROR_MESSAGE_TIMEOUT",
+            "1.5",
+            "must be a whole number of seconds, at least 1",
+        ),
         ("STEWARD_OTP_EMBEDDED_BROKER_PORT", "70000", "must be a port number"),
         ("STEWARD_OTP_DEFAULT_METHOD_TIMEOUT", "soon", "must be a number"),
         ("STEWARD_OTP_ENABLE_SOCKET", "maybe", "must be true or false"),
@@ -233,3 +238,17 @@ def test_variables_are_parsed_as_the_command_line_spells_values() -> None:
         "enable_read_folder": False,
         "root_ca_path": "",
     }
+
+
+def test_the_inspection_commands_find_the_sockets_where_the_environment_puts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steward_otp.cli.inspection import socket_folder  # noqa: PLC0415
+
+    save_config(load_config(tmp_path, {"node_name": "ship1", "socket_folder": Path("run")}))
+    assert socket_folder(tmp_path) == tmp_path / "run"
+    monkeypatch.setenv("STEWARD_OTP_SOCKET_FOLDER", str(tmp_path / "socks"))
+    assert socket_folder(tmp_path) == tmp_path / "socks"  # as the daemon reads it
+    monkeypatch.setenv("STEWARD_OTP_SOCKET_FOLDER", "sockets")
+    assert socket_folder(tmp_path) == tmp_path / "sockets"
+    assert config_env.load_effective(tmp_path).tmp_dir == tmp_path / "sockets"

@@ -420,6 +420,8 @@ BAD_VALUES = [
     ("default_message_retries", 2.5, "must be a whole number"),
     ("default_message_retries", -1, "must be a whole number, at least 0"),
     ("default_method_timeout", 0, "must be a number of seconds, greater than 0"),
+    ("default_message_timeout", 2.5, "must be a whole number of seconds, at least 1"),
+    ("error_message_timeout", 0, "must be a whole number of seconds, at least 1"),
     ("nats_reconnect_jitter", -0.5, "must be a number of seconds, at least 0"),
     ("start_pub_hello", -1, "must be a number of seconds, at least 0"),
     ("dedupe_retention_seconds", 0, "must be a number of seconds, greater than 0"),

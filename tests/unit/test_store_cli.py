@@ -133,3 +133,23 @@ def test_store_commands_need_a_node_home(tmp_path: Path) -> None:
     status, output = _store(tmp_path, "check")
     assert status == 2
     assert "is not a node's home folder" in output
+
+
+def test_check_finds_the_store_where_the_environment_puts_it(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "db"
+    _fill(store_path(elsewhere), 2)
+    monkeypatch.setenv("STEWARD_OTP_DATABASE_FOLDER", str(elsewhere))
+    status, output = _store(home, "check")
+    assert status == 0, output
+    assert f"{store_path(elsewhere)}: ok (outbox 2," in output
+
+
+def test_a_bad_database_folder_variable_is_named(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STEWARD_OTP_DATABASE_FOLDER", "")
+    status, output = _store(home, "check")
+    assert status == 2, output
+    assert "STEWARD_OTP_DATABASE_FOLDER" in output

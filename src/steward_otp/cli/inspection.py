@@ -4,13 +4,15 @@ JSON with ``--json``; ages and durations are in human units (``2m05s``).
 
 They find the node through its home folder (``--home``, default: the current folder): the
 control socket ``<home>/tmp/control.sock`` and the input socket ``<home>/tmp/steward.sock``
-(or wherever ``socket_folder`` in the node's config file points).
+(or wherever ``socket_folder`` points: ``STEWARD_OTP_SOCKET_FOLDER`` or the node's config
+file).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import time
 import tomllib
@@ -36,14 +38,22 @@ Home = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")]
 
 
+SOCKET_FOLDER_ENV: Final = "STEWARD_OTP_SOCKET_FOLDER"
+
+
 def socket_folder(home: Path) -> Path:
-    """The node's socket folder: ``socket_folder`` from its config file, else ``<home>/tmp``."""
-    config_file = home / "etc" / "config.toml"
-    try:
-        data = tomllib.loads(config_file.read_text())
-    except (OSError, ValueError):
-        return home / "tmp"
-    folder = Path(str(data.get("socket_folder") or data.get("SocketFolder") or "tmp"))
+    """The node's socket folder, found as the daemon finds it: ``STEWARD_OTP_SOCKET_FOLDER``,
+    else ``socket_folder`` in its config file, else ``<home>/tmp`` (a relative folder is
+    taken from ``home``). The rest of the configuration is not read: a node whose file has
+    a bad value elsewhere can still be asked what it is doing."""
+    text = os.environ.get(SOCKET_FOLDER_ENV, "")
+    if not text:
+        try:
+            data = tomllib.loads((home / "etc" / "config.toml").read_text())
+        except (OSError, ValueError):
+            data = {}
+        text = str(data.get("socket_folder") or data.get("SocketFolder") or "tmp")
+    folder = Path(text)
     return folder if folder.is_absolute() else home / folder
 
 

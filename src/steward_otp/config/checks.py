@@ -47,6 +47,7 @@ def _number(*, minimum: float, inclusive: bool, unit: str, whole: bool = False) 
 
 _seconds_positive = _number(minimum=0, inclusive=False, unit=" of seconds")
 _seconds_or_zero = _number(minimum=0, inclusive=True, unit=" of seconds")
+_whole_seconds = _number(minimum=1, inclusive=True, unit=" of seconds", whole=True)
 _count_or_zero = _number(minimum=0, inclusive=True, unit="", whole=True)
 
 

@@ -111,8 +111,10 @@ def _coerce(setting: Setting, value: object, label: str) -> object:
             raise bad("must be true or false")
         return value
     if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("must be a whole number")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)  # 10.0 is 10
+        # Anything else that is not a whole number is refused by the field's own check,
+        # which says the unit and the bounds too.
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -23,6 +23,7 @@ from steward_otp.config.checks import (
     _listen_address,
     _one_of,
     _seconds_positive,
+    _whole_seconds,
 )
 from steward_otp.config.connection_fields import ConnectionFields, _doc
 
@@ -64,7 +65,8 @@ class MessagingFields(ConnectionFields):
         validator=_folder,
         metadata=_doc(
             "Folders",
-            "Folder of the node's database (durable outbox, inbox, audit) and key and ACL files.",
+            "Folder of the node's database (durable outbox, inbox, audit). Keys and ACLs stay in "
+            "<home>/etc.",
             "DatabaseFolder",
         ),
     )
@@ -115,13 +117,13 @@ class MessagingFields(ConnectionFields):
     )
 
     # -- Delivery ------------------------------------------------------------------------------
-    default_message_timeout: float = attrs.field(
-        default=10.0,
-        validator=_seconds_positive,
+    default_message_timeout: int = attrs.field(
+        default=10,
+        validator=_whole_seconds,
         metadata=_doc(
             "Delivery",
-            "ACK timeout in seconds of the messages the node sends by itself (hello, key and "
-            "ACL update requests).",
+            "ACK timeout in whole seconds of the messages the node sends by itself (hello, key "
+            "and ACL update requests).",
             "DefaultMessageTimeout",
         ),
     )
@@ -139,7 +141,8 @@ class MessagingFields(ConnectionFields):
         validator=_seconds_positive,
         metadata=_doc(
             "Delivery",
-            "Seconds a method may run when the message does not set methodTimeout.",
+            "Seconds a method may run when the message does not set methodTimeout. Messages "
+            "this node sends carry it rounded up to whole seconds (methodTimeout's unit).",
             "DefaultMethodTimeout",
         ),
     )
@@ -153,12 +156,12 @@ class MessagingFields(ConnectionFields):
             "KeepPublishersAliveFor",
         ),
     )
-    error_message_timeout: float = attrs.field(
-        default=60.0,
-        validator=_seconds_positive,
+    error_message_timeout: int = attrs.field(
+        default=60,
+        validator=_whole_seconds,
         metadata=_doc(
             "Delivery",
-            "ACK timeout in seconds of error-log messages sent to the central error logger.",
+            "ACK timeout in whole seconds of error-log messages sent to the central error logger.",
             "ErrorMessageTimeout",
         ),
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -165,7 +166,7 @@ class Node:
             table=self.table,
             defaults=MessageDefaults(
                 retries=config.default_message_retries,
-                method_timeout=max(1, int(config.default_method_timeout)),
+                method_timeout=math.ceil(config.default_method_timeout),
             ),
             compress_threshold=(
                 config.compress_threshold_bytes if config.compression == "lz4" else None
@@ -174,7 +175,7 @@ class Node:
         self.errors = ErrorKernel(
             config.node_name,
             self.outbox.submit,
-            ack_timeout=max(1, int(config.error_message_timeout)),
+            ack_timeout=config.error_message_timeout,
             retries=config.error_message_retries,
         )
         self.files = FileWriter()

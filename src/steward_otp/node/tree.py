@@ -292,19 +292,19 @@ def _timers(node: Node) -> Supervisor:
             _HelloWithKey(node),
             central=node.config.central_node_name,
             interval=interval,
-            ack_timeout=max(1, int(node.config.default_message_timeout)),
+            ack_timeout=node.config.default_message_timeout,
         )
         children.append(ChildSpec("hello", hello))
     acl = node.security.acl
     if acl.asks_central:
         update = functools.partial(
-            acl.update_loop, node, ack_timeout=max(1, int(node.config.default_message_timeout))
+            acl.update_loop, node, ack_timeout=node.config.default_message_timeout
         )
         children.append(ChildSpec("acl-update", update))
     keys = node.security.key_updates
     if keys.asks_central:
         update = functools.partial(
-            keys.update_loop, node, ack_timeout=max(1, int(node.config.default_message_timeout))
+            keys.update_loop, node, ack_timeout=node.config.default_message_timeout
         )
         children.append(ChildSpec("keys-update", update))
     return Supervisor("timers", children, intensity=5, period=10.0)

@@ -19,7 +19,8 @@ from typing import Annotated, Final, NoReturn
 import typer
 
 from steward_otp.cli.common import home_option, sub_app
-from steward_otp.config import ConfigError, load_config
+from steward_otp.config import ConfigError
+from steward_otp.config_env import EnvError, load_effective
 
 __all__ = ["app"]
 
@@ -44,13 +45,16 @@ def _fail(text: str) -> NoReturn:
 
 
 def _store_file(home: Path) -> Path:
-    """The store file of the node whose home is ``home`` (from its config.toml)."""
+    """The store file of the node whose home is ``home``, found as the daemon finds it:
+    ``database_folder`` from ``STEWARD_OTP_DATABASE_FOLDER``, else its config.toml."""
     if not (home / "etc" / "config.toml").is_file():
         _fail(f"{home} is not a node's home folder: it has no etc/config.toml")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            config = load_config(home)
+            config = load_effective(home)
+    except EnvError as exc:  # names the variable
+        _fail(str(exc))
     except ConfigError as exc:
         _fail(f"{home / 'etc' / 'config.toml'}: {exc}")
     from steward_otp.store import store_path  # noqa: PLC0415  # loads sqlite3: only when run
