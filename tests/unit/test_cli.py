@@ -178,7 +178,6 @@ NON_DEFAULT_OPTIONS = {
     "web_listener": "127.0.0.1:8090",
     "disabled_methods": "REQCliCommand,REQTailFile",
     "nkey_seed_file": "/etc/nkey.seed",
-    "nkey_from_ed25519_ssh_key_file": "ssh/id_ed25519",
     "central_public_key": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
     "error_log_known_nodes": "ship1,ship2",
 }
@@ -186,9 +185,13 @@ NON_DEFAULT_OPTIONS = {
 NOT_AVAILABLE_YET: set[str] = set()
 """Settings refused when switched on (their feature is not built): left at their default."""
 
-EXCLUSIVE_OPTIONS = {"nats_creds_file": "creds/ship.creds"}
-"""Settings that exclude others set above (a .creds file carries its own nkey seed): each is
-given in a run of its own, with the settings it excludes at their defaults."""
+EXCLUSIVE_OPTIONS = {
+    "nats_creds_file": "creds/ship.creds",
+    "nkey_from_ed25519_ssh_key_file": "ssh/id_ed25519",
+}
+"""Settings that exclude others set above (a .creds file carries its own nkey seed, an SSH
+key gives the nkey): each is given in a run of its own, with the settings it excludes at
+their defaults."""
 
 
 def _non_default_arguments() -> list[str]:

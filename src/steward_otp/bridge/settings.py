@@ -60,9 +60,21 @@ def connection_options(settings: BridgeSettings) -> dict[str, Any]:
         options["user_credentials"] = settings.user_credentials_file
     elif settings.nkeys_seed_file:
         options["nkeys_seed"] = settings.nkeys_seed_file
-    if settings.tls_ca_file or settings.tls_cert_file:
-        context = ssl.create_default_context(cafile=settings.tls_ca_file)
-        if settings.tls_cert_file:
-            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    context = tls_context(settings)
+    if context is not None:
         options["tls"] = context
     return options
+
+
+def tls_context(settings: BridgeSettings) -> ssl.SSLContext | None:
+    """The TLS context of ``settings`` (None without a CA or client certificate).
+
+    Raises ``OSError`` for a file that cannot be read and ``ssl.SSLError`` for one that
+    holds no usable certificate or key.
+    """
+    if not (settings.tls_ca_file or settings.tls_cert_file):
+        return None
+    context = ssl.create_default_context(cafile=settings.tls_ca_file)
+    if settings.tls_cert_file:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context

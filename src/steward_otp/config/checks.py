@@ -216,6 +216,19 @@ def _creds_file(instance: Any, attribute: "attrs.Attribute[Any]", value: object)
             )
 
 
+def _nkey_ssh_key_file(instance: Any, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    """The nkey derived from an SSH key is the node's nkey: no seed file goes with it."""
+    _optional_file(instance, attribute, value)
+    if value is not None and instance.nkey_seed_file is not None:
+        raise _Invalid(
+            attribute.name,
+            value,
+            f"{attribute.name} and nkey_seed_file exclude each other: the nkey is derived "
+            f"from the SSH key; leave nkey_seed_file empty (it is "
+            f"{str(instance.nkey_seed_file)!r}) or {attribute.name} empty",
+        )
+
+
 def method_names_setting(text: str) -> frozenset[str]:
     """The method names of a comma-separated method list setting (``disabled_methods``)."""
     return frozenset(name.strip() for name in text.split(",") if name.strip())

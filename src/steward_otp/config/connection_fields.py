@@ -22,6 +22,7 @@ import attrs
 from steward_otp.config.checks import (
     _broker_address,
     _creds_file,
+    _nkey_ssh_key_file,
     _node_name,
     _optional_file,
     _port,
@@ -161,10 +162,10 @@ class ConnectionFields:
     )
     nkey_from_ed25519_ssh_key_file: Path | None = attrs.field(
         default=None,
-        validator=_optional_file,
+        validator=_nkey_ssh_key_file,
         metadata=_doc(
             "Broker",
-            "OpenSSH ed25519 private key to derive the NATS nkey from; takes precedence over "
+            "OpenSSH ed25519 private key to derive the NATS nkey from; excludes "
             "nkey_seed_file. Empty: not used.",
             "NkeyFromED25519SSHKeyFile",
         ),

@@ -3,16 +3,19 @@ settings (reconnect jitter, TLS files, nkey seed, ``.creds`` file) and the embed
 nats-server it runs when no broker address is configured.
 
 Guarantees: relative paths resolve against the node's home folder; a setting that cannot
-work (an SSH key that gives no nkey, a ``.creds`` file that is unreadable or malformed)
+work (an SSH key that gives no nkey, a ``.creds`` file that is unreadable or malformed, a TLS
+or nkey seed file that cannot be read or holds no certificate, key or seed)
 raises :class:`~steward_otp.config.ConfigError` naming the setting when the node is made,
 rather than every connection attempt failing later.
 """
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 from steward_otp.bridge import BridgeSettings, NatsBridge
+from steward_otp.bridge.settings import tls_context
 from steward_otp.broker import BrokerSpec, EmbeddedBroker
 from steward_otp.config import Config, ConfigError
 from steward_otp.security.nkey import NkeyError, nkey_from_ssh_key, write_nkey_files
@@ -36,23 +39,63 @@ def _reconnect_jitter(config: Config, url: str) -> float:
 
 
 def nats_bridge(config: Config, url: str) -> NatsBridge:
-    """The NATS connection of the node ``config`` describes, to the broker at ``url``."""
-    return NatsBridge(
-        BridgeSettings(
-            url=url,
-            name=config.node_name,
-            connect_timeout=config.nats_conn_opt_timeout,
-            connect_retry_interval=config.nats_connect_retry_interval,
-            reconnect_jitter=_reconnect_jitter(config, url),
-            nkeys_seed_file=_nkey_seed_file(config),
-            user_credentials_file=_nats_creds_file(config),
-            tls_ca_file=str(config.resolve_path(config.root_ca_path))
-            if config.root_ca_path
-            else None,
-            tls_cert_file=_resolved(config, config.tls_cert_file),
-            tls_key_file=_resolved(config, config.tls_key_file),
-        )
+    """The NATS connection of the node ``config`` describes, to the broker at ``url``.
+
+    Raises ConfigError naming the setting and the path when a TLS or nkey file cannot be
+    read or holds no usable certificate, key or seed.
+    """
+    settings = BridgeSettings(
+        url=url,
+        name=config.node_name,
+        connect_timeout=config.nats_conn_opt_timeout,
+        connect_retry_interval=config.nats_connect_retry_interval,
+        reconnect_jitter=_reconnect_jitter(config, url),
+        nkeys_seed_file=_nkey_seed_file(config),
+        user_credentials_file=_nats_creds_file(config),
+        tls_ca_file=_readable(config, "root_ca_path"),
+        tls_cert_file=_readable(config, "tls_cert_file"),
+        tls_key_file=_readable(config, "tls_key_file"),
     )
+    try:
+        tls_context(settings)
+    except (OSError, ssl.SSLError) as exc:
+        ca_failed = settings.tls_ca_file is not None and not _loads_as_ca(settings.tls_ca_file)
+        field = "root_ca_path" if ca_failed else "tls_cert_file"
+        what = (
+            "holds no CA certificate in PEM form"
+            if ca_failed
+            else "and tls_key_file are not a PEM certificate and its private key"
+        )
+        path = settings.tls_ca_file if ca_failed else settings.tls_cert_file
+        raise ConfigError(f"{field} = {path!r} {what}: {exc}", field=field) from None
+    return NatsBridge(settings)
+
+
+def _loads_as_ca(path: str) -> bool:
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError):
+        return False
+    return True
+
+
+def _readable(config: Config, field: str) -> str | None:
+    """The file of setting ``field`` resolved against home, as text (None when not set).
+
+    Raises ConfigError naming the setting and the path when it cannot be read.
+    """
+    setting: Path | None = getattr(config, field)
+    if setting is None:
+        return None
+    path = config.resolve_path(setting)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{field} = {str(path)!r}: cannot read it: {exc.strerror or exc}", field=field
+        ) from None
+    return str(path)
 
 
 def embedded_broker(config: Config) -> EmbeddedBroker:
@@ -68,17 +111,13 @@ def embedded_broker(config: Config) -> EmbeddedBroker:
     )
 
 
-def _resolved(config: Config, path: Path | None) -> str | None:
-    """``path`` resolved against the home folder, as text; None for none."""
-    return None if path is None else str(config.resolve_path(path))
-
-
 def _nkey_seed_file(config: Config) -> str | None:
     """The nkey seed file to authenticate with (relative paths resolve against home).
 
-    ``nkey_from_ed25519_ssh_key_file`` takes precedence: the nkey is derived from the SSH key
-    and written to the socket folder (Steward's way, spec 8.1). Raises ConfigError when the
-    SSH key cannot give one.
+    With ``nkey_from_ed25519_ssh_key_file`` (which excludes ``nkey_seed_file``) the nkey is
+    derived from the SSH key and written to the socket folder (Steward's way, spec 8.1).
+    Raises ConfigError when the SSH key cannot give one, or the seed file cannot be read or
+    holds no user seed.
     """
     if config.nkey_from_ed25519_ssh_key_file is not None:
         path = config.resolve_path(config.nkey_from_ed25519_ssh_key_file)
@@ -93,9 +132,16 @@ def _nkey_seed_file(config: Config) -> str | None:
                 f"{exc.strerror or exc}",
                 field="nkey_from_ed25519_ssh_key_file",
             ) from None
-    if config.nkey_seed_file is not None:
-        return str(config.resolve_path(config.nkey_seed_file))
-    return None
+    seed_file = _readable(config, "nkey_seed_file")
+    if seed_file is None:
+        return None
+    if not Path(seed_file).read_bytes().strip().startswith(b"SU"):
+        raise ConfigError(
+            f"nkey_seed_file = {seed_file!r} holds no nkey user seed (a line starting SU..., "
+            "as nk -gen user writes it)",
+            field="nkey_seed_file",
+        )
+    return seed_file
 
 
 _CREDS_SECTIONS: tuple[tuple[str, str, str], ...] = (

@@ -20,6 +20,7 @@ from steward_otp.config import (
 from steward_otp.node import Node
 from steward_otp.security.nkey import nkey_from_ssh_key
 from steward_otp.security.service import SecuritySetupError
+from tests.pki import Authority
 
 DAY = 86400
 
@@ -154,7 +155,6 @@ def test_the_nkey_derived_from_an_ssh_key_is_what_the_node_connects_with(
             "node_name": "ship1",
             "broker_address": "nats://127.0.0.1:4222",
             "nkey_from_ed25519_ssh_key_file": "ssh/id_ed25519",  # relative: to home
-            "nkey_seed_file": "ignored.seed",
         },
     )
 
@@ -180,7 +180,58 @@ def test_a_bad_ssh_key_stops_the_start_naming_the_setting(tmp_path: Path) -> Non
     assert caught.value.field == "nkey_from_ed25519_ssh_key_file"
 
 
+def test_an_nkey_seed_file_with_an_ssh_key_is_refused_naming_both(tmp_path: Path) -> None:
+    overrides = {
+        "node_name": "ship1",
+        "nkey_from_ed25519_ssh_key_file": "ssh/id_ed25519",
+        "nkey_seed_file": "etc/user.seed",
+    }
+    with pytest.raises(ConfigError, match="and nkey_seed_file exclude each other") as caught:
+        load_config(tmp_path, overrides)
+    assert caught.value.field == "nkey_from_ed25519_ssh_key_file"
+    assert "'etc/user.seed'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "content", "says"),
+    [
+        ("root_ca_path", None, "root_ca_path = '{path}': cannot read it: No such file"),
+        ("root_ca_path", b"not a certificate", "root_ca_path = '{path}' holds no CA certificate"),
+        ("nkey_seed_file", None, "nkey_seed_file = '{path}': cannot read it: No such file"),
+        ("nkey_seed_file", b"UABC\n", "nkey_seed_file = '{path}' holds no nkey user seed"),
+        ("tls_cert_file", None, "tls_cert_file = '{path}': cannot read it: No such file"),
+        ("tls_cert_file", b"junk", "tls_cert_file = '{path}' and tls_key_file are not a PEM"),
+    ],
+)
+def test_a_tls_or_nkey_file_that_cannot_serve_stops_the_start_naming_it(
+    tmp_path: Path, field: str, content: bytes | None, says: str
+) -> None:
+    """Refused when the node is made, not left to fail every connection attempt."""
+    authority = Authority(tmp_path / "pki", "fleet-ca")
+    cert, key = authority.issue("ship1", server=False)
+    files: dict[str, object] = {"root_ca_path": authority.ca_file}
+    if field == "tls_cert_file":
+        files = {"tls_cert_file": cert, "tls_key_file": key}
+    path = tmp_path / "etc" / "broken.pem"
+    if content is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    overrides = {"node_name": "ship1", "broker_address": "tls://127.0.0.1:4222", **files}
+    config = load_config(tmp_path, {**overrides, field: str(path)})
+
+    with pytest.raises(ConfigError) as caught:
+        Node(config)
+
+    assert caught.value.field == field
+    assert str(caught.value).startswith(says.format(path=path)), str(caught.value)
+
+
 def test_relative_nkey_seed_and_root_ca_files_are_relative_to_home(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "user.seed").write_text(
+        "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU\n"
+    )
+    Authority(tmp_path / "etc", "fleet-ca")  # etc/ca.pem
     config = load_config(
         tmp_path,
         {
