@@ -38,9 +38,7 @@ def method_deadline(message: Message, default_timeout: float) -> float:
     timeout = message.method_timeout
     if timeout == METHOD_TIMEOUT_FOREVER:
         return math.inf
-    if timeout < 1:
-        timeout = int(default_timeout)
-    return trio.current_time() + timeout
+    return trio.current_time() + (timeout if timeout >= 1 else default_timeout)
 
 
 class HandlerCrashed(Exception):
