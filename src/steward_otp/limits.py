@@ -10,6 +10,8 @@ Guarantees, for a message that passed them:
   ``relayFromNode``) is at most :data:`MAX_NODE_NAME_LENGTH` characters of NATS subject
   tokens, so its subject always fits the broker's control line (4096 bytes by default);
 * ``directory`` and ``fileName`` hold no NUL or other control character;
+* no node name, ``directory`` or ``fileName`` holds a lone surrogate (text that has no UTF-8
+  form, such as undecodable bytes of a command line argument): :func:`text_problem`;
 * the message's CBOR encoding, the form stored in the outbox and sent on the wire, leaves
   :data:`WIRE_HEADROOM` bytes for headers and ids below the broker's ``max_payload``, so the
   broker never refuses it.
@@ -53,6 +55,7 @@ __all__ = [
     "payload_limit_from",
     "size_problem",
     "size_rule",
+    "text_problem",
     "unsendable_reason",
 ]
 
@@ -129,10 +132,23 @@ PATH_TEXT_RULE: Final = "text without NUL or other control characters"
 _NODE_TOKEN: Final = re.compile(r"[^\s*>/\\\x00-\x1f\x7f-\x9f]+")
 _FORBIDDEN_IN_NODE: Final = re.compile(r"[\s*>/\\\x00-\x1f\x7f-\x9f]")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 
 
 def _char_text(char: str) -> str:
     return repr(char) if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}"
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode text (it holds a lone surrogate, so it has no UTF-8
+    form and can be neither stored nor sent), or None when it is."""
+    bad = _SURROGATE.search(text)
+    if bad is None:
+        return None
+    return (
+        f"contains U+{ord(bad.group()):04X} at position {bad.start()}, a lone surrogate: "
+        "not valid Unicode text"
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -146,6 +162,9 @@ def node_name_problem(name: str) -> str | None:
         return f"is {len(name)} characters long"
     if not name:
         return "is empty"
+    problem = text_problem(name)
+    if problem is not None:
+        return problem
     bad = _FORBIDDEN_IN_NODE.search(name)
     if bad is not None:
         return f"contains {_char_text(bad.group())} at position {bad.start()}"
@@ -156,7 +175,11 @@ def node_name_problem(name: str) -> str | None:
 
 @functools.lru_cache(maxsize=4096)
 def path_text_problem(text: str) -> str | None:
-    """Why ``text`` cannot be part of a file path (a control character), or None."""
+    """Why ``text`` cannot be part of a file path (a control character or a lone surrogate),
+    or None."""
+    problem = text_problem(text)
+    if problem is not None:
+        return problem
     bad = _CONTROL.search(text)
     if bad is None:
         return None

@@ -147,3 +147,30 @@ async def test_stream_queue_requests_are_checked(
         assert "the stream cannot be read" in answer["error"]
         status = (await core.control({"op": "status"}))["status"]
         assert "waiting_per_node" not in status["delivery"]  # core delivery: nothing asked
+
+
+async def test_cancel_by_seq_with_to_node_removes_only_what_waits_for_that_node(
+    jetstream_server: NatsServer, tmp_path: Path
+) -> None:
+    async with js_node(tmp_path, "central", jetstream_server) as central:
+        await wait_for(lambda: central.stream_intake is not None and central.stream_intake.ready)
+        ids = await central.submit(
+            [line("ship1", "1", "central:1"), line("all", "everyone", "central:all")]
+        )
+        await wait_for(lambda: central.outbox.stats.delivered == len(ids), timeout=20)
+        listed = (await central.control({"op": "queue.stream.ls", "toNode": "ship1"}))["messages"]
+        seqs = {m["id"]: m["seq"] for m in listed}
+
+        # ship1's message does not wait for ship2: left alone.
+        request = {"op": "queue.stream.cancel", "seq": seqs["central:1"], "toNode": "ship2"}
+        assert await central.control(request) == {"ok": True, "done": False, "seqs": []}
+        after = (await central.control({"op": "queue.stream.ls", "toNode": "ship1"}))["messages"]
+        assert sorted(m["id"] for m in after) == ["central:1", "central:all"]
+
+        # The broadcast waits for ship2 too; ship1's message waits for ship1.
+        for msg_id, to_node in (("central:all", "ship2"), ("central:1", "ship1")):
+            request = {"op": "queue.stream.cancel", "seq": seqs[msg_id], "toNode": to_node}
+            answer = await central.control(request)
+            assert answer == {"ok": True, "done": True, "seqs": [seqs[msg_id]]}
+        after = (await central.control({"op": "queue.stream.ls", "toNode": "ship1"}))["messages"]
+        assert after == []

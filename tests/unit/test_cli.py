@@ -253,7 +253,8 @@ def test_a_bad_option_value_is_a_usage_error_without_a_traceback(tmp_path: Path)
     assert result.stderr == (
         "steward-otp: error: node_name = 'ship 1' is not allowed: must be a non-empty NATS "
         "subject token sequence: tokens separated by single '.', no empty token, no whitespace, "
-        "no control characters and none of '*', '>', '/', '\\' (given with --node-name)\n"
+        "no control characters, no lone surrogates and none of '*', '>', '/', '\\' "
+        "(given with --node-name)\n"
     )
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert not (tmp_path / "etc" / "config.toml").exists()

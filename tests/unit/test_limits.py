@@ -17,6 +17,7 @@ from steward_otp.limits import (
     node_name_problem,
     path_text_problem,
     payload_limit_from,
+    text_problem,
 )
 from steward_otp.message import (
     Message,
@@ -60,6 +61,8 @@ def test_valid_node_names_pass(name: str) -> None:
         ("a/b", "'/'"),
         ("a..b", "empty dot-separated part"),
         (".a", "empty dot-separated part"),
+        ("x\udcff", "U+DCFF at position 1, a lone surrogate: not valid Unicode text"),
+        ("\ud800.a", "U+D800 at position 0, a lone surrogate"),
     ],
 )
 def test_invalid_node_names_say_why(name: str, problem: str) -> None:
@@ -100,6 +103,13 @@ def test_control_characters_in_paths_are_refused(key: str, bad: str) -> None:
 
 def test_ordinary_paths_pass() -> None:
     assert path_text_problem("logs/2026 ünïcode, spaces.txt") is None
+
+
+def test_a_path_that_is_not_text_is_refused() -> None:
+    assert path_text_problem("out\udcff") == (
+        "contains U+DCFF at position 3, a lone surrogate: not valid Unicode text"
+    )
+    assert text_problem("ünïcode") is None
 
 
 # --- Size

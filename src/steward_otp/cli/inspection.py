@@ -138,9 +138,17 @@ def queue_ls(
 ) -> None:
     """List held messages: id, destination, method, state, attempts, age; then, for each
     node with messages waiting, how fast they are leaving and about how long is left."""
+    from steward_otp.store import OUTBOX_STATE_NAMES  # noqa: PLC0415
+
     request: dict[str, Any] = {"op": "queue.ls"}
     if to_node:
         request["toNode"] = to_node
+    for name in state or ():
+        if name not in OUTBOX_STATE_NAMES:
+            _fail(
+                f"--state: value {name!r} is not an outbox state; "
+                f"allowed: {', '.join(OUTBOX_STATE_NAMES)}"
+            )
     if state:
         request["states"] = state
 

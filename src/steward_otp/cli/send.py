@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from steward_otp.cli.common import home_option
 from steward_otp.replies.send_plan import (
     CMD_DEFAULTS,
     FAILED,
+    MAX_WAIT,
     NO_ANSWER,
     OK,
     command_message,
@@ -269,6 +271,26 @@ def run_delivery(home: Path, document: bytes, *, wait: float | None, printer: Pr
 # Commands
 
 
+def _wait_seconds(seconds: float) -> float:
+    """``--timeout`` checked against what the node's ``replies`` operation allows, before
+    anything is sent (usage error otherwise)."""
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_WAIT):
+        _fail(f"--timeout: value {seconds:.15g}; allowed: seconds from 0 to {MAX_WAIT}")
+    return seconds
+
+
+def _check_output(directory: str, file_name: str) -> None:
+    """``--directory`` and ``--file-name`` checked as the nodes' file writer checks them,
+    before anything is sent (usage error otherwise)."""
+    from steward_otp.handlers.paths import UnsafePath, check_output_fields  # noqa: PLC0415
+
+    try:
+        check_output_fields(directory, file_name)
+    except UnsafePath as exc:
+        option = "--file-name" if str(exc).startswith('field "fileName"') else "--directory"
+        _fail(f"{option}: {exc}")
+
+
 def _read(file: str) -> bytes:
     if file == "-":
         return sys.stdin.buffer.read()
@@ -295,7 +317,8 @@ def send(
         typer.Option(
             min=0,
             metavar="SECONDS",
-            help=f"With --wait: how long to wait for replies. Default {WAIT_DEFAULT:g}.",
+            help=f"With --wait: how long to wait for replies, at most {MAX_WAIT}. "
+            f"Default {WAIT_DEFAULT:g}.",
         ),
     ] = None,
     as_json: AsJson = False,
@@ -311,7 +334,7 @@ def send(
     """
     if timeout is not None and not wait:
         _fail("--timeout needs --wait")
-    seconds = (WAIT_DEFAULT if timeout is None else timeout) if wait else None
+    seconds = (WAIT_DEFAULT if timeout is None else _wait_seconds(timeout)) if wait else None
     printer = Printer(as_json=as_json, answers_as_json=True)
     run_delivery(home, _read(file), wait=seconds, printer=printer)
 
@@ -335,7 +358,11 @@ def cmd(
     home: Home = Path("."),
     timeout: Annotated[
         float,
-        typer.Option(min=0, metavar="SECONDS", help="How long to wait for the replies."),
+        typer.Option(
+            min=0,
+            metavar="SECONDS",
+            help=f"How long to wait for the replies, at most {MAX_WAIT}.",
+        ),
     ] = 60.0,
     method_timeout: Annotated[
         int,
@@ -381,6 +408,8 @@ def cmd(
         _fail("NODES names no node; give a comma list such as ship1,ship2")
     if not command:
         _fail("COMMAND is missing; give it after --, e.g. steward-otp cmd ship1 -- uptime")
+    _wait_seconds(timeout)
+    _check_output(directory, file_name)
     message = command_message(
         targets,
         command,

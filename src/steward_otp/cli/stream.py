@@ -59,7 +59,8 @@ def stream_cancel(
     as_json: AsJson = False,
 ) -> None:
     """Remove a waiting message from the stream, by id or --seq: no node takes it any more
-    (a broadcast: no node at all). Exits 1 when no such message waits in the stream."""
+    (a broadcast: no node at all). With --to-node, only if it waits for that node. Exits 1
+    when no such message waits in the stream."""
     if (message_id is None) == (seq is None):
         _fail("give either the id of the message or --seq (from queue stream ls)")
     request: dict[str, Any] = {"op": "queue.stream.cancel"}
@@ -67,15 +68,16 @@ def stream_cancel(
         request["seq"] = seq
     else:
         request["id"] = message_id
-        if to_node:
-            request["toNode"] = to_node
+    if to_node:
+        request["toNode"] = to_node
     answer = ask(home, request)
     if as_json:
         typer.echo(json.dumps({"id": message_id, "done": answer["done"], "seqs": answer["seqs"]}))
     elif answer["done"]:
         typer.echo("removed from the stream: seq " + ", ".join(map(str, answer["seqs"])))
     else:
-        typer.echo("not removed: no such message waits in the stream")
+        waits_for = f" for {to_node}" if to_node else ""
+        typer.echo(f"not removed: no such message waits in the stream{waits_for}")
     raise typer.Exit(0 if answer["done"] else 1)
 
 

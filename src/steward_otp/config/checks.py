@@ -73,9 +73,11 @@ def _one_of(*choices: str) -> _Validator:
 
 _NODE_NAME_ALLOWED: Final = (
     "must be a non-empty NATS subject token sequence: tokens separated by single '.', "
-    "no empty token, no whitespace, no control characters and none of '*', '>', '/', '\\'"
+    "no empty token, no whitespace, no control characters, no lone surrogates and none of "
+    "'*', '>', '/', '\\'"
 )
-_NODE_NAME_TOKEN: Final = re.compile(r"[^\s*>/\\\x00-\x1f\x7f]+")
+# Lone surrogates (undecodable bytes of a command line argument) are not text either.
+_NODE_NAME_TOKEN: Final = re.compile(r"[^\s*>/\\\x00-\x1f\x7f\ud800-\udfff]+")
 
 
 def is_valid_node_name(name: str) -> bool:

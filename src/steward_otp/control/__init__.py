@@ -22,8 +22,8 @@ Requests (``op``) and their responses (always ``{"ok": true, ...}`` or
   ``limit`` (default 1000, at most 10000).
 * ``{"op": "queue.stream.cancel", "seq"?: n, "id"?: str, "toNode"?: str}`` → ``"done"``,
   ``"seqs"``: removes the message from the stream (by sequence, or the waiting message(s)
-  with that id, for ``toNode`` when given), so no node takes it; a broadcast is removed
-  for every node.
+  with that id; with ``toNode``, only if it waits for that node), so no node takes it; a
+  broadcast is removed for every node.
 * ``{"op": "methods"}`` → ``"methods"``: the node's method table (built-in methods and those
   added by embedding code), each ``{"name", "kind", "replyCapable", "routable", "quick",
   "description", "args"}``; ``steward-otp send`` validates against it.

@@ -9,15 +9,22 @@ delivery changes of watched messages, following the log from a position
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from steward_otp import codec
-from steward_otp.control.requests import Inspectable, RequestError, ids_field, text_field
+from steward_otp.control.requests import (
+    Inspectable,
+    RequestError,
+    finite_number,
+    ids_field,
+    seq_field,
+    text_field,
+)
 from steward_otp.replies.follow import DEFAULT_QUIET, checked_seconds, follow
 from steward_otp.replies.follow import audit_end as find_audit_end
+from steward_otp.replies.send_plan import MAX_QUIET, MAX_WAIT
 from steward_otp.store import AuditRecord, Store
 
 _AUDIT_END: weakref.WeakKeyDictionary[Store, int] = weakref.WeakKeyDictionary()
@@ -77,11 +84,13 @@ async def audit_op(node: Inspectable, request: Mapping[str, Any]) -> dict[str, A
     limit = request.get("limit", 100)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= AUDIT_LIMIT:
         raise RequestError(f'field "limit": value {limit!r}; allowed: 1 to {AUDIT_LIMIT}')
-    since = request.get("since")
-    if since is not None and (
-        isinstance(since, bool) or not isinstance(since, int | float) or not math.isfinite(since)
-    ):
-        raise RequestError(f'field "since": value {since!r}; allowed: a wall time in seconds')
+    since_value = request.get("since")
+    since = None if since_value is None else finite_number(since_value)
+    if since_value is not None and since is None:
+        raise RequestError(
+            f'field "since": value {since_value!r}; allowed: a wall time in seconds '
+            "(a finite number)"
+        )
 
     def wanted(record: AuditRecord) -> bool:
         return (
@@ -95,7 +104,7 @@ async def audit_op(node: Inspectable, request: Mapping[str, Any]) -> dict[str, A
         found = [r for r in await store.audit_log(msg_id=msg_id, limit=None) if wanted(r)]
         return {"records": [audit_record_dict(r) for r in found[-limit:]]}
     end = await audit_end(store)
-    start = await _first_at(store, float(since), end) if since is not None else None
+    start = await _first_at(store, since, end) if since is not None else None
     matches: list[AuditRecord] = []
     if start is not None:  # oldest first from `since` on
         matches = await _scan(store, start, end, wanted, limit, first=True)
@@ -157,15 +166,13 @@ async def replies_stream(
     """``{"op": "replies"}``: checks the request, then follows the watched ids."""
     ids = ids_field(request, "ids", required=True)
     delivery_ids = ids_field(request, "deliveryIds", required=False)
-    after = request.get("afterSeq")
-    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
-        raise RequestError(f'field "afterSeq": value {after!r}; allowed: a seq from audit.end')
+    after = seq_field(request, "afterSeq", "a seq from audit.end")
     try:
         timeout = checked_seconds(
-            request.get("timeout"), "timeout", default=60.0, maximum=7 * 86400.0
+            request.get("timeout"), "timeout", default=60.0, maximum=float(MAX_WAIT)
         )
         quiet = checked_seconds(
-            request.get("quiet"), "quiet", default=DEFAULT_QUIET, maximum=3600.0
+            request.get("quiet"), "quiet", default=DEFAULT_QUIET, maximum=float(MAX_QUIET)
         )
     except ValueError as exc:
         raise RequestError(str(exc)) from exc

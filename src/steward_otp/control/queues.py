@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from steward_otp.control.requests import (
+    MAX_SEQ,
     Inspectable,
     RequestError,
     count_field,
@@ -22,7 +23,13 @@ from steward_otp.control.requests import (
     seconds_field,
     text_field,
 )
-from steward_otp.jetstream import JetStreamUnavailable, delete_waiting, waiting_messages
+from steward_otp.jetstream import (
+    JetStreamUnavailable,
+    delete_waiting,
+    waiting_message,
+    waiting_messages,
+)
+from steward_otp.store import OUTBOX_STATE_NAMES
 
 STREAM_API_TIMEOUT = 2.0
 """Seconds the broker has to answer each JetStream API request of a control request."""
@@ -38,10 +45,19 @@ def _stream_bridge(node: Inspectable) -> Any:
 async def queue_ls_op(node: Inspectable, request: Mapping[str, Any]) -> dict[str, Any]:
     """``{"op": "queue.ls"}``: the outbox's messages, and the drain progress."""
     states = request.get("states")
+    allowed = ", ".join(OUTBOX_STATE_NAMES)
     if states is not None and not (
         isinstance(states, list) and all(isinstance(s, str) for s in states)
     ):
-        raise RequestError(f'field "states": value {states!r}; allowed: a list of state names')
+        raise RequestError(
+            f'field "states": value {states!r}; allowed: a list of state names ({allowed})'
+        )
+    for index, state in enumerate(states or ()):
+        if state not in OUTBOX_STATE_NAMES:
+            raise RequestError(
+                f'field "states[{index}]": value {state!r} is not an outbox state; '
+                f"allowed: {allowed}"
+            )
     try:
         rows = await node.store.list_outbox(
             to_node=text_field(request, "toNode", required=False), states=states
@@ -128,23 +144,26 @@ async def queue_stream_ls_op(node: Inspectable, request: Mapping[str, Any]) -> d
 
 
 async def queue_stream_cancel_op(node: Inspectable, request: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"op": "queue.stream.cancel"}``: remove waiting messages."""
+    """``{"op": "queue.stream.cancel"}``: remove waiting messages -- by ``seq``, or the ones
+    with that ``id``; with ``toNode``, only what waits for that node (a ``seq`` that does
+    not is left alone)."""
     seq = request.get("seq")
     msg_id = text_field(request, "id", required=False)
     if seq is not None:
-        seqs = [count_field(request, "seq", 1, 2**63 - 1)]
+        seqs = [count_field(request, "seq", 1, MAX_SEQ)]
     elif msg_id is None:
         raise RequestError('give "seq" (from queue.stream.ls) or "id" of the message to cancel')
+    to_node = node_name_field(request)
     bridge = _stream_bridge(node)
     try:
         if seq is None:
             waiting = await waiting_messages(
-                bridge,
-                node_name_field(request),
-                limit=10000,
-                timeout=STREAM_API_TIMEOUT,
+                bridge, to_node, limit=10000, timeout=STREAM_API_TIMEOUT
             )
             seqs = sorted({m.seq for m in waiting if m.msg_id == msg_id})
+        elif to_node is not None:
+            found = await waiting_message(bridge, to_node, seqs[0], timeout=STREAM_API_TIMEOUT)
+            seqs = seqs if found is not None else []
         done = [s for s in seqs if await delete_waiting(bridge, s, timeout=STREAM_API_TIMEOUT)]
     except JetStreamUnavailable as exc:
         raise RequestError(f"the stream cannot be changed: {exc}") from exc

@@ -7,7 +7,10 @@
 
 Guarantees: a bad request never raises, it is answered ``{"ok": false, "error": ...}``;
 answers come in the order of the requests; a streaming request is the last of its
-connection, and its stream ends when the client goes away.
+connection, and its stream ends when the client goes away. Whatever goes wrong while one
+request is answered (a failing store, a bug) is logged with its traceback and answered
+``{"ok": false, "error": ...}`` to that client only (a stream: as its last line): the
+control process and the other clients carry on.
 """
 
 from __future__ import annotations
@@ -110,14 +113,30 @@ class ControlServer:
                     for line in lines:
                         if line.strip():
                             self.info["requests"] = int(str(self.info["requests"])) + 1
-                            events = await self._stream_for(line)
-                            if events is not None:
-                                await _send_stream(stream, events)
+                            if not await self._respond(stream, line):
                                 return  # a streaming request is the last of its connection
-                            response = await handle_request(self.node, line)
-                            await stream.send_all(json.dumps(response).encode() + b"\n")
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            log.debug("control client went away: %s", exc)
+        except Exception as exc:  # one client's trouble never ends the control process
+            if _client_gone(exc):
+                log.debug("control client went away: %s", exc)
+            else:
+                log.exception("control connection failed")
+
+    async def _respond(self, stream: trio.SocketStream, line: bytes) -> bool:
+        """Answer one request line; False when it was a streaming request (the last of its
+        connection). An unexpected failure is logged and answered as an error."""
+        try:
+            events = await self._stream_for(line)
+        except Exception as exc:
+            events = _one(_failure(line, exc))
+        if events is not None:
+            await _send_stream(stream, events, line)
+            return False
+        try:
+            answer = json.dumps(await handle_request(self.node, line))
+        except Exception as exc:
+            answer = json.dumps(_failure(line, exc))
+        await stream.send_all(answer.encode() + b"\n")
+        return True
 
     async def _stream_for(self, line: bytes) -> AsyncIterator[dict[str, Any]] | None:
         """The events of a streaming request (a refused one: a single error line), or None
@@ -136,15 +155,42 @@ class ControlServer:
             return _one({"ok": False, "error": str(exc)})
 
 
+def _failure(line: bytes, exc: Exception) -> dict[str, Any]:
+    """The answer to a request whose answering failed unexpectedly (logged here, with the
+    traceback)."""
+    try:
+        request = json.loads(line)
+    except (ValueError, RecursionError):
+        request = None
+    op = request.get("op") if isinstance(request, dict) else None
+    log.error("control request %r failed", op, exc_info=exc)
+    return {
+        "ok": False,
+        "error": f"the node could not answer op {op!r}: {type(exc).__name__}: {exc} "
+        "(see the node's log)",
+    }
+
+
+def _client_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` only says that the client's connection broke or was closed."""
+    gone = (trio.BrokenResourceError, trio.ClosedResourceError)
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_client_gone(inner) for inner in exc.exceptions)
+    return isinstance(exc, gone)
+
+
 async def _one(event: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     yield event
 
 
-async def _send_stream(stream: trio.SocketStream, events: AsyncIterator[dict[str, Any]]) -> None:
+async def _send_stream(
+    stream: trio.SocketStream, events: AsyncIterator[dict[str, Any]], line: bytes
+) -> None:
     """Send each event as a line until they end or the client goes away: it sends anything
     more, or its connection breaks (seen at the next line sent; the stream sends a
     ``waiting`` line every few seconds). A client that only shuts down its sending side
-    still gets the whole stream."""
+    still gets the whole stream. When producing the events fails unexpectedly, the failure
+    (logged) is the last line."""
     async with trio.open_nursery() as nursery:
 
         async def watch_client() -> None:
@@ -157,9 +203,19 @@ async def _send_stream(stream: trio.SocketStream, events: AsyncIterator[dict[str
 
         nursery.start_soon(watch_client)
         try:
-            async for event in events:
-                line = event if "ok" in event else {"ok": True, **event}
-                await stream.send_all(json.dumps(line).encode() + b"\n")
+            last = False
+            while not last:
+                try:
+                    event = await anext(events)
+                    event = event if "ok" in event else {"ok": True, **event}
+                    text = json.dumps(event)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    event = _failure(line, exc)
+                    text = json.dumps(event)
+                last = event.get("ok") is False
+                await stream.send_all(text.encode() + b"\n")
         finally:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:

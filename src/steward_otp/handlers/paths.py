@@ -37,7 +37,7 @@ from steward_otp.handlers.base import HandlerError
 from steward_otp.limits import path_text_problem
 from steward_otp.message import Message
 
-__all__ = ["OWN_FOLDERS", "UnsafePath", "output_path", "safe_output_path"]
+__all__ = ["OWN_FOLDERS", "UnsafePath", "check_output_fields", "output_path", "safe_output_path"]
 
 OWN_FOLDERS: Final = ("etc", "var", "tmp")
 """Folders of the node's home that output methods never write into."""
@@ -74,6 +74,17 @@ def _check_file_name(value: str) -> str:
         )
     _check_text("fileName", value)
     return value
+
+
+def check_output_fields(directory: str, file_name: str) -> None:
+    """Raise :class:`UnsafePath` (naming the field, the value and what is allowed) when an
+    output method would refuse to write for ``directory`` and ``fileName`` whatever the node:
+    the text checks of :func:`output_path`, so that a sender can refuse such a message before
+    it is sent (``steward-otp cmd --directory/--file-name``)."""
+    _check_file_name(file_name)
+    _check_text("directory", directory)
+    if not directory.startswith("/"):
+        _check_relative("directory", directory)
 
 
 def _fields(message: Message) -> tuple[str, str, str]:
@@ -138,8 +149,7 @@ def _resolve(
 ) -> tuple[Path, Path | None]:
     """The path and its base folder (None for an absolute directory), text checks only
     (memoised: a node writes to few distinct files)."""
-    file_name = _check_file_name(file_name)
-    _check_text("directory", directory)
+    check_output_fields(directory, file_name)
     if directory.startswith("/"):
         return Path(directory) / file_name, None
     if directory.startswith("./"):

@@ -31,6 +31,7 @@ from steward_otp.handlers.base import (
     handler,
 )
 from steward_otp.message import Message
+from steward_otp.store import OUTBOX_STATE_NAMES
 
 ANY_NODE = "*"
 
@@ -69,6 +70,16 @@ def _age(text: str) -> float:
     return seconds
 
 
+def _state(text: str, index: int) -> str:
+    """``methodArgs[index]`` of a list as an outbox state; HandlerError naming the states."""
+    if text not in OUTBOX_STATE_NAMES:
+        raise HandlerError(
+            f'field "methodArgs[{index}]": value {text!r} is not an outbox state; '
+            f"allowed: {', '.join(OUTBOX_STATE_NAMES)}"
+        )
+    return text
+
+
 def queue_handlers(control: QueueControl) -> tuple[Handler, Handler, Handler, Handler]:
     """The ``REQOpQueueList`` / ``Cancel`` / ``Retry`` / ``Purge`` handlers, asking
     ``control`` (a node gives itself when it builds its handler table)."""
@@ -80,7 +91,9 @@ def queue_handlers(control: QueueControl) -> tuple[Handler, Handler, Handler, Ha
         if msg.method_args and msg.method_args[0] not in ("", ANY_NODE):
             request["toNode"] = msg.method_args[0]
         if len(msg.method_args) > 1:
-            request["states"] = list(msg.method_args[1:])
+            request["states"] = [
+                _state(state, index) for index, state in enumerate(msg.method_args[1:], 1)
+            ]
         messages = (await _ask(control, request))["messages"]
         return "".join(json.dumps(m) + "\n" for m in messages).encode()
 

@@ -49,6 +49,7 @@ from steward_otp.jetstream.waiting import (
     WaitingMessage,
     delete_waiting,
     waiting_counts,
+    waiting_message,
     waiting_messages,
 )
 
@@ -82,5 +83,6 @@ __all__ = [
     "stream_info",
     "stream_subject",
     "waiting_counts",
+    "waiting_message",
     "waiting_messages",
 ]

@@ -3,10 +3,11 @@
 A message waits for a node until that node's consumer acknowledges it: :func:`waiting_counts`
 gives the count per node (a node that has never consumed counts every message on its
 subjects and every broadcast), :func:`waiting_messages` lists them, oldest first per node,
-above each node's acknowledgement floor, and :func:`delete_waiting` removes one from the
-stream so no node takes it any more. Everything is read through the JetStream API and
-raises :class:`~steward_otp.jetstream.api.JetStreamUnavailable` when the broker cannot
-answer; nothing here changes what a node receives except :func:`delete_waiting`.
+above each node's acknowledgement floor (:func:`waiting_message`: whether a given one
+waits for a node), and :func:`delete_waiting` removes one from the stream so no node takes
+it any more. Everything is read through the JetStream API and raises
+:class:`~steward_otp.jetstream.api.JetStreamUnavailable` when the broker cannot answer;
+nothing here changes what a node receives except :func:`delete_waiting`.
 """
 
 from __future__ import annotations
@@ -92,16 +93,9 @@ async def waiting_messages(
     nodes = [node] if node else list(await waiting_counts(transport, timeout=timeout))
     found: list[WaitingMessage] = []
     for name in nodes:
-        start = 1
-        if name != BROADCAST_NODE:
-            info = await _consumer_info(transport, name, timeout)
-            floor = info.get("ack_floor", {}) if info else {}
-            start = int(floor.get("stream_seq", 0)) + 1
-        filters = [f"{SUBJECT_PREFIX}{name}.>"]
-        if name != BROADCAST_NODE:
-            filters.append(f"{SUBJECT_PREFIX}{BROADCAST_NODE}.>")
+        start = await _first_waiting(transport, name, timeout)
         mine: list[WaitingMessage] = []
-        for subject_filter in filters:
+        for subject_filter in _filters(name):
             mine += await _messages_from(
                 transport,
                 name,
@@ -117,6 +111,23 @@ async def waiting_messages(
     return found
 
 
+async def waiting_message(
+    transport: Transport, node: str, seq: int, *, timeout: float = 5.0
+) -> WaitingMessage | None:
+    """Message ``seq`` when it waits in the stream for ``node`` -- addressed to it or a
+    broadcast, above its acknowledgement floor, as :func:`waiting_messages` would list it --
+    else None. Raises JetStreamUnavailable."""
+    if seq < await _first_waiting(transport, node, timeout):
+        return None
+    for subject_filter in _filters(node):
+        found = await _messages_from(
+            transport, node, subject_filter, start=seq, limit=1, timeout=timeout
+        )
+        if found and found[0].seq == seq:
+            return found[0]
+    return None
+
+
 async def delete_waiting(transport: Transport, seq: int, *, timeout: float = 5.0) -> bool:
     """Remove message ``seq`` from the stream: no node takes it any more (a broadcast: no
     node). False when the stream has no such message. Raises JetStreamUnavailable."""
@@ -127,6 +138,23 @@ async def delete_waiting(transport: Transport, seq: int, *, timeout: float = 5.0
             return False
         raise
     return True
+
+
+async def _first_waiting(transport: Transport, node: str, timeout: float) -> int:
+    """The first stream sequence that may wait for ``node``: above its acknowledgement floor."""
+    if node == BROADCAST_NODE:
+        return 1
+    info = await _consumer_info(transport, node, timeout)
+    floor = info.get("ack_floor", {}) if info else {}
+    return int(floor.get("stream_seq", 0)) + 1
+
+
+def _filters(node: str) -> list[str]:
+    """The subjects of the messages that wait for ``node``: its own, and the broadcasts."""
+    filters = [f"{SUBJECT_PREFIX}{node}.>"]
+    if node != BROADCAST_NODE:
+        filters.append(f"{SUBJECT_PREFIX}{BROADCAST_NODE}.>")
+    return filters
 
 
 def _subject_node(subject: str) -> str:

@@ -324,12 +324,15 @@ async def _poll(
 
 def checked_seconds(value: object, name: str, *, default: float, maximum: float) -> float:
     """``value`` as seconds in ``[0, maximum]`` (``default`` when None); ValueError naming
-    ``name`` otherwise."""
+    ``name`` otherwise (a bool, NaN, an infinity or an int too large for a float included)."""
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f'field "{name}": value {value!r}; allowed: seconds, 0 to {maximum:g}')
-    seconds = float(value)
+    seconds = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
     if not (math.isfinite(seconds) and 0 <= seconds <= maximum):
         raise ValueError(f'field "{name}": value {value!r}; allowed: seconds, 0 to {maximum:g}')
     return seconds

@@ -16,12 +16,20 @@ if TYPE_CHECKING:
 __all__ = [
     "CMD_DEFAULTS",
     "FAILED",
+    "MAX_QUIET",
+    "MAX_WAIT",
     "NO_ANSWER",
     "OK",
     "command_message",
     "local_rejections",
     "summarise",
 ]
+
+MAX_WAIT: Final = 7 * 86400
+"""Longest a ``replies`` watch may wait, in seconds (its ``timeout``): the control operation
+refuses more, and ``send --wait`` and ``cmd`` refuse a longer ``--timeout`` before sending."""
+MAX_QUIET: Final = 3600
+"""Longest quiet period (``quiet``, seconds) a ``replies`` watch may ask for."""
 
 OK: Final = 0
 """Every message accepted and (waiting) every node replied without error."""

@@ -40,6 +40,7 @@ from typing import Final
 import attrs
 
 from steward_otp.config import is_valid_node_name
+from steward_otp.limits import text_problem
 
 __all__ = [
     "ALL",
@@ -108,8 +109,16 @@ def frozen_sets(mapping: Mapping[str, Iterable[str]]) -> Mapping[str, frozenset[
     return MappingProxyType({k: frozenset(v) for k, v in sorted(mapping.items()) if v})
 
 
+def _check_text(value: str, what: str) -> None:
+    """Valid Unicode text (no lone surrogate, which has no UTF-8 form for the ACL file)."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise AclError(f"{what}: {value!r} {problem}")
+
+
 def check_host(value: str, what: str) -> None:
     """A host or source: a node name, a node group or ``*``; raises AclError naming ``what``."""
+    _check_text(value, what)
     if value == ALL:
         return
     if value.startswith(NODE_GROUP_PREFIX):
@@ -129,6 +138,7 @@ def check_host(value: str, what: str) -> None:
 
 def check_command(value: str, what: str) -> None:
     """A command: any non-empty text but a node group; raises AclError naming ``what``."""
+    _check_text(value, what)
     if not value.strip():
         raise AclError(
             f"{what}: the command is empty; give a command line, a method, "
@@ -142,6 +152,7 @@ def check_command(value: str, what: str) -> None:
 
 def check_group(value: str, prefix: str, what: str) -> None:
     """A group name with ``prefix``; raises AclError naming ``what``."""
+    _check_text(value, what)
     if not value.startswith(prefix) or len(value) == len(prefix):
         raise AclError(f"{what}: {value!r} is not a group name: it must start with {prefix!r}")
     if any(c.isspace() for c in value):

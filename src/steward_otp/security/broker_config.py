@@ -192,11 +192,18 @@ def write_broker_config(
     jetstream: bool = False,
 ) -> BrokerLayout:
     """Write ``<folder>/nats-server.conf`` and ``<folder>/<node>.nkey`` (mode 0600) for
-    every node; refuse (:class:`BrokerConfigError`) names that cannot be kept apart or a
-    folder that already holds a configuration (seeds are never overwritten)."""
+    every node; refuse (:class:`BrokerConfigError`, nothing written) names that cannot be
+    kept apart, a central node or error logger not among ``nodes``, a port outside 1-65535,
+    or a folder that already holds a configuration (seeds are never overwritten)."""
     check_node_names(nodes)
     if central not in nodes:
         raise BrokerConfigError(f"central node {central!r} is not among the nodes {list(nodes)}")
+    if error_logger is not None and error_logger not in nodes:
+        raise BrokerConfigError(
+            f"error logger node {error_logger!r} is not among the nodes {list(nodes)}"
+        )
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise BrokerConfigError(f"port {port!r} is not allowed; allowed: 1 to 65535")
     config_file = folder / CONFIG_FILE
     if config_file.exists():
         raise BrokerConfigError(

@@ -43,9 +43,13 @@ def broker_config(
     ] = "central",
     error_logger: Annotated[
         str | None,
-        typer.Option(help="The node that keeps the central error log (default: --central)."),
+        typer.Option(
+            help="The node that keeps the central error log, one of --nodes (default: --central)."
+        ),
     ] = None,
-    port: Annotated[int, typer.Option(help="The client port the server listens on.")] = 4222,
+    port: Annotated[
+        int, typer.Option(help="The client port the server listens on (1-65535).")
+    ] = 4222,
     jetstream: Annotated[
         bool,
         typer.Option(help="Turn JetStream on and allow what delivery = 'jetstream' needs."),
@@ -64,6 +68,12 @@ def broker_config(
         write_broker_config,
     )
 
+    if not 1 <= port <= 65535:
+        typer.echo(
+            f"steward-otp: error: broker-config: --port: value {port}; allowed: 1 to 65535",
+            err=True,
+        )
+        raise typer.Exit(EXIT_REFUSED)
     names = [name.strip() for name in nodes.split(",") if name.strip()]
     try:
         layout = write_broker_config(

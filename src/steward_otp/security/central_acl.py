@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from steward_otp.config import is_valid_node_name
+from steward_otp.limits import text_problem
 from steward_otp.security.acl import (
     ALL,
     COMMAND_GROUP_PREFIX,
@@ -93,7 +94,8 @@ class CentralAcl:
         """Add ``node`` to the node group ``group`` (created as needed)."""
         check_group(group, NODE_GROUP_PREFIX, "nodeGroup")
         if not is_valid_node_name(node):
-            raise AclError(f"node: {node!r} is not a node name")
+            problem = text_problem(node)
+            raise AclError(f"node: {node!r} {problem or 'is not a node name'}")
         groups = {g: set(m) for g, m in self.node_groups.items()}
         groups.setdefault(group, set()).add(node)
         return self._next(node_groups=groups)

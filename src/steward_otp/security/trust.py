@@ -34,6 +34,7 @@ import attrs
 
 from steward_otp.atomic_file import write_atomically
 from steward_otp.config import is_valid_node_name
+from steward_otp.limits import text_problem
 from steward_otp.security.keyfiles import decode_key_text, encode_key_text
 
 __all__ = [
@@ -77,7 +78,10 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _check_node(node: str) -> None:
     if not is_valid_node_name(node):
-        raise TrustError(f"{node!r} is not a valid node name")
+        problem = text_problem(node)
+        raise TrustError(
+            f"{node!r} is not a valid node name" + (f": it {problem}" if problem else "")
+        )
 
 
 def _check_key(key: bytes, node: str) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from steward_otp.store.records import (
         ACTIVE_STATES,
         DEFAULT_PURGE_STATES,
+        OUTBOX_STATE_NAMES,
         AuditOutcome,
         AuditRecord,
         Direction,
@@ -45,6 +46,7 @@ __all__ = [
     "ACTIVE_STATES",
     "DB_FILE_NAME",
     "DEFAULT_PURGE_STATES",
+    "OUTBOX_STATE_NAMES",
     "AuditOutcome",
     "AuditRecord",
     "Direction",
@@ -67,6 +69,7 @@ _HOME_MODULE: dict[str, str] = {
     "ACTIVE_STATES": "records",
     "DB_FILE_NAME": "store_file",
     "DEFAULT_PURGE_STATES": "records",
+    "OUTBOX_STATE_NAMES": "records",
     "AuditOutcome": "records",
     "AuditRecord": "records",
     "Direction": "records",

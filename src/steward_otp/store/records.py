@@ -30,6 +30,9 @@ class OutboxState(enum.StrEnum):
     """Cancelled by an operator. Held for an operator to retry or purge."""
 
 
+OUTBOX_STATE_NAMES: tuple[str, ...] = tuple(state.value for state in OutboxState)
+"""The names of the outbox states, in their life's order (for choices and error texts)."""
+
 ACTIVE_STATES: frozenset[OutboxState] = frozenset({OutboxState.QUEUED, OutboxState.IN_FLIGHT})
 """States of messages that still need delivering (what :func:`Store.pending` returns)."""
 
@@ -56,8 +59,16 @@ class Direction(enum.StrEnum):
 
 
 def outbox_states(values: Iterable[OutboxState | str]) -> frozenset[OutboxState]:
-    """``values`` as a set of :class:`OutboxState`; ValueError for an unknown state."""
-    return frozenset(OutboxState(v) for v in values)
+    """``values`` as a set of :class:`OutboxState`; ValueError naming the value and the
+    states for an unknown state."""
+    states: set[OutboxState] = set()
+    for value in values:
+        if value not in OUTBOX_STATE_NAMES:
+            raise ValueError(
+                f"state {value!r} is not an outbox state; allowed: " + ", ".join(OUTBOX_STATE_NAMES)
+            )
+        states.add(OutboxState(value))
+    return frozenset(states)
 
 
 def optional_outbox_states(

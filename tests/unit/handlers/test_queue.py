@@ -104,6 +104,18 @@ async def test_purge_by_node_and_age(tmp_path: Path) -> None:
         ("REQOpQueueCancel", (), 'field "methodArgs": value [] names no message'),
         ("REQOpQueueRetry", (), 'field "methodArgs": value [] names no message'),
         (
+            "REQOpQueueList",
+            ("central", "bogusstate"),
+            "field \"methodArgs[1]\": value 'bogusstate' is not an outbox state; "
+            "allowed: queued, in_flight, failed, cancelled",
+        ),
+        (
+            "REQOpQueueList",
+            ("*", "failed", "bogus"),
+            "field \"methodArgs[2]\": value 'bogus' is not an outbox state; "
+            "allowed: queued, in_flight, failed, cancelled",
+        ),
+        (
             "REQOpQueuePurge",
             ("ghost", "soon"),
             "field \"methodArgs[1]\": value 'soon' is not a number; "
@@ -140,7 +152,7 @@ async def test_a_refused_control_request_is_a_handler_error_with_its_reason(
         control_answer=lambda _: {"ok": False, "error": 'field "states": bad'},
     )
     queue_list, _, _, _ = queue_handlers(services)
-    msg = request("REQOpQueueList", "ghost", "nonsense")
+    msg = request("REQOpQueueList", "ghost", "queued")
     with pytest.raises(HandlerError) as raised:
         await queue_list(context(services, msg), msg)
     assert str(raised.value) == 'field "states": bad'
