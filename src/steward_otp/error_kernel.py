@@ -80,7 +80,8 @@ def error_log_message(node: str, event: ErrorEvent, *, ack_timeout: int, retries
         method=ERROR_LOG_METHOD,
         directory=ERROR_LOG_DIRECTORY,
         file_name=ERROR_LOG_FILE,
-        data=line.encode(),
+        # The kernel cleaned the text; whatever else reaches here must never crash it.
+        data=line.encode("utf-8", "backslashreplace"),
         ack_timeout=ack_timeout,
         retries=retries,
         reply_method="REQNone",

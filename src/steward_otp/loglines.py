@@ -2,8 +2,10 @@
 
 * :func:`clean_line` makes any text one safe log line: control characters (NUL, ESC, BEL,
   newlines, DEL, the C1 range...) become visible escapes (``\\x00``, ``\\x1b``, ``\\n``),
-  so a report can neither drive a terminal nor forge a second line; text longer than
-  :data:`MAX_LINE_CHARS` is cut with a marker saying how long it was.
+  so a report can neither drive a terminal nor forge a second line; lone surrogates (the
+  bytes of a file name that is not UTF-8, as Python reads it) become ``\\xff`` too, so the
+  line can always be encoded; text longer than :data:`MAX_LINE_CHARS` is cut with a marker
+  saying how long it was.
 * :class:`RepeatLimiter` lets at most ``burst`` *similar* lines (see :func:`similarity_key`)
   through per key and ``window``, and at most ``total_burst`` lines of all keys; the
   others are counted, and :meth:`RepeatLimiter.summaries` turns each count into one line
@@ -29,7 +31,7 @@ __all__ = [
 MAX_LINE_CHARS: Final = 4096
 """Longest line (in characters) a report puts into a log, marker excluded."""
 
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _NAMED: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _VARIABLE: Final = re.compile(r"[0-9a-fA-F]{8,}|\d+")
 _KEY_CHARS: Final = 120
@@ -37,12 +39,18 @@ _KEY_CHARS: Final = 120
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
-    return _NAMED.get(char) or f"\\x{ord(char):02x}"
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte a file name (or other OS text) had that is not UTF-8
+        return f"\\x{code - 0xDC00:02x}"
+    if code >= 0xD800:  # any other lone surrogate: no character at all
+        return f"\\u{code:04x}"
+    return _NAMED.get(char) or f"\\x{code:02x}"
 
 
 def clean_line(text: str, limit: int = MAX_LINE_CHARS) -> str:
-    """``text`` as one printable log line: control characters escaped, cut at ``limit``
-    characters with ``… [cut: N characters in all]`` when longer."""
+    """``text`` as one printable log line that always encodes as UTF-8: control characters
+    and lone surrogates escaped, cut at ``limit`` characters with ``… [cut: N characters in
+    all]`` when longer."""
     if len(text) > limit:
         text = f"{text[:limit]}… [cut: {len(text)} characters in all]"
     return _CONTROL.sub(_escape, text)

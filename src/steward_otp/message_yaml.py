@@ -6,14 +6,19 @@ so a node that never sees YAML keeps PyYAML out of its memory.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import re
+from collections.abc import Iterator
 from typing import Any, Final
 
 import yaml
 
 from steward_otp.limits import MAX_DOCUMENT_EXPANSION, MAX_MESSAGES_PER_DOCUMENT
-from steward_otp.message import _DocumentError, _TextFloat, _TextInt
+from steward_otp.message import _BadBase64, _DocumentError, _RepeatedKeys, _TextFloat, _TextInt
+
+_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 
 
 class _DocumentLoader(yaml.SafeLoader):
@@ -21,6 +26,11 @@ class _DocumentLoader(yaml.SafeLoader):
 
     Booleans are only true/false (not yes/no/on/off), dates and ``=`` stay strings, and
     numbers remember their spelling so that string fields get the text as written.
+    ``!!binary`` is strict base64 (whitespace aside): anything else is kept as a
+    ``_BadBase64`` the reader refuses, as it refuses ``{"base64": ...}`` that is not base64.
+    A mapping that names a key more than once (merge keys aside) is a ``_RepeatedKeys``
+    noting every value, so the reader refuses it as it does a JSON object with a repeated
+    key.
 
     Limits: reading stops with a _DocumentError as soon as the stream holds more than
     ``max_messages`` top-level messages (so a huge document is refused after reading the
@@ -36,6 +46,20 @@ class _DocumentLoader(yaml.SafeLoader):
         self.aliases_used = 0
         self.messages_seen = 0
         self.depth = 0
+        self._explicit: dict[int, tuple[yaml.Node, list[tuple[yaml.Node, yaml.Node]]]] = {}
+
+    def explicit_pairs(self, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
+        """The key/value nodes written in ``node`` itself (no merge keys), as they were
+        before :meth:`flatten_mapping` put the merged pairs into it."""
+        entry = self._explicit.get(id(node))
+        if entry is None or entry[0] is not node:
+            pairs = [(k, v) for k, v in node.value if k.tag != _MERGE_TAG]
+            entry = self._explicit[id(node)] = (node, pairs)
+        return entry[1]
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        self.explicit_pairs(node)  # noted before the merged pairs join them
+        super().flatten_mapping(node)
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -141,8 +165,35 @@ def _yaml_float(loader: yaml.SafeLoader, node: yaml.Node) -> _TextFloat:
     return _TextFloat(loader.construct_yaml_float(scalar), scalar.value)
 
 
+def _yaml_binary(loader: yaml.SafeLoader, node: yaml.Node) -> bytes | _BadBase64:
+    text = loader.construct_scalar(_scalar_node(node))
+    try:  # PyYAML's own decoder drops whatever is not base64 without a word
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return _BadBase64(text)
+
+
+def _yaml_map(loader: _DocumentLoader, node: yaml.Node) -> Iterator[_RepeatedKeys]:
+    data = _RepeatedKeys()
+    yield data
+    if not isinstance(node, yaml.MappingNode):
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"expected a mapping, but found a {getattr(node, 'id', 'node')}",
+            node.start_mark,
+        )
+    explicit = loader.explicit_pairs(node)
+    data.update(loader.construct_mapping(node))
+    if len(explicit) > 1:
+        pairs = [(loader.construct_object(k), loader.construct_object(v)) for k, v in explicit]
+        data.repeated = _RepeatedKeys.repeats(pairs)
+
+
 _DocumentLoader.add_constructor("tag:yaml.org,2002:int", _yaml_int)
 _DocumentLoader.add_constructor("tag:yaml.org,2002:float", _yaml_float)
+_DocumentLoader.add_constructor("tag:yaml.org,2002:binary", _yaml_binary)
+_DocumentLoader.add_constructor("tag:yaml.org,2002:map", _yaml_map)
 
 
 def load_all(text: str, max_messages: int = MAX_MESSAGES_PER_DOCUMENT) -> list[Any]:

@@ -20,6 +20,13 @@ def test_control_characters_are_escaped() -> None:
     assert clean_line("plain text, ünïcode € and spaces") == "plain text, ünïcode € and spaces"
 
 
+def test_text_that_cannot_be_encoded_is_escaped_so_the_line_always_encodes() -> None:
+    # os.scandir gives the byte 0xff of a name that is not UTF-8 as the surrogate U+DCFF.
+    line = clean_line("file x\udcff\udc80.json and a stray \ud800")
+    assert line == "file x\\xff\\x80.json and a stray \\ud800"
+    assert line.encode("utf-8").decode("utf-8") == line
+
+
 def test_huge_values_are_cut_with_a_marker() -> None:
     line = clean_line("x" * 4_000_000)
     assert line.startswith("x" * MAX_LINE_CHARS)

@@ -258,6 +258,55 @@ def test_data_as_yaml_binary() -> None:
     assert result.messages[0].data == b"\x00\x01\x02"
 
 
+def test_yaml_binary_spread_over_lines_is_read_whole() -> None:
+    result = parse_messages("toNode: a\nmethod: REQPing\ndata: !!binary |\n  aGVs\n  bG8K\n")
+    assert result.messages[0].data == b"hello\n"
+
+
+@pytest.mark.parametrize("encoded", ["aGVsbG8K!!!", "aGVsbG8", "aGVs bG8K==x", "häll"])
+def test_yaml_binary_that_is_not_base64_is_rejected_like_json_base64(encoded: str) -> None:
+    yaml_doc = parse_messages(f"- toNode: a\n  method: REQPing\n  data: !!binary '{encoded}'\n")
+    json_doc = parse_messages(
+        json.dumps([{"toNode": "a", "method": "REQPing", "data": {"base64": encoded}}])
+    )
+    assert yaml_doc.messages == [] and json_doc.messages == []
+    (error,) = yaml_doc.errors
+    assert (error.index, error.field) == (0, "data")
+    assert error.value == json.dumps(encoded, ensure_ascii=False)
+    assert "not valid base64" in error.reason
+    assert "not valid base64" in json_doc.errors[0].reason
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '[{"toNode": "a", "method": "REQPing", "toNode": "b"}]',
+        "- toNode: a\n  method: REQPing\n  toNode: b\n",
+    ],
+    ids=["json", "yaml"],
+)
+def test_a_field_given_twice_in_one_message_is_refused_naming_it(document: str) -> None:
+    result = parse_messages(document)
+    assert result.messages == []
+    (error,) = result.errors
+    assert (error.index, error.field, error.value) == (0, "toNode", "['a', 'b']")
+    assert error.reason == "is given 2 times in one message"
+    assert error.allowed == "each field at most once per message"
+
+
+def test_only_the_message_with_a_repeated_field_is_refused() -> None:
+    document = (
+        "- {toNode: a, method: REQPing}\n"
+        "- {toNode: a, method: REQPing, previousMessage: {fileName: x, fileName: y}}\n"
+        "- &m {toNode: a, method: REQPing}\n"
+        "- {<<: *m, toNode: b}\n"  # a merge key overridden: not a repeat
+    )
+    result = parse_messages(document)
+    assert [m.to_node for m in result.messages] == ["a", "a", "b"]
+    (error,) = result.errors
+    assert (error.index, error.field) == (1, "previousMessage.fileName")
+
+
 def test_old_empty_data_list_is_accepted_with_a_warning() -> None:
     result = parse_messages('[{"toNode": "a", "method": "REQPing", "data": [""]}]')
     assert len(result.messages) == 1
@@ -416,6 +465,17 @@ def test_validation_errors_name_field_value_and_allowed(
     assert reason in error.reason
     if allowed is not None:
         assert error.allowed is not None and allowed in error.allowed
+
+
+def test_to_nodes_given_as_one_string_is_refused_with_a_to_nodes_example() -> None:
+    (error,) = _errors({"toNodes": "local", "method": "REQCliCommand"})
+    assert (error.field, error.value) == ("toNodes", '"local"')
+    assert "is not a list of strings" in error.reason
+    assert error.allowed == (
+        'a list of node names, e.g. ["ship1", "ship2"]; for one node: toNode: "ship1"'
+    )
+    (args_error,) = _errors({**BASE, "methodArgs": "ls -l"})
+    assert args_error.allowed == 'e.g. ["bash", "-c", "ls -l"]'
 
 
 def test_accepted_integers_follow_steward() -> None:
@@ -584,6 +644,8 @@ def test_ensure_id_assigns_only_when_missing() -> None:
         ("", ("a", "b"), "op:1", [("a", "op:1@a"), ("b", "op:1@b")]),
         ("local", (), "", [("me", "")]),
         ("", ("local", "b"), "k", [("me", "k@me"), ("b", "k@b")]),
+        ("", ("local", "local", "me"), "k", [("me", "k@me")]),
+        ("", ("me", "b", "local"), "", [("me", ""), ("b", "")]),
         ("", (), "", []),
     ],
 )

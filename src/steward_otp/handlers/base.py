@@ -12,6 +12,10 @@ Failures:
   (to ``<fileName>.error``) and to the central error log. The subscriber keeps running.
 * any other exception — a bug: reported the same way, then the subscriber process crashes
   and its supervisor restarts it ("let it crash").
+
+A reply too large for the broker never goes out and never crashes anything (see
+:func:`sized_reply`): an error reply is cut to fit, with a marker; any other reply is
+refused with :class:`ReplyTooLarge`, an expected failure like any HandlerError.
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ from typing import Any, Literal, Protocol
 import attrs
 import trio
 
+from steward_otp.limits import (
+    WIRE_HEADROOM,
+    current_max_payload,
+    encoded_size,
+    max_encoded_bytes,
+    size_problem,
+)
 from steward_otp.logs import LogLevel
 from steward_otp.message import Message, build_reply
 from steward_otp.methods import BUILTIN_METHODS, EventKind, MethodSpec
@@ -38,6 +49,42 @@ _HANDLERS_LOG = logging.getLogger("steward_otp.handlers")
 
 class HandlerError(Exception):
     """An expected failure of a handler; its text is sent back as an error reply."""
+
+
+class ReplyTooLarge(HandlerError):
+    """A handler's output does not fit in one message; the text says how large it is, the
+    limit, and what to do instead."""
+
+
+_CUT_MARKER = "\n… [cut: the error text is {size} bytes, more than one message carries]\n"
+
+
+def sized_reply(request: Message, output: bytes, *, error: bool = False) -> Message | None:
+    """:func:`~steward_otp.message.build_reply`, made to fit the broker's ``max_payload``.
+
+    An error reply (``error=True``) too large is cut to fit, ending in a marker with its
+    full size (it is text for a person). Any other reply too large raises
+    :class:`ReplyTooLarge`: cutting a result would pass on incomplete data as if it were
+    whole. Either way nothing is submitted that the outbox would refuse.
+    """
+    reply = build_reply(request, output, error=error)
+    if reply is None or size_problem(reply) is None:
+        return reply
+    # What the reply's other fields (previousMessage above all) leave for the output; 16
+    # bytes for the CBOR header of the data.
+    room = max_encoded_bytes() - encoded_size(attrs.evolve(reply, data=b"")) - 16
+    if error:
+        marker = _CUT_MARKER.format(size=len(output)).encode()
+        kept = output[: max(room - len(marker), 0)].decode("utf-8", "ignore").encode()
+        return attrs.evolve(reply, data=kept + marker)
+    max_payload = current_max_payload()
+    raise ReplyTooLarge(
+        f"the output is {len(output)} bytes, more than one reply can carry ({max(room, 0)} "
+        f"bytes here: the broker's max_payload of {max_payload} bytes less {WIRE_HEADROOM} "
+        "for headers and ids and the reply's other fields); nothing of it was sent. Write "
+        'large output to a file on the node instead (e.g. ["bash", "-c", "<command> > '
+        '/tmp/out.txt"]) and fetch it with REQCopySrc, or make the output smaller'
+    )
 
 
 class NodeServices(Protocol):
@@ -183,9 +230,11 @@ class HandlerContext:
         Builds it exactly as Steward's reply builder; does nothing when the request wants no
         reply (``replyMethod: REQNone``) or is itself a reply. Returns once it is durable, or
         -- for a quick handler's context, whose ``replies`` is set -- once it is gathered to
-        be stored with the message's completion.
+        be stored with the message's completion. Output too large for one message raises
+        :class:`ReplyTooLarge` (an error reply is cut to fit instead; see
+        :func:`sized_reply`).
         """
-        reply = build_reply(self.message, output, error=error)
+        reply = sized_reply(self.message, output, error=error)
         if reply is None:
             return
         if self.replies is not None:

@@ -15,7 +15,8 @@ Guarantees, checked by :func:`safe_output_path` right before each write:
   ``./``): ``..`` components are refused, and so is a path that a symbolic link leads out
   of its base (the real path, all links resolved, must be inside the real base);
 * nothing is written into the node's own ``<home>/etc``, ``<home>/var`` or ``<home>/tmp``
-  (configuration, store, sockets), however the path is given, absolute or through links;
+  (configuration, store, sockets), however the path is given, absolute or through links
+  (:func:`refuse_own_folder` applies the same rule to a copy's destination);
   only when the data folder itself lies inside one of them, writes inside the data folder
   are allowed there;
 * ``fileName`` is a plain file name, and neither field holds a control character.
@@ -37,7 +38,14 @@ from steward_otp.handlers.base import HandlerError
 from steward_otp.limits import path_text_problem
 from steward_otp.message import Message
 
-__all__ = ["OWN_FOLDERS", "UnsafePath", "check_output_fields", "output_path", "safe_output_path"]
+__all__ = [
+    "OWN_FOLDERS",
+    "UnsafePath",
+    "check_output_fields",
+    "output_path",
+    "refuse_own_folder",
+    "safe_output_path",
+]
 
 OWN_FOLDERS: Final = ("etc", "var", "tmp")
 """Folders of the node's home that output methods never write into."""
@@ -121,14 +129,27 @@ def safe_output_path(message: Message, *, data_dir: Path, home: Path) -> Path:
                 "(a symbolic link points out of it); allowed: a folder inside "
                 f"{base} without links leading out, or an absolute directory"
             )
+    _refuse_own_folder(real, where, home, "directory", directory)
+    return path
+
+
+def refuse_own_folder(path: Path, *, data_dir: Path, home: Path, field: str, value: str) -> None:
+    """Raise :class:`UnsafePath` naming ``field`` and ``value`` when ``path`` (all links
+    resolved) lies in the node's own ``etc``, ``var`` or ``tmp`` folder (see the module
+    docstring): for other writes than the output methods', e.g. a copy's destination."""
+    real = Path(os.path.realpath(path))
+    where = _real_folders(data_dir, home, int(time.monotonic() / _FOLDER_CACHE_SECONDS))
+    _refuse_own_folder(real, where, home, field, value)
+
+
+def _refuse_own_folder(real: Path, where: _RealFolders, home: Path, field: str, value: str) -> None:
     for own, real_own in where.own:
         inside_data = where.data.is_relative_to(real_own) and real.is_relative_to(where.data)
         if real.is_relative_to(real_own) and not inside_data:
             raise UnsafePath(
-                f'field "directory": value {directory!r} leads into {own}, the node\'s own '
+                f'field "{field}": value {value!r} leads into {own}, the node\'s own '
                 f"folder; allowed: any folder but {', '.join(str(home / n) for n in OWN_FOLDERS)}"
             )
-    return path
 
 
 class _RealFolders:

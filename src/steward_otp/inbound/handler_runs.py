@@ -6,9 +6,11 @@ Guarantees:
 * a handler is cancelled at its message's deadline (:func:`method_deadline`: after
   ``methodTimeout`` seconds, the node's default when that is below 1, never for ``-1``); a
   timeout is an error reply and the outcome ``timeout``;
-* a :class:`~steward_otp.handlers.base.HandlerError` is an error reply (``<fileName>.error``)
-  and a line to the central error log; any other exception is the same and then
-  :class:`HandlerCrashed`, which crashes the Subscriber (its supervisor restarts it);
+* a :class:`~steward_otp.handlers.base.HandlerError` (alone, or alone in exception groups
+  from the handler's own tasks) is an error reply (``<fileName>.error``) and a line to the
+  central error log -- so is output too large for one reply
+  (:class:`~steward_otp.handlers.base.ReplyTooLarge`); any other exception is the same and
+  then :class:`HandlerCrashed`, which crashes the Subscriber (its supervisor restarts it);
 * a failure of ``REQErrorLog`` itself is logged locally only, never sent to the error log;
 * a scheduled message runs at each offset of its schedule, runs may overlap, and it is
   marked done once the last run has ended;
@@ -24,9 +26,15 @@ import math
 import trio
 
 from steward_otp.error_kernel import ERROR_LOG_METHOD
-from steward_otp.handlers.base import Handler, HandlerContext, HandlerError, NodeServices
+from steward_otp.handlers.base import (
+    Handler,
+    HandlerContext,
+    HandlerError,
+    NodeServices,
+    sized_reply,
+)
 from steward_otp.inbound.completions import PENDING, Completion, CompletionWriter
-from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, build_reply
+from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, wire_errors
 from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
 from steward_otp.store import Store, StoreFull
 
@@ -130,6 +138,10 @@ class HandlerRunner(CompletionWriter):
             await self._fail(ctx, message, f"error: {message.method}: a reply was not sent: {exc}")
             return "error", f"a reply was not sent: {exc}"
         except Exception as exc:
+            expected = _sole_handler_error(exc)
+            if expected is not None:  # e.g. raised in a task of the handler's own nursery
+                await self._fail(ctx, message, f"error: {message.method}: {expected}")
+                return "error", str(expected)
             await self._fail(ctx, message, f"error: {message.method}: handler crashed: {exc!r}")
             raise HandlerCrashed(f"handler for {message.method} crashed: {exc!r}") from exc
 
@@ -163,6 +175,17 @@ class HandlerRunner(CompletionWriter):
             log.error("%s", text)
             return
         self.services.report("error", text)
-        reply = build_reply(message, text.encode() + b"\n", error=True)
-        if reply is not None:
-            await self._until_stored(lambda: self.services.submit([reply]), 1, PENDING)
+        reply = sized_reply(message, text.encode("utf-8", "backslashreplace") + b"\n", error=True)
+        if reply is None:
+            return
+        if wire_errors(reply):  # unsendable: the request alone fills a message, or a bad name
+            log.error("%s: error reply not sent: %s", message.method, wire_errors(reply)[0])
+            return
+        await self._until_stored(lambda: self.services.submit([reply]), 1, PENDING)
+
+
+def _sole_handler_error(exc: BaseException) -> HandlerError | None:
+    """The HandlerError ``exc`` is, or is alone in (exception groups of one, nested)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, HandlerError) else None

@@ -149,7 +149,12 @@ class QuickBatchRunner(HandlerRunner):
                 outcomes.append((message.id, "error", str(result)))
                 continue
             if result is not None:
-                await context(message).reply(result)
+                try:
+                    await context(message).reply(result)
+                except HandlerError as exc:  # ReplyTooLarge: output too large for a reply
+                    await self._fail(context(message), message, f"error: {message.method}: {exc}")
+                    outcomes.append((message.id, "error", str(exc)))
+                    continue
             outcomes.append((message.id, "ok", None))
 
     def _finished(

@@ -7,7 +7,8 @@ two polls; dotfiles and names ending in ``.tmp`` or ``.part`` are left alone, so
 that writes ``msg.json.tmp`` and renames it to ``msg.json`` is never read half-written.
 Its messages go through the node's input path; once every message is durable in the outbox
 the file is deleted. A file with any rejected message (or that cannot be read, is empty or
-is too large) is moved to ``rejected/`` with ``<name>.error`` beside it: one JSON answer
+is too large, or whose name is not valid UTF-8) is moved to ``rejected/`` with
+``<name>.error`` beside it: one JSON answer
 line per message, accepted ones included — those were accepted and will be delivered
 (rejected ones beyond :data:`~steward_otp.inputs.answers.MAX_REJECTED_ANSWERS` are counted in
 one last line). One file causes at most
@@ -72,6 +73,23 @@ def _regular_files(folder: Path) -> dict[str, tuple[int, int]]:
                 continue
             found[entry.name] = (status.st_size, status.st_mtime_ns)
     return found
+
+
+def shown_name(name: str) -> str:
+    """A file name as text that can always be written out: the bytes of a name that are
+    not UTF-8 (lone surrogates, as ``os.scandir`` gives them) shown as ``\\xff``."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no byte of a file name turns into
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read(path: Path, limit: int) -> bytes | None:
@@ -183,7 +201,15 @@ class ReadFolderInput:
 
     async def _handle(self, name: str) -> None:
         path = self.folder / name
-        source = f"{self.SOURCE} file {name}"
+        source = f"{self.SOURCE} file {shown_name(name)}"
+        if not _is_utf8(name):
+            problem = document_rejection(
+                f'file: its name "{shown_name(name)}" is not valid UTF-8 (the bytes shown as '
+                "\\xNN); nothing in it was read",
+                "file names in UTF-8: rename the file in rejected/ and put it back",
+            )
+            await self._reject_whole(name, problem, source)
+            return
         try:
             document = await trio.to_thread.run_sync(_read, path, self.max_document_bytes)
         except FileNotFoundError:
@@ -233,7 +259,7 @@ class ReadFolderInput:
             self._stuck[name] = self._last_scan.get(name, (-1, -1))
             self.report(
                 "error",
-                f"error: {self.SOURCE}: file {name} was sent but cannot be deleted "
+                f"error: {self.SOURCE}: file {shown_name(name)} was sent but cannot be deleted "
                 f"({error.strerror or error}); it is skipped until it changes",
             )
 
@@ -250,12 +276,13 @@ class ReadFolderInput:
             self._stuck[name] = self._last_scan.get(name, (-1, -1))
             self.report(
                 "error",
-                f"error: {self.SOURCE}: file {name} was rejected but cannot be moved to "
-                f"{self.rejected} ({error.strerror or error}); it is skipped until it changes",
+                f"error: {self.SOURCE}: file {shown_name(name)} was rejected but cannot be "
+                f"moved to {self.rejected} ({error.strerror or error}); it is skipped until it "
+                "changes",
             )
             return
         self.rejected_files += 1
-        log.info("%s: rejected, moved to %s", source, target)
+        log.info("%s: rejected, moved to %s", source, shown_name(str(target)))
 
 
 class StartupFolderInput:

@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 
 from steward_otp.inputs.parsing import parse_document
-from steward_otp.message import Message, MessageError, fan_out
+from steward_otp.jetstream.layout import BROADCAST_NODE
+from steward_otp.message import LOCAL_NODE, Message, MessageError, fan_out, show_value
 from steward_otp.methods import MethodTable
 from steward_otp.store.schema import StoreError
 
@@ -87,14 +88,18 @@ async def accept_document(
     table: MethodTable,
     force_from_node: bool = True,
     require_from_node: bool = False,
+    jetstream: bool = False,
 ) -> list[Answer]:
     """Parse ``document``, make every valid message durable, and say what happened to each.
 
     ``force_from_node`` sets ``fromNode`` to this node (every input but the startup folder
     does, so replies come back here). With ``require_from_node`` (and ``force_from_node``
     off) a message without ``fromNode`` is rejected with an error naming that field.
-    ``local`` in ``toNode``/``toNodes`` means this node. Invalid messages are answered with
-    their error and change nothing; the valid ones in the same batch still go through.
+    ``local`` in ``toNode``/``toNodes`` means this node. ``jetstream`` tells whether this
+    node's delivery is JetStream: without it, a broadcast (``toNode: all``) that does not
+    set ``"jetstream": true`` is refused here, since core NATS could never deliver it.
+    Invalid messages are answered with their error and change nothing; the valid ones in
+    the same batch still go through.
     """
     result = await parse_document(document, table=table)
     noted = _warnings_by_index(result.warnings)
@@ -120,7 +125,19 @@ async def accept_document(
             continue
         # fromNode is set in the fan-out's one copy per destination: no extra copy.
         from_node = node_name if force_from_node else None
-        outgoing.extend((index, m) for m in fan_out(parsed, node_name, from_node=from_node))
+        for copy in fan_out(parsed, node_name, from_node=from_node):
+            refusal = _core_broadcast(parsed, copy, node_name, jetstream, index)
+            if refusal is None:
+                outgoing.append((index, copy))
+            else:
+                answers.append(
+                    Answer(
+                        index=index,
+                        accepted=False,
+                        error=refusal,
+                        warnings=warnings_of(index),
+                    )
+                )
     if outgoing:
         try:
             ids = await submit([m for _, m in outgoing])
@@ -154,6 +171,38 @@ async def accept_document(
             )
     answers.sort(key=lambda a: (a.index is not None, a.index or 0))
     return answers
+
+
+def _core_broadcast(
+    parsed: Message, copy: Message, node_name: str, jetstream: bool, index: int | None
+) -> MessageError | None:
+    """Why ``copy`` (of ``parsed``) is a broadcast core NATS would have to carry, or None.
+
+    A broadcast reaches every node only through the JetStream stream: one that would leave
+    this node by core NATS could never be delivered (the outbox would fail it later).
+    A relayed one is left to the relay node unless it says ``"jetstream": false``.
+    """
+    if copy.to_node != BROADCAST_NODE:
+        return None
+    direct = copy.relay_via_node in ("", LOCAL_NODE, node_name)
+    if copy.jetstream or (copy.jetstream is None and (jetstream or not direct)):
+        return None
+    field = (
+        "toNode" if parsed.to_node else f"toNodes[{list(parsed.to_nodes).index(BROADCAST_NODE)}]"
+    )
+    why = (
+        'the message sets "jetstream": false'
+        if copy.jetstream is False
+        else 'this node\'s delivery is "core" and the message does not set "jetstream"'
+    )
+    return MessageError(
+        index,
+        field,
+        show_value(BROADCAST_NODE),
+        f"is a broadcast, which reaches every node only through JetStream, but {why}",
+        'a node name; to broadcast, set "jetstream": true on the message or run the node '
+        "with --delivery jetstream",
+    )
 
 
 def _warnings_by_index(

@@ -56,6 +56,8 @@ from steward_otp.message.preparation import (
     fan_out,
     new_message_id,
 )
+from steward_otp.message.reading import _BadBase64 as _BadBase64
+from steward_otp.message.reading import _RepeatedKeys as _RepeatedKeys
 from steward_otp.message.reading import _TextFloat as _TextFloat
 from steward_otp.message.reading import _TextInt as _TextInt
 from steward_otp.message.routing import (

@@ -26,7 +26,7 @@ import attrs
 
 from steward_otp.limits import MAX_MESSAGES_PER_DOCUMENT
 from steward_otp.message.errors import MessageError, _printable, show_value
-from steward_otp.message.reading import _Reader, _TextFloat, _TextInt
+from steward_otp.message.reading import _object_pairs, _Reader, _TextFloat, _TextInt
 from steward_otp.message.record import Message
 from steward_otp.message.validation import _check_message
 from steward_otp.methods import BUILTIN_METHODS, MethodTable
@@ -59,8 +59,10 @@ _TRAILING_COMMA: Final = re.compile(r'("(?:[^"\\]|\\.)*")|,(\s*[\]}])', re.DOTAL
 def _json_loads(text: str) -> Any:
     # JSON writes an integer one way only, so ``str()`` of the parsed int gives its text
     # back -- except ``-0``: only a document that holds "-0" pays for remembering the text.
+    # A key given twice in one object is refused by the reader, not silently last-wins.
     return json.loads(
         text,
+        object_pairs_hook=_object_pairs,
         parse_int=_text_int if "-0" in text else None,
         parse_float=lambda s: _TextFloat(float(s), s),
     )

@@ -53,9 +53,10 @@ def fan_out(message: Message, own_node: str, *, from_node: str | None = None) ->
     """One message per destination, each with ``toNodes`` cleared and ``local`` resolved.
 
     A message with ``toNode`` is kept as is (its ``toNodes`` is ignored). Otherwise each
-    distinct entry of ``toNodes`` (first occurrence order) gives one copy with that
-    ``toNode``; when the message has an id, each copy gets id ``<id>@<node>``, so copies
-    stay distinct and resubmitting the same document yields the same ids. ``local`` becomes
+    distinct entry of ``toNodes`` (first occurrence order, ``local`` counting as
+    ``own_node``) gives one copy with that ``toNode``; when the message has an id, each
+    copy gets id ``<id>@<node>``, so copies stay distinct and resubmitting the same
+    document yields the same ids. ``local`` becomes
     ``own_node``. A message with neither gives an empty list. ``from_node``, when given,
     becomes every copy's ``fromNode``. One copy per destination (the decoder's fast path,
     no ``attrs.evolve`` chain): inputs call this for every message they accept.
@@ -68,8 +69,8 @@ def fan_out(message: Message, own_node: str, *, from_node: str | None = None) ->
         targets = [(resolve(message.to_node), message.id)]
     else:
         targets = []
-        for node in dict.fromkeys(message.to_nodes):
-            target = resolve(node)
+        # "local" is resolved first: "local" and this node's own name are one destination.
+        for target in dict.fromkeys(resolve(node) for node in message.to_nodes):
             targets.append((target, f"{message.id}@{target}" if message.id else ""))
     values = list(message.field_values())
     values[_TO_NODES_AT] = ()

@@ -31,6 +31,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+import attrs
+
 from steward_otp.message.errors import MessageError, _key_text, show_value
 from steward_otp.message.fields import (
     INT64_MAX,
@@ -67,11 +69,51 @@ class _TextFloat(float):
         return obj
 
 
+class _RepeatedKeys(dict[Any, Any]):
+    """A mapping read from a document that named some keys more than once.
+
+    ``repeated`` holds, for each such key, every value given, in document order (the
+    mapping itself holds the last). Made by the JSON and YAML loaders only when a key
+    repeats; the reader refuses the message, naming the field.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[Any, Any]] = ()) -> None:
+        super().__init__(pairs)
+        self.repeated = self.repeats(pairs)
+
+    @staticmethod
+    def repeats(pairs: Sequence[tuple[Any, Any]]) -> dict[Any, list[Any]]:
+        """Every key given more than once in ``pairs``, with all its values in order."""
+        given: dict[Any, list[Any]] = {}
+        for key, value in pairs:
+            given.setdefault(key, []).append(value)
+        return {key: values for key, values in given.items() if len(values) > 1}
+
+
+def _object_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """``json.loads``'s ``object_pairs_hook``: a plain dict, or :class:`_RepeatedKeys` when
+    a key repeats (JSON itself would silently keep the last)."""
+    mapping = dict(pairs)
+    return mapping if len(mapping) == len(pairs) else _RepeatedKeys(pairs)
+
+
+@attrs.frozen
+class _BadBase64:
+    """A YAML ``!!binary`` scalar that is not valid base64 (the reader refuses it)."""
+
+    text: str
+
+
 _BAD: Final = object()
 _MAX_UNKNOWN_KEY_WARNINGS: Final = 10
 _FIELDS_BY_KEY: Final = {info.key: info for info in MESSAGE_FIELDS}
 _KNOWN_KEYS: Final = frozenset(_FIELDS_BY_KEY) | frozenset(_PREVIOUS_KEYS)
 _KEYS_BY_FOLDED: Final = {key.lower(): key for key in _FIELDS_BY_KEY}
+_ARGS_EXAMPLE: Final = 'e.g. ["bash", "-c", "ls -l"]'
+_LIST_EXAMPLES: Final = {
+    "toNodes": 'a list of node names, e.g. ["ship1", "ship2"]; for one node: toNode: "ship1"',
+}
+"""What a list-of-strings field allows, by key, for the error when it is not a list."""
 _LEGACY_DATA_HINT: Final = (
     'is a list of strings, the old Steward form of what is now "methodArgs"; '
     'move the list to "methodArgs", or give "data" as one string'
@@ -140,6 +182,8 @@ class _Reader:
                 "is given more than once (as " + " and ".join(previous_keys) + ")",
                 "one of " + ", ".join(_PREVIOUS_KEYS),
             )
+        if isinstance(mapping, _RepeatedKeys):
+            self._repeated_keys(prefix, mapping.repeated)
         unknown = 0
         for key, raw in mapping.items():
             if not isinstance(key, str) or key not in _KNOWN_KEYS:
@@ -165,6 +209,17 @@ class _Reader:
         except (TypeError, ValueError) as exc:  # only reachable through a bug in the reader
             self.error(prefix.rstrip(".") or None, _BAD, f"could not be built: {exc}", None)
             return None
+
+    def _repeated_keys(self, prefix: str, repeated: Mapping[Any, list[Any]]) -> None:
+        """Refuse every known field given more than once (its value would be a guess)."""
+        for key, values in repeated.items():
+            if isinstance(key, str) and key in _KNOWN_KEYS:
+                self.error(
+                    prefix + key,
+                    list(values),
+                    f"is given {len(values)} times in one message",
+                    "each field at most once per message",
+                )
 
     def _unknown_key(self, prefix: str, key: object) -> None:
         if not isinstance(key, str):
@@ -203,7 +258,7 @@ class _Reader:
             self.error(path, raw, "is not true or false", kind.value)
             return _BAD
         if kind is FieldKind.STRS:
-            return self.strings(raw, path)
+            return self.strings(raw, path, _LIST_EXAMPLES.get(info.key, _ARGS_EXAMPLE))
         if kind is FieldKind.INTS:
             if not isinstance(raw, list | tuple):
                 self.error(path, raw, "is not a list of integers", kind.value)
@@ -237,9 +292,9 @@ class _Reader:
             return _BAD
         return int(raw)
 
-    def strings(self, raw: object, path: str) -> object:
+    def strings(self, raw: object, path: str, example: str = _ARGS_EXAMPLE) -> object:
         if not isinstance(raw, list | tuple):
-            self.error(path, raw, "is not a list of strings", 'e.g. ["bash", "-c", "ls -l"]')
+            self.error(path, raw, "is not a list of strings", example)
             return _BAD
         return self.items(raw, path, self.text)
 
@@ -265,6 +320,9 @@ class _Reader:
                 return _BAD
         if isinstance(raw, bytes | bytearray):
             return bytes(raw)
+        if isinstance(raw, _BadBase64):
+            self.error(path, raw.text, "is !!binary but not valid base64", allowed)
+            return _BAD
         if isinstance(raw, Mapping):
             encoded = raw.get("base64") if len(raw) == 1 else None
             if isinstance(encoded, str):

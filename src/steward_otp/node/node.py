@@ -253,7 +253,11 @@ class Node:
     async def accept_document(self, document: bytes | str) -> list[Answer]:
         """The input path: parse, validate, fan out and make durable one document."""
         answers = await accept_document(
-            document, node_name=self.node_name, submit=self.submit, table=self.table
+            document,
+            node_name=self.node_name,
+            submit=self.submit,
+            table=self.table,
+            jetstream=self.config.delivery == "jetstream",
         )
         self.user_messages += sum(1 for answer in answers if answer.accepted)
         return answers

@@ -273,6 +273,7 @@ def _inputs(node: Node) -> Supervisor:
         table=node.table,
         force_from_node=False,
         require_from_node=True,
+        jetstream=config.delivery == "jetstream",
     )
     startup = StartupFolderInput(config.startup_dir, accept_startup, node.report)
     inputs.append(("startup", startup))

@@ -93,6 +93,21 @@ async def test_a_broadcast_over_core_nats_is_failed_at_once_saying_how_to_send_i
     assert '"jetstream": true' in (row.reason or "")
 
 
+async def test_an_input_refuses_a_broadcast_a_core_node_would_send_by_core_nats(
+    tmp_path: Path,
+) -> None:
+    net = LoopbackNet(tmp_path)
+    central = net.node("central")
+    async with central:
+        (answer,) = await central.accept_document(
+            b'[{"toNode": "all", "method": "REQPing", "replyMethod": "REQNone"}]'
+        )
+        assert not answer.accepted and answer.error is not None
+        assert (answer.error.field, answer.error.value) == ("toNode", '"all"')
+        assert '"jetstream": true' in (answer.error.allowed or "")
+        assert await central.store.list_outbox() == []  # nothing stored, nothing to fail
+
+
 async def test_a_message_accepted_under_a_larger_max_payload_is_failed_when_it_shrinks(
     tmp_path: Path,
 ) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from steward_otp.handlers.base import HandlerError
+from steward_otp.handlers.base import HandlerError, ReplyTooLarge, sized_reply
 from steward_otp.handlers.commands import cli_command, cli_command_cont
+from steward_otp.message import check_wire
 from steward_otp.node import Node
 from tests.unit.handlers.fakes import FakeServices, context, request
 from tests.unit.handlers.loopback_nodes import (
@@ -239,3 +240,81 @@ async def test_a_command_past_its_method_timeout_is_an_error_reply_and_commands_
         await central.submit([message("REQCliCommand", ["echo", "next"])])
         await wait_for_exact(out, "next\n")
         assert subscriber_restarts(ship1, "REQCliCommand") == 0
+
+
+# ----------------------------------------------------------------- output too large for a reply
+
+
+def test_a_reply_too_large_is_refused_with_its_size_and_what_to_do() -> None:
+    msg = request("REQCliCommand", "true", reply_method="REQToFileAppend")
+    with pytest.raises(ReplyTooLarge) as raised:
+        sized_reply(msg, b"a" * 2_000_000)
+    text = str(raised.value)
+    assert text.startswith("the output is 2000000 bytes, more than one reply can carry (")
+    assert "the broker's max_payload of 1048576 bytes less 4096" in text
+    assert "to a file on the node" in text and "REQCopySrc" in text
+    small = sized_reply(msg, b"a" * 1000)
+    assert small is not None and small.data == b"a" * 1000
+
+
+def test_an_error_reply_too_large_is_cut_to_fit_with_a_marker() -> None:
+    msg = request("REQCliCommand", "true")
+    reply = sized_reply(msg, b"e" * 3_000_000, error=True)
+    assert reply is not None and reply.file_name == "out.txt.error"
+    check_wire(reply)  # it fits
+    assert reply.data.startswith(b"e" * 1_000_000)
+    assert reply.data.endswith(
+        b"\n\xe2\x80\xa6 [cut: the error text is 3000000 bytes, more than one message carries]\n"
+    )
+
+
+async def test_output_too_large_for_a_reply_is_an_error_reply_and_nothing_restarts(
+    net: LoopbackNet, pair: tuple[Node, Node]
+) -> None:
+    central, ship1 = pair
+    out = net.result("out", "out.txt")
+    big = net.result("out", "big.txt")
+    home = net.home("ship1")
+    # Runs alongside the large one, until the test opens its gate; counts its runs.
+    waiting = "echo run >> runs; while [ ! -e gate ]; do sleep 0.05; done; echo finished"
+    async with central, ship1:
+        await central.submit([message("REQCliCommand", ["bash", "-c", waiting])])
+        await wait_for(lambda: file_text(home / "runs") == "run\n")
+
+        large = "head -c 2000000 /dev/zero | tr '\\0' a"
+        await central.submit([message("REQCliCommand", ["bash", "-c", large], file_name="big.txt")])
+        error = await wait_for_text(big.with_name("big.txt.error"), "\n")
+        assert error.startswith(
+            "error: REQCliCommand: the output is 2000000 bytes, more than one reply can carry ("
+        )
+        assert "REQCopySrc" in error and error.count("\n") == 1
+        assert not big.exists()  # no partial output passed on as if it were whole
+
+        (home / "gate").touch()
+        await wait_for_exact(out, "finished\n")
+        assert file_text(home / "runs") == "run\n"  # it ran once: nothing was restarted
+        assert subscriber_restarts(ship1, "REQCliCommand") == 0
+
+        await central.submit([message("REQCliCommand", ["echo", "next"])])
+        await wait_for_exact(out, "finished\nnext\n")
+        await wait_for_text(net.error_log(), "error: REQCliCommand: the output is 2000000 bytes")
+
+
+async def test_a_streamed_piece_too_large_for_a_reply_ends_the_run_with_an_error_reply(
+    net: LoopbackNet, pair: tuple[Node, Node]
+) -> None:
+    # A 1 MiB piece of a line without newline (docs/methods.md) plus the reply's other
+    # fields is more than the broker carries: the run ends with an error reply, no crash.
+    central, ship1 = pair
+    out = net.result("out", "out.txt")
+    async with central, ship1:
+        large = "echo first; head -c 2000000 /dev/zero | tr '\\0' a"
+        await central.submit([message("REQCliCommandCont", ["bash", "-c", large])])
+        error = await wait_for_text(out.with_name("out.txt.error"), "\n")
+        assert error.startswith(
+            "error: REQCliCommandCont: the output is 1048577 bytes, more than one reply can carry"
+        )
+        await central.submit([message("REQCliCommandCont", ["echo", "next"])])
+        await wait_for_text(out, "next\n")
+        assert file_text(out) == "first\nnext\n"
+        assert subscriber_restarts(ship1, "REQCliCommandCont") == 0

@@ -221,6 +221,37 @@ async def test_a_copy_that_would_leave_the_data_folder_is_refused_and_copies_go_
     assert "copyDstDone" not in file_text(error)
 
 
+@pytest.mark.parametrize("own", ["etc", "var", "tmp"])
+async def test_a_copy_into_the_destination_node_s_own_folders_is_refused(
+    net: LoopbackNet, pair: tuple[Node, Node], own: str
+) -> None:
+    central, ship1 = pair
+    source_file(net.home("ship1"))
+    error = net.result("out", "out.txt.copyerror")
+    reply = net.result("out", "out.txt.copyreply")
+    home = net.home("central")
+    # Also through a link in the data folder that leads into the own folder.
+    (net.data("central")).mkdir(parents=True, exist_ok=True)
+    (net.data("central") / "sneaky").symlink_to(home / own, target_is_directory=True)
+    async with central, ship1:
+        for n, dst in enumerate([str(home / own / "x"), "sneaky/y"]):
+            await central.submit([message("REQCopySrc", ["files/a.bin", "central", dst])])
+            text = await wait_for_text(error, f"value {dst!r}")
+            assert text.startswith("error: copy ")
+            assert (
+                f'field "methodArgs[2] (dstPath)": value {dst!r} leads into '
+                f"{home / own}, the node's own folder; allowed: any folder but "
+                f"{home / 'etc'}, {home / 'var'}, {home / 'tmp'}"
+            ) in text
+            assert text.count("leads into") == n + 1
+        assert not (home / own / "x").exists() and not (home / own / "y").exists()
+
+        await central.submit([message("REQCopySrc", ["files/a.bin", "central", "in/a.bin"])])
+        await wait_for_text(reply, "copyDstDone")
+        assert (net.data("central") / "in" / "a.bin").read_bytes() == CONTENT
+        assert subscriber_restarts(central, "REQCopyDst") == 0
+
+
 async def test_the_source_tells_the_requester_how_far_a_copy_is(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -101,3 +101,92 @@ async def test_fanned_out_copies_differ_from_the_parsed_message_only_in_routing_
             attrs.evolve(expected, to_node="ship1", id="job7@ship1"),
             attrs.evolve(expected, to_node="central", id="job7@central"),
         ]
+
+
+async def test_local_and_the_node_s_own_name_in_to_nodes_are_one_destination() -> None:
+    stored: list[Message] = []
+
+    async def submit(messages: Sequence[Message]) -> list[str]:
+        stored.extend(messages)
+        return [m.id for m in messages]
+
+    document = json.dumps(
+        [{"id": "j", "toNodes": ["local", "local", "central", "ship1"], "method": "REQPing"}]
+    )
+    answers = await accept_document(
+        document, node_name="central", submit=submit, table=BUILTIN_METHODS
+    )
+    assert [(a.accepted, a.to_node, a.id) for a in answers] == [
+        (True, "central", "j@central"),
+        (True, "ship1", "j@ship1"),
+    ]
+    assert [m.to_node for m in stored] == ["central", "ship1"]
+
+
+BROADCAST_ALLOWED = (
+    'a node name; to broadcast, set "jetstream": true on the message or run the node with '
+    "--delivery jetstream"
+)
+
+
+async def test_a_broadcast_that_would_go_by_core_nats_is_refused_at_input() -> None:
+    stored: list[Message] = []
+
+    async def submit(messages: Sequence[Message]) -> list[str]:
+        stored.extend(messages)
+        return [m.id for m in messages]
+
+    document = json.dumps(
+        [
+            {"toNode": "all", "method": "REQPing"},
+            {"toNodes": ["ship1", "all"], "method": "REQPing"},
+            {"toNode": "all", "method": "REQPing", "jetstream": True},
+            {"toNode": "all", "method": "REQPing", "relayViaNode": "hub"},
+        ]
+    )
+    answers = await accept_document(
+        document, node_name="central", submit=submit, table=BUILTIN_METHODS
+    )
+    assert [(a.index, a.accepted, a.to_node) for a in answers] == [
+        (0, False, None),
+        (1, False, None),
+        (1, True, "ship1"),
+        (2, True, "all"),
+        (3, True, "all"),
+    ]
+    first, refused = answers[0].error, answers[1].error
+    assert first is not None and refused is not None
+    assert (first.field, first.value, first.allowed) == ("toNode", '"all"', BROADCAST_ALLOWED)
+    assert str(first) == (
+        'message 0: field "toNode": value "all" is a broadcast, which reaches every node only '
+        'through JetStream, but this node\'s delivery is "core" and the message does not set '
+        f'"jetstream"; allowed: {BROADCAST_ALLOWED}'
+    )
+    assert (refused.field, refused.value) == ("toNodes[1]", '"all"')
+    assert [(m.to_node, m.jetstream) for m in stored] == [
+        ("ship1", None),
+        ("all", True),
+        ("all", None),
+    ]
+
+
+async def test_a_broadcast_goes_through_on_a_jetstream_node_unless_it_asks_for_core() -> None:
+    stored: list[Message] = []
+
+    async def submit(messages: Sequence[Message]) -> list[str]:
+        stored.extend(messages)
+        return [m.id for m in messages]
+
+    document = json.dumps(
+        [
+            {"toNode": "all", "method": "REQPing"},
+            {"toNode": "all", "method": "REQPing", "jetstream": False},
+        ]
+    )
+    answers = await accept_document(
+        document, node_name="central", submit=submit, table=BUILTIN_METHODS, jetstream=True
+    )
+    assert [a.accepted for a in answers] == [True, False]
+    error = answers[1].error
+    assert error is not None and 'the message sets "jetstream": false' in error.reason
+    assert [m.to_node for m in stored] == ["all"]

@@ -53,6 +53,7 @@ from steward_otp.handlers.copy.pull import (
     pull_chunks,
     send_result,
 )
+from steward_otp.handlers.paths import UnsafePath, refuse_own_folder
 from steward_otp.message import Message
 from steward_otp.supervisors import current_child
 
@@ -231,8 +232,16 @@ class CopySession:
                 return None
             try:
                 destination = resolve_copy_path(init.dst_path, ctx.data_dir, "dstPath")
+                # Never over the node's configuration, keys, store or sockets.
+                refuse_own_folder(
+                    destination,
+                    data_dir=ctx.data_dir,
+                    home=home,
+                    field="methodArgs[2] (dstPath)",
+                    value=init.dst_path,
+                )
                 first_seen = await trio.to_thread.run_sync(session.open, init, time.time())
-            except (CopyArgsError, ProtocolError, OSError) as exc:
+            except (CopyArgsError, UnsafePath, ProtocolError, OSError) as exc:
                 ok, text = False, describe(exc)
             else:
                 try:
