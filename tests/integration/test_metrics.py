@@ -117,32 +117,33 @@ async def test_delivered_counter_moves_when_central_sends_to_ship1(
         assert value(on_ship1, "steward_inbound_messages_received_total", subject=subject) == 5
 
 
-@handler("REQCrashTest", description="crashes its subscriber, for the restart metric")
+@handler("REQCrashTest", description="crashes, for the handler crash metric")
 async def crash(ctx: HandlerContext, msg: Message) -> bytes | None:
     raise RuntimeError("induced crash")
 
 
-async def test_a_handler_crash_counts_one_restart_of_its_subscriber(
+async def test_a_handler_crash_is_counted_and_restarts_nothing(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     address = f"127.0.0.1:{free_loopback_port()}"
     config = node_config(tmp_path, "central", nats_server.url, prom_host_and_port=address)
     url = f"http://{address}/metrics"
     path = "node/inbound/REQCrashTest"
+    subject = "central.REQCrashTest.EventACK"
     async with Node(config, handlers=[crash]) as node:
         before = await scrape(url)
-        assert value(before, "steward_supervisor_restarts_total", path=path) == 0
+        assert value(before, "steward_handler_crashes_total", subject=subject) == 0
         await node.submit([Message(to_node="central", method="REQCrashTest", ack_timeout=5)])
 
-        def restarted_and_running() -> bool:
+        def crashed() -> bool:
             entry = node.snapshot().find(path)
-            return entry is not None and entry.restart_count == 1 and entry.state == "running"
+            return entry is not None and entry.info.get("handler_crashes") == 1
 
-        await wait_for(restarted_and_running)
+        await wait_for(crashed)
         after = await scrape(url)
-        assert value(after, "steward_supervisor_restarts_total", path=path) == 1
+        assert value(after, "steward_handler_crashes_total", subject=subject) == 1
+        assert value(after, "steward_supervisor_restarts_total", path=path) == 0
         assert value(after, "steward_processes_all_running", processName=path) == 1
-        assert value(after, "steward_supervisor_restarts_total", path="node/inbound") == 0
 
 
 async def test_queue_depth_of_offline_nodes_equals_the_messages_held_for_them(

@@ -10,8 +10,9 @@ Failures:
 
 * ``raise HandlerError("text")`` — an expected failure: the text goes back as an error reply
   (to ``<fileName>.error``) and to the central error log. The subscriber keeps running.
-* any other exception — a bug: reported the same way, then the subscriber process crashes
-  and its supervisor restarts it ("let it crash").
+* any other exception — a bug: reported the same way (``handler crashed: ...``); the run
+  ends there, like a crashing temporary worker in OTP, and is counted in the subscriber's
+  live info (``handler_crashes``). The subscriber and its other runs carry on.
 
 A reply too large for the broker never goes out and never crashes anything (see
 :func:`sized_reply`): an error reply is cut to fit, with a marker; any other reply is

@@ -9,8 +9,12 @@ Guarantees:
 * a :class:`~steward_otp.handlers.base.HandlerError` (alone, or alone in exception groups
   from the handler's own tasks) is an error reply (``<fileName>.error``) and a line to the
   central error log -- so is output too large for one reply
-  (:class:`~steward_otp.handlers.base.ReplyTooLarge`); any other exception is the same and
-  then :class:`HandlerCrashed`, which crashes the Subscriber (its supervisor restarts it);
+  (:class:`~steward_otp.handlers.base.ReplyTooLarge`); any other exception -- a bug -- is
+  the same, with the outcome ``crash``, and is contained to its run, like a crashing
+  temporary worker in OTP: it is logged with its traceback and counted
+  (``handler_crashes``, ``last_handler_crash`` in the Subscriber's live info), and the
+  Subscriber and its other runs carry on (restarting it would cancel them, and they would
+  run a second time);
 * a failure of ``REQErrorLog`` itself is logged locally only, never sent to the error log;
 * a scheduled message runs at each offset of its schedule, runs may overlap, and it is
   marked done once the last run has ended;
@@ -50,7 +54,8 @@ def method_deadline(message: Message, default_timeout: float) -> float:
 
 
 class HandlerCrashed(Exception):
-    """A handler raised something other than HandlerError; the Subscriber crashes with it."""
+    """A handler raised something other than HandlerError (its ``__cause__``); the run ends
+    with the outcome ``crash`` and :meth:`HandlerRunner._note_crash` counts it."""
 
 
 class HandlerRunner(CompletionWriter):
@@ -61,6 +66,17 @@ class HandlerRunner(CompletionWriter):
     services: NodeServices
     store: Store
     default_method_timeout: float
+    subject: str
+    handler_crashes: int = 0
+    """Runs that ended in a crash (a bug in the handler), in this node's life."""
+    last_handler_crash: str | None = None
+    """The last crash's reason."""
+
+    def _note_crash(self, crash: HandlerCrashed) -> None:
+        """Count and log a crashed run; the error reply and the error-log line are sent."""
+        self.handler_crashes += 1
+        self.last_handler_crash = str(crash)
+        log.error("%s: %s", self.subject, crash, exc_info=crash.__cause__)
 
     async def execute(self, message: Message) -> None:
         """Run the handler for ``message`` (already accepted), send its replies, mark it done.
@@ -90,7 +106,7 @@ class HandlerRunner(CompletionWriter):
                 outcome, reason = await self._run_schedule(message, schedule)
         except HandlerCrashed as exc:
             outcome, reason = "crash", repr(exc.__cause__)
-            raise
+            self._note_crash(exc)
         finally:
             if outcome is not None:
                 await self._store_completion(self._done(message, outcome, reason))

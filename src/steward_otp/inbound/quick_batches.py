@@ -41,7 +41,6 @@ class QuickBatchRunner(HandlerRunner):
     """The part of a :class:`~steward_otp.inbound.subscriber.Subscriber` that runs quick
     handlers with their batch; the Subscriber sets these attributes when it is made."""
 
-    subject: str
     outbox: Outbox
     _quick_batches: trio.Semaphore
 
@@ -76,8 +75,8 @@ class QuickBatchRunner(HandlerRunner):
             await self._store_completion(self._finished(messages, outcomes, replies))
         finally:
             self._quick_batches.release()
-        if crashes:
-            raise crashes[0]
+        for crash in crashes:
+            self._note_crash(crash)
 
     async def _run_batch(
         self,
@@ -106,7 +105,7 @@ class QuickBatchRunner(HandlerRunner):
             if len(messages) > 1:
                 # One message must not fail the others: run each alone (the single-message
                 # path; appends are journalled, replacements idempotent), so only the one
-                # that crashes fails, and the Subscriber still restarts with its crash.
+                # that crashes fails, and its crash is counted.
                 log.warning(
                     "%s: a batch of %d crashed (%r); running its messages one by one",
                     self.subject,

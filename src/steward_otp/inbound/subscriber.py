@@ -10,9 +10,13 @@ starts what is new: quick handlers with their batch
 (:mod:`~steward_otp.inbound.handler_runs`). On start it first runs again what was accepted
 but never finished (the node stopped or this process crashed mid-handler).
 
-An unexpected exception in a handler crashes the Subscriber, which its supervisor restarts;
-the other Subscribers keep running. Completions a full disk kept from the store outlive the
-restart (:mod:`~steward_otp.inbound.completions`): their messages do not run again.
+An unexpected exception in a handler (a bug) ends that run only: its sender gets an error
+reply, it is counted in the live info (``handler_crashes``), and the Subscriber's other runs
+carry on, so none of them is cancelled and run a second time. Anything else that goes wrong
+here (the subscription ends, the store fails) crashes the Subscriber, which its supervisor
+restarts; the other Subscribers keep running. Completions a full disk kept from the store
+outlive the restart (:mod:`~steward_otp.inbound.completions`): their messages do not run
+again.
 """
 
 from __future__ import annotations
@@ -96,8 +100,8 @@ class Subscriber(QuickBatchRunner):
     async def run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Subscribe and serve until cancelled; ready as soon as the subscription is queued.
 
-        Raises when the bridge ends the subscription (the connection went away) or when a
-        handler crashes; the supervisor restarts this process.
+        Raises when the bridge ends the subscription (the connection went away) or the
+        store fails; the supervisor restarts this process. A crashing handler run does not.
         """
         subscription = self.bridge.subscribe(
             self.subject, queue=self.subject, capacity=self.inbound_capacity
@@ -111,6 +115,8 @@ class Subscriber(QuickBatchRunner):
             "executed": self.executed,
             "dropped": subscription.dropped,
             "disk_full_refused": self.disk_full.refused,
+            "handler_crashes": self.handler_crashes,
+            "last_handler_crash": self.last_handler_crash,
             **({"handler": dict(handler_info())} if handler_info is not None else {}),
         }
         task_status.started()

@@ -89,6 +89,8 @@ SUBSCRIBER_COUNTERS: tuple[tuple[str, str, str], ...] = (
      "Retried deliveries the subscriber had seen before: ACKed again, not run again."),
     ("executed", "steward_handler_runs_total",
      "Handler runs started by the subscriber (including runs after an interruption)."),
+    ("handler_crashes", "steward_handler_crashes_total",
+     "Handler runs that ended in a crash (a bug in the handler): each got an error reply."),
     ("dropped", "steward_inbound_dropped_messages_total",
      "Messages dropped because the subscriber's inbound channel was full (not ACKed, so an "
      "ACK-mode sender retries); counted from the subscriber's last restart."),

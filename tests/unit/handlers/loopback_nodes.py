@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from steward_otp.handlers.base import Handler
 from steward_otp.loopback import LoopbackBroker, LoopbackTransport
 from steward_otp.message import Message
 from steward_otp.node import Node
@@ -46,13 +47,14 @@ class LoopbackNet:
         self.broker = LoopbackBroker()
         self.transports: dict[str, LoopbackTransport] = {}
 
-    def node(self, name: str, **overrides: Any) -> Node:
-        """A node named ``name`` on this network (not started); ``overrides`` go to its
-        configuration, as with ``tests.nodes.node_config``."""
+    def node(self, name: str, handlers: Sequence[Handler] = (), **overrides: Any) -> Node:
+        """A node named ``name`` on this network (not started), with ``handlers`` besides
+        the built-in ones; ``overrides`` go to its configuration, as with
+        ``tests.nodes.node_config``."""
         config = node_config(self.base, name, UNUSED_URL, **{**QUIET, **overrides})
         transport = LoopbackTransport(self.broker, name=name)
         self.transports[name] = transport
-        return Node(config, transport=transport)
+        return Node(config, transport=transport, handlers=list(handlers))
 
     def data(self, node: str) -> Path:
         """``node``'s data folder."""

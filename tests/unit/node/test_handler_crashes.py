@@ -1,0 +1,73 @@
+"""A handler with a bug: the crashing run ends with an error reply and is counted; the
+subscriber is not restarted, so its other runs are neither cancelled nor run twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from steward_otp.handlers import HandlerContext, handler
+from steward_otp.message import Message
+from tests.unit.handlers.loopback_nodes import LoopbackNet, file_text, message, wait_for
+
+
+@handler("REQBuggy", description="crashes on 'boom'; otherwise records its run")
+async def buggy(ctx: HandlerContext, msg: Message) -> bytes | None:
+    if msg.data == b"boom":
+        raise ZeroDivisionError("bug in a handler")
+    marker = Path(msg.method_args[0])
+    with marker.open("a") as f:
+        f.write("start\n")
+    # In flight until the crash of the other run has been answered.
+    crashed = Path(msg.method_args[1])
+    with trio.fail_after(20):
+        while not crashed.exists():
+            await trio.sleep(0.02)
+    with marker.open("a") as f:
+        f.write("done\n")
+    return b"slow run done\n"
+
+
+async def test_a_crashing_run_ends_alone_and_the_other_runs_carry_on(tmp_path: Path) -> None:
+    net = LoopbackNet(tmp_path)
+    central = net.node("central", handlers=[buggy], is_central_error_logger=True)
+    ship1 = net.node("ship1", handlers=[buggy])
+    marker = tmp_path / "runs.txt"
+    error_reply = net.result("out", "out.txt.error")
+    async with central, ship1:
+        await central.submit([message("REQBuggy", [str(marker), str(error_reply)])])
+        await wait_for(lambda: file_text(marker) == "start\n")
+        await central.submit([message("REQBuggy", ["-", "-"], data=b"boom")])
+
+        await wait_for(lambda: file_text(net.result("out", "out.txt")) == "slow run done\n")
+        entry = ship1.snapshot().find("node/inbound/REQBuggy")
+        assert entry is not None
+        assert entry.restart_count == 0 and entry.last_failure is None
+        assert entry.info["handler_crashes"] == 1
+        assert "ZeroDivisionError('bug in a handler')" in entry.info["last_handler_crash"]
+    assert "handler crashed: ZeroDivisionError" in file_text(error_reply)
+    assert file_text(marker) == "start\ndone\n"  # the slow run ran once, to its end
+
+
+@handler("REQQuickBug", quick=True, description="a quick handler that crashes on 'boom'")
+async def quick_bug(ctx: HandlerContext, msg: Message) -> bytes | None:
+    if msg.data == b"boom":
+        raise KeyError("bug in a quick handler")
+    return b"ok\n"
+
+
+async def test_a_quick_handler_crash_is_counted_and_its_batch_mates_finish(
+    tmp_path: Path,
+) -> None:
+    net = LoopbackNet(tmp_path)
+    central = net.node("central", handlers=[quick_bug], is_central_error_logger=True)
+    ship1 = net.node("ship1", handlers=[quick_bug])
+    async with central, ship1:
+        data = [b"a", b"boom", b"b"]
+        await central.submit([message("REQQuickBug", data=d) for d in data])
+        await wait_for(lambda: file_text(net.result("out", "out.txt")) == "ok\nok\n")
+        await wait_for(lambda: "KeyError" in file_text(net.result("out", "out.txt.error")))
+        entry = ship1.snapshot().find("node/inbound/REQQuickBug")
+        assert entry is not None and entry.restart_count == 0
+        assert entry.info["handler_crashes"] == 1
