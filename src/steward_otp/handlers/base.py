@@ -25,7 +25,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import attrs
 import trio
@@ -69,11 +69,11 @@ def sized_reply(request: Message, output: bytes, *, error: bool = False) -> Mess
     whole. Either way nothing is submitted that the outbox would refuse.
     """
     reply = build_reply(request, output, error=error)
-    if reply is None or size_problem(reply) is None:
+    if reply is None:
+        return None
+    room = _room(reply)
+    if len(output) <= room and size_problem(reply) is None:
         return reply
-    # What the reply's other fields (previousMessage above all) leave for the output; 16
-    # bytes for the CBOR header of the data.
-    room = max_encoded_bytes() - encoded_size(attrs.evolve(reply, data=b"")) - 16
     if error:
         marker = _CUT_MARKER.format(size=len(output)).encode()
         kept = output[: max(room - len(marker), 0)].decode("utf-8", "ignore").encode()
@@ -86,6 +86,25 @@ def sized_reply(request: Message, output: bytes, *, error: bool = False) -> Mess
         'large output to a file on the node instead (e.g. ["bash", "-c", "<command> > '
         '/tmp/out.txt"]) and fetch it with REQCopySrc, or make the output smaller'
     )
+
+
+_FILLED_IN: Final = 512
+"""Bytes kept for what the outbox adds to a reply (its id, fromNode, the signature) and for
+the CBOR header of its data."""
+
+
+def _room(reply: Message) -> int:
+    """What the reply's other fields (previousMessage above all) leave for its data."""
+    return max_encoded_bytes() - encoded_size(attrs.evolve(reply, data=b"")) - _FILLED_IN
+
+
+def reply_room(request: Message, *, most: int) -> int:
+    """The most bytes of output one reply to ``request`` can carry now, at most ``most``
+    (and at least 1): for handlers that send their output in pieces."""
+    reply = build_reply(request, b"")
+    if reply is None:
+        return most
+    return max(1, min(most, _room(reply)))
 
 
 class NodeServices(Protocol):

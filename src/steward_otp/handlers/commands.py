@@ -36,7 +36,7 @@ from steward_otp.handlers.command_groups import (
     remove_record,
     write_record,
 )
-from steward_otp.handlers.tail import MAX_LINE, LineSplitter
+from steward_otp.handlers.tail import LineSplitter, line_limit
 from steward_otp.message import Message
 
 DATA_TEMPLATE = "{{STEWARD_DATA}}"
@@ -219,8 +219,9 @@ async def cli_command_cont(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Run the command, replying with each output line as it appears.
 
     Every stdout and stderr line is a reply of its own ending in a newline (added to a last
-    line that has none). At most :data:`~steward_otp.handlers.tail.MAX_LINE` bytes wait for
-    a newline: a longer run without one is sent in pieces of that size, as REQTailFile does.
+    line that has none). At most :data:`~steward_otp.handlers.tail.MAX_LINE` bytes, or what
+    one reply can carry when that is less, wait for a newline: a longer run without one is
+    sent in pieces of that size, as REQTailFile does.
     It ends when the command ends, or at the method timeout (``-1``: never), when the
     process group is killed.
     """
@@ -239,7 +240,7 @@ async def cli_command_cont(ctx: HandlerContext, msg: Message) -> bytes | None:
 
 async def _stream_lines(ctx: HandlerContext, stream: trio.abc.ReceiveStream) -> None:
     """Reply once per line of ``stream``, each ending in a newline; see cli_command_cont."""
-    splitter = LineSplitter(MAX_LINE)
+    splitter = LineSplitter(line_limit(ctx.message))
     while chunk := await stream.receive_some(65536):
         for line in splitter.feed(bytes(chunk)):
             await ctx.reply(line)

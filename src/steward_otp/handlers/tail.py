@@ -33,7 +33,7 @@ from typing import BinaryIO
 
 import trio
 
-from steward_otp.handlers.base import HandlerContext, HandlerError, handler
+from steward_otp.handlers.base import HandlerContext, HandlerError, handler, reply_room
 from steward_otp.message import Message
 
 POLL_INTERVAL = 0.2
@@ -47,6 +47,12 @@ MAX_LINE = 1024 * 1024
 """A longer run of bytes without a newline is sent as a line of its own."""
 
 LineSink = Callable[[bytes], Awaitable[None]]
+
+
+def line_limit(request: Message) -> int:
+    """The longest run without a newline sent as one piece for ``request``: :data:`MAX_LINE`,
+    or less when one reply (the piece and the newline added) could not carry that much."""
+    return max(1, reply_room(request, most=MAX_LINE + 1) - 1)
 
 
 class LineSplitter:
@@ -138,10 +144,18 @@ class FileFollower:
     a stat() or open() that hangs does not hold up cancellation either.
     """
 
-    def __init__(self, path: Path, sink: LineSink, *, poll_interval: float = POLL_INTERVAL) -> None:
+    def __init__(
+        self,
+        path: Path,
+        sink: LineSink,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+        max_line: int = MAX_LINE,
+    ) -> None:
         self.path = path
         self.sink = sink
         self.poll_interval = poll_interval
+        self.max_line = max_line
         self.lines = 0
         self.reopened = 0
 
@@ -154,7 +168,7 @@ class FileFollower:
         file = await _open(self.path)
         try:
             file.seek(0, os.SEEK_END)
-            splitter = LineSplitter()
+            splitter = LineSplitter(self.max_line)
             while True:
                 if await self._drain(file, splitter):
                     continue
@@ -238,7 +252,7 @@ def tail_path(ctx: HandlerContext, msg: Message) -> Path:
 async def tail_file(ctx: HandlerContext, msg: Message) -> bytes | None:
     """Reply with every line added to the file until the method timeout; see module docs."""
     path = tail_path(ctx, msg)
-    follower = FileFollower(path, ctx.reply)
+    follower = FileFollower(path, ctx.reply, max_line=line_limit(ctx.message))
     end = ctx.deadline - END_MARGIN if math.isfinite(ctx.deadline) else math.inf
     with trio.move_on_at(end):
         try:
