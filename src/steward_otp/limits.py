@@ -55,6 +55,7 @@ __all__ = [
     "payload_limit_from",
     "size_problem",
     "size_rule",
+    "surely_fits",
     "text_problem",
     "unsendable_reason",
 ]
@@ -217,6 +218,13 @@ def encoded_size(message: Message) -> int:
     from steward_otp import codec  # noqa: PLC0415  # codec imports message, which imports us
 
     return len(codec.encode(message, compress_threshold=None).payload)
+
+
+def surely_fits(message: Message, *, spare: int = 0) -> bool:
+    """True when ``message``, with ``spare`` bytes more, is sure to be within
+    :func:`max_encoded_bytes` on an upper bound of its size (nothing is encoded); False
+    says only that it may not be."""
+    return _rough_size(message) + spare <= max_encoded_bytes()
 
 
 def size_problem(message: Message) -> tuple[str, str] | None:

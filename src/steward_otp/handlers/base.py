@@ -35,7 +35,7 @@ from steward_otp.limits import (
     current_max_payload,
     encoded_size,
     max_encoded_bytes,
-    size_problem,
+    surely_fits,
 )
 from steward_otp.logs import LogLevel
 from steward_otp.message import Message, build_reply
@@ -69,10 +69,10 @@ def sized_reply(request: Message, output: bytes, *, error: bool = False) -> Mess
     whole. Either way nothing is submitted that the outbox would refuse.
     """
     reply = build_reply(request, output, error=error)
-    if reply is None:
-        return None
+    if reply is None or surely_fits(reply, spare=_FILLED_IN):  # no encoding on this path
+        return reply
     room = _room(reply)
-    if len(output) <= room and size_problem(reply) is None:
+    if len(output) <= room:
         return reply
     if error:
         marker = _CUT_MARKER.format(size=len(output)).encode()
