@@ -343,8 +343,9 @@ async def test_a_copy_runs_as_a_child_of_copies_and_is_gone_once_it_ends(tmp_pat
         [request_id] = await central.submit([request])
         seen: dict[str, dict[str, object]] = {}
         with trio.fail_after(30):
-            # The session is started first, then given the pull: wait for the pull.
-            while not any(info["pulling"] for info in seen.values()):
+            # The session is started first, then given the pull: wait for the pull. A child
+            # caught while it starts has no info yet.
+            while not any(info.get("pulling") for info in seen.values()):
                 seen = sessions(central)
                 await trio.sleep(0.01)
         await wait_for_text(reply, "copyDstDone", timeout=30)
