@@ -252,6 +252,38 @@ async def test_a_copy_into_the_destination_node_s_own_folders_is_refused(
         assert subscriber_restarts(central, "REQCopyDst") == 0
 
 
+@pytest.mark.parametrize("own", ["etc", "var", "tmp"])
+async def test_a_copy_from_the_source_node_s_own_folders_is_refused(
+    net: LoopbackNet, pair: tuple[Node, Node], own: str
+) -> None:
+    central, ship1 = pair
+    source_file(net.home("ship1"))
+    error = net.result("out", "out.txt.copyerror")
+    reply = net.result("out", "out.txt.copyreply")
+    home = net.home("ship1")
+    (home / own).mkdir(parents=True, exist_ok=True)
+    (home / own / "secret").write_bytes(b"private key")
+    # Also through a link in the data folder that leads into the own folder.
+    (net.data("ship1") / "sneaky").symlink_to(home / own, target_is_directory=True)
+    async with central, ship1:
+        for n, src in enumerate([str(home / own / "secret"), "sneaky/secret"]):
+            await central.submit([message("REQCopySrc", [src, "central", f"in/{n}"])])
+            text = await wait_for_text(error, f"value {src!r}")
+            assert (
+                f'field "methodArgs[0] (srcPath)": value {src!r} leads into '
+                f"{home / own}, the node's own folder; allowed: any folder but "
+                f"{home / 'etc'}, {home / 'var'}, {home / 'tmp'}"
+            ) in text
+            assert text.count("leads into") == n + 1
+
+        await central.submit([message("REQCopySrc", ["files/a.bin", "central", "in/a.bin"])])
+        await wait_for_text(reply, "copyDstDone")
+        assert (net.data("central") / "in" / "a.bin").read_bytes() == CONTENT
+        assert subscriber_restarts(ship1, "REQCopySrc") == 0
+    assert not (net.data("central") / "in" / "0").exists()
+    assert not (net.data("central") / "in" / "1").exists()
+
+
 async def test_the_source_tells_the_requester_how_far_a_copy_is(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

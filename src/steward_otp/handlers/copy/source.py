@@ -56,6 +56,7 @@ from steward_otp.handlers.copy.protocol import (
     protocol_message,
     protocol_retries,
 )
+from steward_otp.handlers.paths import UnsafePath, refuse_own_folder
 from steward_otp.message import Message
 
 PROGRESS_INTERVAL: Final = 10.0
@@ -139,7 +140,15 @@ class CopySource:
             request = parse_copy_args(msg.method_args, method_seconds=ctx.seconds_left)
             source = resolve_copy_path(request.src_path, ctx.data_dir, "methodArgs[0] (srcPath)")
             resolve_copy_path(request.dst_path, Path("/"), "methodArgs[2] (dstPath)")
-        except CopyArgsError as exc:
+            # Never the node's configuration, keys, store or sockets.
+            refuse_own_folder(
+                source,
+                data_dir=ctx.data_dir,
+                home=ctx.services.home,
+                field="methodArgs[0] (srcPath)",
+                value=request.src_path,
+            )
+        except (CopyArgsError, UnsafePath) as exc:
             await self._request_failed(ctx, msg, copy_id, str(exc))
             return None
         record = await trio.to_thread.run_sync(load_source, root, copy_id)
