@@ -252,3 +252,34 @@ def test_the_inspection_commands_find_the_sockets_where_the_environment_puts_the
     monkeypatch.setenv("STEWARD_OTP_SOCKET_FOLDER", "sockets")
     assert socket_folder(tmp_path) == tmp_path / "sockets"
     assert config_env.load_effective(tmp_path).tmp_dir == tmp_path / "sockets"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "allowed"),
+    [
+        ("--error-message-timeout", "1.5", "must be a whole number of seconds, at least 1"),
+        ("--default-message-timeout", "2.5", "must be a whole number of seconds, at least 1"),
+        ("--embedded-broker-port", "80.5", "must be a port number from 1 to 65535"),
+        ("--default-message-retries", "many", "'many' is not a whole number"),
+    ],
+)
+def test_an_integer_option_that_is_not_whole_is_refused_as_the_file_would_refuse_it(
+    tmp_path: Path, option: str, value: str, allowed: str, started: list[Config]
+) -> None:
+    result = run(tmp_path, "--node-name", "a", option, value)
+
+    assert result.exit_code == 2, result.output
+    assert allowed in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "etc" / "config.toml").exists()
+    assert started == []
+
+
+def test_an_integer_option_given_as_a_whole_float_is_that_integer(
+    tmp_path: Path, started: list[Config]
+) -> None:
+    result = run(tmp_path, "--node-name", "a", "--default-message-retries", "4.0")
+
+    assert result.exit_code == 0, result.output
+    assert started[-1].default_message_retries == 4
+    assert file_values(tmp_path)["default_message_retries"] == 4

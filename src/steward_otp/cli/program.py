@@ -71,6 +71,19 @@ def _option_type(setting: Setting) -> Any:
     return setting.annotation
 
 
+def _whole_number(text: str) -> int | float:
+    """An integer option's value; a number that is not whole is passed on, so that the
+    setting's own check refuses it naming the unit and the bound (as for config.toml)."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        pass
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a whole number") from None
+
+
 _METAVARS: Final = {
     "node_name": "<name>",
     "central_node_name": "<name>",
@@ -105,6 +118,8 @@ def _setting_parameter(setting: Setting) -> inspect.Parameter:
         show_default=False,
         rich_help_panel=setting.section,  # run --help: one section per topic
     )
+    if setting.annotation is int:
+        option.parser = _whole_number
     annotation = _ANNOTATED[_option_type(setting) | None, option]
     return inspect.Parameter(
         setting.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
