@@ -197,6 +197,38 @@ def test_send_uptime_to_ship1_and_ship2_and_see_both_outputs(
     page.screenshot(path=tmp_path / "send.png", full_page=True)
 
 
+def test_the_reply_watch_opens_again_when_its_stream_breaks(
+    page: Any, fleet: Fleet, tmp_path: Path
+) -> None:
+    streams: list[str] = []
+
+    def first_one_breaks(route: Any) -> None:
+        streams.append(route.request.url)
+        if len(streams) == 1:
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/api/replies\?"), first_one_breaks)
+    log_in(page, fleet, "/send")
+    page.check('#node-choices input[value="ship1"]')
+    page.check('#node-choices input[value="ship2"]')
+    page.fill("#command", "echo again")
+    page.fill("#timeout", "60")
+    page.click("#send-button")
+    for name in ("ship1", "ship2"):
+        panel = page.locator(f'#replies article[data-node="{name}"]')
+        expect(panel.locator("pre.output")).to_have_count(1)
+        expect(panel.locator("pre.output")).to_have_text("again\n")
+    expect(page.locator("#send-summary")).to_have_text("2/2 replied")
+    assert len(streams) == 2, streams
+    # Opened again with the time that was left, for the same messages.
+    first, second = (dict(httpx.URL(url).params) for url in streams)
+    assert first["ids"] == second["ids"] and first["afterSeq"] == second["afterSeq"]
+    assert 1 <= int(second["timeout"]) <= 60
+    page.screenshot(path=tmp_path / "send-again.png", full_page=True)
+
+
 def test_cancel_a_queued_message_for_an_offline_node(
     page: Any, fleet: Fleet, tmp_path: Path
 ) -> None:
