@@ -22,12 +22,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from steward_otp import codec
 from steward_otp.bridge import ConnectionState, NatsBridge
+from steward_otp.config import Config
 from steward_otp.delivery.protocol import VERSION_HEADER, Ack
 from steward_otp.message import Message
 from steward_otp.node import Node
 from steward_otp.security.keyfiles import SigningKey
 from steward_otp.security.nkey import nkey_from_ssh_key
-from steward_otp.security.signing import sign
+from steward_otp.security.signing import Signature, sign, sign_batch
 from tests.conftest import NatsServer
 from tests.integration.test_bridge import running_bridge
 from tests.nodes import file_text, node_config, wait_for
@@ -57,6 +58,18 @@ def command(msg_id: str, marker: Path, **fields: object) -> Message:
 
 def by(key: SigningKey, message: Message, *, signer: str = "central", ago: float = 0.0) -> Message:
     return sign(message, key.private, signer=signer, now=time.time() - ago)
+
+
+def checking_ship1(tmp_path: Path, nats_server: NatsServer, **settings: object) -> Config:
+    """ship1 checking signatures, trusting central's key alone."""
+    return node_config(
+        tmp_path,
+        "ship1",
+        nats_server.url,
+        enable_signature_check=True,
+        central_public_key=CENTRAL.public_text,
+        **settings,
+    )
 
 
 class Client:
@@ -90,14 +103,7 @@ async def test_a_bare_client_cannot_make_a_checking_node_run_what_central_did_no
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     marker = tmp_path / "ran.txt"
-    config = node_config(
-        tmp_path,
-        "ship1",
-        nats_server.url,
-        enable_signature_check=True,
-        central_public_key=CENTRAL.public_text,
-        is_central_error_logger=True,
-    )
+    config = checking_ship1(tmp_path, nats_server, is_central_error_logger=True)
     error_log = tmp_path / "ship1" / "data" / "errorLog" / "errorCentral" / "error.log"
     proper = by(CENTRAL, command("central:ok", marker))
     attempts = {
@@ -160,6 +166,32 @@ async def test_a_bare_client_cannot_make_a_checking_node_run_what_central_did_no
     assert replayed.accepted == ("central:ok",)  # ACKed again as a duplicate...
     assert file_text(marker) == "central:ok\n"  # ...and run once; nothing else ran
     assert "error: ship1.REQCliCommand.EventACK: signature check: " in log_text
+
+
+async def test_messages_signed_as_one_batch_each_run_once_and_a_changed_one_is_refused(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran.txt"
+    config = checking_ship1(tmp_path, nats_server)
+    values = [list(command(f"central:b{i}", marker).field_values()) for i in range(5)]
+    sign_batch(values, CENTRAL.private, signer="central", now=time.time())
+    batch = [Message.from_field_values(v) for v in values]
+    assert all(Signature.parse(m.arg_signature).batch for m in batch)
+    changed = attrs.evolve(
+        batch[2], id="x:changed", method_args=("sh", "-c", f"echo pwned >> {marker}")
+    )
+    async with Node(config), running_bridge(nats_server.url, "central") as bridge:
+        client = Client(bridge)
+        await bridge.flush()
+        acks = [await client.until_served(batch[0])]
+        acks += [await client.send(m) for m in [*batch[1:], changed]]
+        await wait_for(lambda: len(file_text(marker).splitlines()) == 5)
+        await trio.sleep(0.5)  # time for a run that must not come
+
+    assert [a.accepted for a in acks[:5]] == [(m.id,) for m in batch]
+    assert acks[5].accepted == () and acks[5].rejected[0][0] == "x:changed"
+    assert "bad signature" in acks[5].rejected[0][1]
+    assert sorted(file_text(marker).splitlines()) == [m.id for m in batch]
 
 
 # -------------------------------------------------------------- nkey from an SSH key

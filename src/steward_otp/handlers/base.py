@@ -88,9 +88,10 @@ def sized_reply(request: Message, output: bytes, *, error: bool = False) -> Mess
     )
 
 
-_FILLED_IN: Final = 512
-"""Bytes kept for what the outbox adds to a reply (its id, fromNode, the signature) and for
-the CBOR header of its data."""
+_FILLED_IN: Final = 1024
+"""Bytes kept for what the outbox adds to a reply (its id, fromNode, the signature: up to
+about 750 bytes with node names of the longest and a batch signature's proof) and for the
+CBOR header of its data."""
 
 
 def _room(reply: Message) -> int:

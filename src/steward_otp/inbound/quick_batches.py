@@ -163,12 +163,15 @@ class QuickBatchRunner(HandlerRunner):
         replies: Sequence[Message],
     ) -> Completion:
         """The completion of a quick batch: outcomes and replies, prepared once."""
-        prepared: list[Message] = []
-        for reply in replies:
-            try:
-                prepared.append(self.outbox.prepare(reply))
-            except ValueError as exc:  # UnknownMethodError is a ValueError
-                self.services.report("error", f"error: {reply.method}: reply not sent: {exc}")
+        try:
+            prepared = self.outbox.prepare_all(replies)  # one batch, one signature
+        except ValueError:  # UnknownMethodError is a ValueError: send the others
+            prepared = []
+            for reply in replies:
+                try:
+                    prepared.append(self.outbox.prepare(reply))
+                except ValueError as exc:
+                    self.services.report("error", f"error: {reply.method}: reply not sent: {exc}")
         entries = self.outbox.entries_for(prepared)
         done = tuple(outcomes)
 

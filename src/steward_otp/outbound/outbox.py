@@ -108,6 +108,17 @@ class Outbox:
         ``ValueError`` for a message without ``toNode`` (fan it out first): such a message
         could never be routed, so it is refused before anything is stored.
         """
+        [prepared] = self.prepare_all([message])
+        return prepared
+
+    def prepare_all(self, messages: Sequence[Message]) -> list[Message]:
+        """:meth:`prepare` of each of ``messages``, in order; raises as :meth:`prepare` does
+        for the first message it refuses. A subclass may treat them as one batch."""
+        return [self._built(*self._filled(m)) for m in messages]
+
+    def _filled(self, message: Message) -> tuple[Message, list[Any] | None]:
+        """``message`` checked, and its field values with what :meth:`prepare` fills in
+        (None: nothing to fill in); for a message leaving through a relay, its envelope."""
         self.table.require(message.method)
         if not message.to_node:
             raise ValueError(
@@ -132,15 +143,12 @@ class Outbox:
         # What it fills in (id, fromNode, retries, timeout) does not change the way it goes.
         via = relay_hop(message, self.node_name)
         if via is None:
-            return self.finish(message, values)
-        if values is not None:
-            message = Message.from_field_values(values)
-        return relay_envelope(message, via, self.node_name)
+            return message, values
+        return relay_envelope(self._built(message, values), via, self.node_name), None
 
-    def finish(self, message: Message, values: list[Any] | None) -> Message:
-        """The message :meth:`prepare` makes of ``message`` going straight to its node:
-        built from ``values`` (its field values with what was filled in) when given, else
-        ``message`` itself. A subclass may add to ``values`` first (one build in all)."""
+    @staticmethod
+    def _built(message: Message, values: list[Any] | None) -> Message:
+        """The message of ``values`` when given, else ``message`` itself."""
         # The values are the message's own or checked ones: the decoder's fast path.
         return message if values is None else Message.from_field_values(values)
 
@@ -152,7 +160,7 @@ class Outbox:
         (see :meth:`prepare`) fails the whole call before anything is stored. Cancellation
         after the write leaves the messages durable; the Router's sweep routes them.
         """
-        prepared = [self.prepare(m) for m in messages]
+        prepared = self.prepare_all(messages)
         self.route(prepared, await self.store.enqueue(self.entries_for(prepared)))
         return [m.id for m in prepared]
 

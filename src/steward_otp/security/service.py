@@ -30,7 +30,7 @@ from steward_otp.security.signing import (
     SignatureFormatError,
     check,
     sign,
-    sign_values,
+    sign_batch,
     verifies_with,
 )
 from steward_otp.security.trust import HelloOutcome, TrustError, TrustState, TrustStore
@@ -125,10 +125,10 @@ class NodeSecurity:
         """``message`` signed by this node now."""
         return sign(message, self.key.private, signer=self.node_name, now=self.clock())
 
-    def sign_values(self, values: list[Any]) -> None:
-        """Sign, as this node now, the message whose field values are ``values`` (see
-        :func:`~steward_otp.security.signing.sign_values`)."""
-        sign_values(values, self.key.private, signer=self.node_name, now=self.clock())
+    def sign_batch(self, batch: Sequence[list[Any]]) -> None:
+        """Sign, as this node now, the messages whose field values are in ``batch`` (see
+        :func:`~steward_otp.security.signing.sign_batch`)."""
+        sign_batch(batch, self.key.private, signer=self.node_name, now=self.clock())
 
     def refresh_trust(self) -> None:
         """Pick up changes others made to keys.json (checked at most once a second).

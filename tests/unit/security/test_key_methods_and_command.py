@@ -101,9 +101,10 @@ def test_prepare_signs_the_message_as_this_node(tmp_path: Path) -> None:
     assert verifies_with(prepared, node.public_key)
 
 
-def test_a_message_signed_elsewhere_is_forwarded_untouched(tmp_path: Path) -> None:
+def signed_by_operator(tmp_path: Path) -> Message:
+    """A ping the node ``operator`` signed, as its outbox prepared it: defaults applied."""
     operator = NodeSecurity(Config(home=tmp_path / "op", node_name="operator"))
-    original = operator.sign(  # as the operator's outbox prepared it: defaults applied
+    return operator.sign(
         Message(
             id="operator:1",
             from_node="operator",
@@ -112,6 +113,10 @@ def test_a_message_signed_elsewhere_is_forwarded_untouched(tmp_path: Path) -> No
             method_timeout=10,
         )
     )
+
+
+def test_a_message_signed_elsewhere_is_forwarded_untouched(tmp_path: Path) -> None:
+    original = signed_by_operator(tmp_path)
 
     forwarded = outbox(tmp_path, security(tmp_path, authority=False)).prepare(original)
 
@@ -130,6 +135,37 @@ def test_through_a_relay_the_message_and_its_envelope_are_both_signed(tmp_path: 
     inner = codec.decode(envelope.data, codec.RAW_CBOR_HEADERS)
     assert inner.to_node == "ship1"
     assert verifies_with(inner, node.public_key)
+
+
+def test_messages_prepared_together_share_one_batch_signature(tmp_path: Path) -> None:
+    node = security(tmp_path, authority=False)
+    forwarded = signed_by_operator(tmp_path)
+    messages = [
+        Message(to_node="ship1", method="REQPing"),
+        forwarded,
+        Message(to_node="ship2", method="REQPing", relay_via_node="relay1"),
+        Message(to_node="ship3", method="REQPing"),
+        Message(to_node="ship4", method="REQPing", data=b"x"),
+    ]
+
+    prepared = outbox(tmp_path, node).prepare_all(messages)
+
+    assert [m.to_node for m in prepared] == ["ship1", "ship1", "relay1", "ship3", "ship4"]
+    assert prepared[1] == forwarded  # signed elsewhere: untouched
+    assert prepared[2].method == "REQRelay" and verifies_with(prepared[2], node.public_key)
+    batch = [prepared[0], prepared[3], prepared[4]]
+    records = [Signature.parse(m.arg_signature) for m in batch]
+    assert {r.value for r in records} == {records[0].value}  # one Ed25519 signature
+    assert [r.batch.index for r in records if r.batch] == [0, 1, 2]
+    assert all(verifies_with(m, node.public_key) for m in batch)
+
+
+def test_a_refused_message_fails_the_whole_prepare_all(tmp_path: Path) -> None:
+    node = security(tmp_path, authority=False)
+    with pytest.raises(ValueError, match='field "toNode" is empty'):
+        outbox(tmp_path, node).prepare_all(
+            [Message(to_node="ship1", method="REQPing"), Message(method="REQPing")]
+        )
 
 
 # -- the keys command -------------------------------------------------------------------------

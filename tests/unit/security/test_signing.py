@@ -175,7 +175,10 @@ def test_a_steward_signature_is_refused_with_a_hint() -> None:
     [
         (b"\xff\x00", "not a steward-otp signature record"),
         (cbor2.dumps([1, "central", 5]), "expected [version, signer, signedAt"),
-        (cbor2.dumps([2, "central", 5, b"\0" * 32, b"\0" * 64]), "version 2 is not supported"),
+        (
+            cbor2.dumps([9, "central", 5, b"\0" * 32, b"\0" * 64]),
+            "version 9 is not supported; allowed: 1, 2",
+        ),
         (cbor2.dumps([1, "", 5, b"\0" * 32, b"\0" * 64]), "signer's node name is missing"),
         (cbor2.dumps([1, "central", 5, b"\0" * 31, b"\0" * 64]), "digest is not 32 bytes"),
         (cbor2.dumps([1, "central", 5, b"\0" * 32, b"\0" * 63]), "signature is not 64 bytes"),
