@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import attrs
+import cbor2
 import pytest
 import trio
 from cryptography.hazmat.primitives import serialization
@@ -133,6 +134,13 @@ async def test_a_bare_client_cannot_make_a_checking_node_run_what_central_did_no
         "re-targeted": (
             by(CENTRAL, command("x:retarget", marker, to_node="ship2")),
             "re-targeted: signed for toNode 'ship2', arrived at 'ship1'",
+        ),
+        "hostile record": (
+            attrs.evolve(
+                command("x:hostile", marker),
+                arg_signature=cbor2.dumps([[1], "central", 1, bytes(32), bytes(64)]),
+            ),
+            "signature version (not a small integer) is not supported; allowed: 1, 2",
         ),
         "old replay": (
             by(CENTRAL, command("x:old", marker), ago=7 * DAY),

@@ -132,6 +132,18 @@ class OperationFields(MessagingFields):
             "so that a replay is caught by one or the other.",
         ),
     )
+    signature_batches: bool = attrs.field(
+        default=True,
+        validator=_flag,
+        metadata=_doc(
+            "Security",
+            "Sign messages prepared together (an input's document, the replies of a batch) "
+            "with one signature per batch of up to 64, each message carrying its Merkle proof "
+            "(signature record version 2; see docs/security.md). Off: every message is signed "
+            "alone (version 1), for fleets whose checking nodes run a steward-otp that knows "
+            "version 1 records only.",
+        ),
+    )
     central_public_key: str = attrs.field(
         default="",
         validator=_public_key,

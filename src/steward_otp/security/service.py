@@ -31,6 +31,7 @@ from steward_otp.security.signing import (
     check,
     sign,
     sign_batch,
+    sign_values,
     verifies_with,
 )
 from steward_otp.security.trust import HelloOutcome, TrustError, TrustState, TrustStore
@@ -68,6 +69,7 @@ class NodeSecurity:
             decode_public_key(config.central_public_key) if config.central_public_key else None
         )
         self.signature_check = config.enable_signature_check
+        self.signature_batches = config.signature_batches
         self.max_age = config.signature_max_age
         self.central_auth = config.is_central_auth
         self.clock = clock
@@ -126,9 +128,15 @@ class NodeSecurity:
         return sign(message, self.key.private, signer=self.node_name, now=self.clock())
 
     def sign_batch(self, batch: Sequence[list[Any]]) -> None:
-        """Sign, as this node now, the messages whose field values are in ``batch`` (see
-        :func:`~steward_otp.security.signing.sign_batch`)."""
-        sign_batch(batch, self.key.private, signer=self.node_name, now=self.clock())
+        """Sign, as this node now, the messages whose field values are in ``batch``: as one
+        batch (see :func:`~steward_otp.security.signing.sign_batch`), or each alone when
+        ``signature_batches`` is off."""
+        now = self.clock()
+        if self.signature_batches:
+            sign_batch(batch, self.key.private, signer=self.node_name, now=now)
+            return
+        for values in batch:
+            sign_values(values, self.key.private, signer=self.node_name, now=now)
 
     def refresh_trust(self) -> None:
         """Pick up changes others made to keys.json (checked at most once a second).

@@ -1,6 +1,7 @@
 """Message signatures: the canonical bytes of a message, signing, and the verification verdict.
 
-Pure functions: no files, no clock (the caller passes the time), no global state.
+Pure functions: no files, no clock (the caller passes the time); the one state kept is the
+set of batch signatures already verified with an allowed key (see :func:`check`).
 
 **What is signed.** Every field of the message except the signature itself, with ``data``
 replaced by its SHA-256, plus the signer's node name and the signing time:
@@ -21,9 +22,11 @@ of ``data`` is carried so that a nested request (``previousMessage`` of a reply,
 cleared) could still be checked later; for the message itself it must equal the SHA-256 of
 the data received.
 
-**Batches.** Messages prepared together (an input's document, the replies of one quick batch)
-are signed with one Ed25519 signature (:func:`sign_batch`): each message's canonical bytes are
-a leaf of a Merkle tree (``SHA-256(0x00 || canonical bytes)``; a node is
+**Batches.** Messages prepared together (whatever is handed to the outbox in one go: an
+input's document, the replies of one quick batch, a push of keys) are signed with one
+Ed25519 signature (:func:`sign_batch`; the ``signature_batches`` setting can turn it off):
+each message's canonical bytes are a leaf of a Merkle tree
+(``SHA-256(0x00 || canonical bytes)``; a node is
 ``SHA-256(0x01 || left || right)``; the last node of a level with an odd count goes up
 unchanged), and the signature covers ``CBOR ["steward-otp batch signature v1", signer,
 signed_at_ms, size, root]``. Each message carries the record
@@ -161,59 +164,72 @@ class Signature:
 
     @classmethod
     def parse(cls, raw: bytes) -> Signature:
-        """Read a record from ``argSignature``; raises :class:`SignatureFormatError`."""
-        if len(raw) == _SIGNATURE_BYTES:
-            # Exactly an Ed25519 signature: what a Go Steward node puts there.
-            raise SignatureFormatError(
-                "argSignature holds a bare 64-byte signature (a Go Steward signature over "
-                "methodArgs only?); steward-otp signs the whole message"
-            )
+        """Read a record from ``argSignature``; raises :class:`SignatureFormatError` and
+        nothing else, whatever the bytes hold."""
         try:
-            value = cbor2.loads(raw)
-        except Exception as exc:
+            return _parse_record(raw)
+        except SignatureFormatError:
+            raise
+        except Exception as exc:  # a hostile record must not crash whoever reads it
             raise SignatureFormatError(
-                f"argSignature is not a steward-otp signature record: {exc}"
-            ) from exc
-        if type(value) is not list or len(value) not in (5, 8):
-            raise SignatureFormatError(
-                "argSignature is not a steward-otp signature record: expected "
-                "[version, signer, signedAt, dataSha256, signature] or, signed in a batch, "
-                "[version, signer, signedAt, dataSha256, signature, size, index, proof]"
-            )
-        version = value[0]
-        expected_length = {SIGNATURE_VERSION: 5, BATCH_SIGNATURE_VERSION: 8}.get(version)
-        if type(version) is not int or expected_length is None:
-            raise SignatureFormatError(
-                f"argSignature: signature version {version!r} is not supported; "
-                f"allowed: {SIGNATURE_VERSION}, {BATCH_SIGNATURE_VERSION}"
-            )
-        if len(value) != expected_length:
-            raise SignatureFormatError(
-                f"argSignature: a version {version} record has {expected_length} items, "
-                f"not {len(value)}"
-            )
-        signer, signed_at, digest, signature = value[1:5]
-        if type(signer) is not str or not signer:
-            raise SignatureFormatError("argSignature: the signer's node name is missing")
-        if type(signed_at) is not int:
-            raise SignatureFormatError("argSignature: the signing time is not an integer")
-        if type(digest) is not bytes or len(digest) != _DIGEST_BYTES:
-            raise SignatureFormatError("argSignature: the data digest is not 32 bytes")
-        if type(signature) is not bytes or len(signature) != _SIGNATURE_BYTES:
-            raise SignatureFormatError("argSignature: the signature is not 64 bytes")
-        batch = None if version == SIGNATURE_VERSION else _parse_place(*value[5:])
-        return cls(signer, signed_at, digest, signature, batch)
+                f"argSignature is not a steward-otp signature record ({type(exc).__name__})"
+            ) from None
+
+
+def _parse_record(raw: bytes) -> Signature:
+    if len(raw) == _SIGNATURE_BYTES:
+        # Exactly an Ed25519 signature: what a Go Steward node puts there.
+        raise SignatureFormatError(
+            "argSignature holds a bare 64-byte signature (a Go Steward signature over "
+            "methodArgs only?); steward-otp signs the whole message"
+        )
+    try:
+        value = cbor2.loads(raw)
+    except Exception as exc:
+        raise SignatureFormatError(
+            f"argSignature is not a steward-otp signature record: {exc}"
+        ) from exc
+    if type(value) is not list or len(value) not in (5, 8):
+        raise SignatureFormatError(
+            "argSignature is not a steward-otp signature record: expected "
+            "[version, signer, signedAt, dataSha256, signature] or, signed in a batch, "
+            "[version, signer, signedAt, dataSha256, signature, size, index, proof]"
+        )
+    version = value[0]
+    if type(version) is not int or version not in (SIGNATURE_VERSION, BATCH_SIGNATURE_VERSION):
+        small = type(version) is int and abs(version) < 1 << 32
+        raise SignatureFormatError(
+            f"argSignature: signature version {version if small else '(not a small integer)'}"
+            f" is not supported; allowed: {SIGNATURE_VERSION}, {BATCH_SIGNATURE_VERSION}"
+        )
+    expected_length = 5 if version == SIGNATURE_VERSION else 8
+    if len(value) != expected_length:
+        raise SignatureFormatError(
+            f"argSignature: a version {version} record has {expected_length} items, "
+            f"not {len(value)}"
+        )
+    signer, signed_at, digest, signature = value[1:5]
+    if type(signer) is not str or not signer:
+        raise SignatureFormatError("argSignature: the signer's node name is missing")
+    if type(signed_at) is not int:
+        raise SignatureFormatError("argSignature: the signing time is not an integer")
+    if type(digest) is not bytes or len(digest) != _DIGEST_BYTES:
+        raise SignatureFormatError("argSignature: the data digest is not 32 bytes")
+    if type(signature) is not bytes or len(signature) != _SIGNATURE_BYTES:
+        raise SignatureFormatError("argSignature: the signature is not 64 bytes")
+    batch = None if version == SIGNATURE_VERSION else _parse_place(*value[5:])
+    return Signature(signer, signed_at, digest, signature, batch)
 
 
 def _parse_place(size: object, index: object, proof: object) -> BatchPlace:
     """The batch part of a version 2 record; raises :class:`SignatureFormatError`."""
     if type(size) is not int or not 2 <= size <= 1 << _MAX_PROOF:
         raise SignatureFormatError(
-            f"argSignature: the batch size {size!r} is not a whole number from 2 to 2**32"
+            "argSignature: the batch size is not a whole number from 2 to 2**32"
         )
     if type(index) is not int or not 0 <= index < size:
         raise SignatureFormatError(
-            f"argSignature: the place {index!r} is not within a batch of {size}"
+            f"argSignature: the place in the batch is not a whole number from 0 to {size - 1}"
         )
     if (
         type(proof) is not list
@@ -477,14 +493,16 @@ def _verifies(raw_key: bytes, value: bytes, signed: bytes) -> bool:
 
 
 _VERIFIED_BATCHES: dict[tuple[bytes, bytes, bytes], None] = {}
-"""Batch signatures found good: (public key, signature, signed bytes). A message of such a
-batch still needs its own leaf and proof to lead to the signed root."""
+"""Batch signatures found good with an allowed key: (public key, signature, signed bytes),
+the oldest dropped first beyond :data:`_VERIFIED_KEPT`. A message of such a batch still needs
+its own leaf and proof to lead to the signed root."""
 _VERIFIED_KEPT: Final = 1024
 
 
-def _holds(raw_key: bytes, signature: Signature, signed: bytes) -> bool:
+def _holds(raw_key: bytes, signature: Signature, signed: bytes, *, remember: bool) -> bool:
     """Whether ``signature`` is ``raw_key``'s over the message whose canonical bytes are
-    ``signed``: directly, or through its batch's root."""
+    ``signed``: directly, or through its batch's root. With ``remember`` (``raw_key`` is an
+    allowed key, not one a message brought along) a good batch signature is kept."""
     place = signature.batch
     if place is None:
         return _verifies(raw_key, signature.value, signed)
@@ -497,14 +515,20 @@ def _holds(raw_key: bytes, signature: Signature, signed: bytes) -> bool:
         return True
     if not _verifies(raw_key, signature.value, batch):
         return False
-    if len(_VERIFIED_BATCHES) >= _VERIFIED_KEPT:
-        _VERIFIED_BATCHES.clear()
-    _VERIFIED_BATCHES[known] = None
+    if remember:
+        if len(_VERIFIED_BATCHES) >= _VERIFIED_KEPT:
+            _VERIFIED_BATCHES.pop(next(iter(_VERIFIED_BATCHES)), None)  # the oldest
+        _VERIFIED_BATCHES[known] = None
     return True
 
 
-def check(message: Message, keys: KeyLookup, expected: Expected) -> Refusal | None:
+def check(
+    message: Message, keys: KeyLookup, expected: Expected, *, remember: bool = True
+) -> Refusal | None:
     """None when ``message`` may run where it arrived; otherwise why not.
+
+    ``remember``: ``keys`` gives allowed keys only, so a batch signature found good may be
+    kept for the other messages of its batch (False when a key comes from the message).
 
     The order: a signature must be there and readable; its signer must have an allowed key
     (``keys``); the signature must verify over the message as received; the data must be
@@ -537,7 +561,7 @@ def check(message: Message, keys: KeyLookup, expected: Expected) -> Refusal | No
         signed_at_ms=signature.signed_at_ms,
         data_sha256=signature.data_sha256,
     )
-    if not _holds(raw_key, signature, signed):
+    if not _holds(raw_key, signature, signed, remember=remember):
         return Refusal(
             RefusalKind.BAD_SIGNATURE,
             f"bad signature: the message does not verify with the allowed "
@@ -595,6 +619,6 @@ def verifies_with(message: Message, raw_key: bytes) -> bool:
         )
     except (SignatureFormatError, ValueError):
         return False
-    return _holds(raw_key, signature, signed) and (
+    return _holds(raw_key, signature, signed, remember=False) and (
         data_digest(message.data) == signature.data_sha256
     )

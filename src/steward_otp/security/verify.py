@@ -60,7 +60,8 @@ def check_hello(message: Message, expected: Expected) -> str | None:
             "directory such as 'hello-messages'"
         )
     key = message.data
-    refusal = check(message, lambda node: key if node == signer else None, expected)
+    # The key comes with the message: nothing about it is remembered.
+    refusal = check(message, lambda node: key if node == signer else None, expected, remember=False)
     return None if refusal is None else refusal.reason
 
 

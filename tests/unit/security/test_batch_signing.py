@@ -3,6 +3,7 @@ still verifies alone, with every way of changing it refused as for a single sign
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -205,9 +206,23 @@ def test_a_message_moved_into_another_batch_s_record_is_refused() -> None:
 @pytest.mark.parametrize(
     ("record", "why"),
     [
-        ([2, "central", 1, bytes(32), bytes(64), 1, 0, []], "batch size 1"),
-        ([2, "central", 1, bytes(32), bytes(64), 4, 4, []], "place 4 is not within"),
-        ([2, "central", 1, bytes(32), bytes(64), 4, -1, []], "place -1"),
+        ([2, "central", 1, bytes(32), bytes(64), 1, 0, []], "batch size is not a whole number"),
+        ([2, "central", 1, bytes(32), bytes(64), 4, 4, []], "place in the batch is not a whole"),
+        ([2, "central", 1, bytes(32), bytes(64), 4, -1, []], "from 0 to 3"),
+        ([2, "central", 1, bytes(32), bytes(64), 10**5000, 0, []], "batch size is not"),
+        ([2, "central", 1, bytes(32), bytes(64), 4, 10**5000, []], "place in the batch"),
+        (
+            [[1], "central", 1, bytes(32), bytes(64)],
+            "version (not a small integer) is not supported",
+        ),
+        (
+            [{"a": 1}, "central", 1, bytes(32), bytes(64)],
+            "version (not a small integer) is not supported",
+        ),
+        (
+            [10**5000, "central", 1, bytes(32), bytes(64)],
+            "version (not a small integer) is not supported",
+        ),
         ([2, "central", 1, bytes(32), bytes(64), 4, 0, [b"x"]], "batch proof"),
         ([2, "central", 1, bytes(32), bytes(64), 4, 0, [bytes(32)] * 33], "batch proof"),
         ([2, "central", 1, bytes(32), bytes(64)], "version 2 record has 8 items"),
@@ -218,7 +233,7 @@ def test_a_message_moved_into_another_batch_s_record_is_refused() -> None:
 def test_a_malformed_batch_record_is_refused_saying_what_is_wrong(
     record: list[Any], why: str
 ) -> None:
-    with pytest.raises(SignatureFormatError, match=why):
+    with pytest.raises(SignatureFormatError, match=re.escape(why)):
         Signature.parse(cbor2.dumps(record))
     message = attrs.evolve(command(), arg_signature=cbor2.dumps(record))
     refusal = check(message, keys, where(message))
@@ -235,3 +250,20 @@ def test_a_batch_signed_message_keeps_its_signature_through_the_values() -> None
     [message, _] = batch_signed(commands(2))
     values = list(message.field_values())
     assert values[_SIGNATURE] == message.arg_signature
+
+
+def test_only_a_batch_checked_with_an_allowed_key_is_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = batch_signed(commands(3)), batch_signed(commands(3), now=NOW + 1)
+    assert verifies_with(first[0], CENTRAL_PUBLIC)  # a key brought along (a hello's)
+    assert check(first[0], keys, where(first[0]), remember=False) is None
+    assert signing._VERIFIED_BATCHES == {}
+
+    monkeypatch.setattr(signing, "_VERIFIED_KEPT", 1)
+    assert check(first[0], keys, where(first[0])) is None
+    [kept] = signing._VERIFIED_BATCHES
+    assert kept[1] == Signature.parse(first[0].arg_signature).value
+    assert check(second[0], keys, where(second[0])) is None
+    [kept] = signing._VERIFIED_BATCHES  # the oldest made room
+    assert kept[1] == Signature.parse(second[0].arg_signature).value

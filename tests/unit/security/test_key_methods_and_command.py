@@ -213,3 +213,15 @@ def test_refusals_are_one_line_with_status_1(tmp_path: Path) -> None:
     )
     code, _, err = keys(tmp_path, "add", "central", "abc")
     assert code == 1 and err.startswith("keys: error: KEY holds 2 bytes")
+
+
+def test_with_signature_batches_off_every_message_is_signed_alone(tmp_path: Path) -> None:
+    node = NodeSecurity(Config(home=tmp_path, node_name="central", signature_batches=False))
+    messages = [Message(to_node=f"ship{i}", method="REQPing") for i in range(3)]
+
+    prepared = outbox(tmp_path, node).prepare_all(messages)
+
+    records = [Signature.parse(m.arg_signature) for m in prepared]
+    assert all(r.batch is None for r in records)  # version 1, as an older node reads them
+    assert len({r.value for r in records}) == 3
+    assert all(verifies_with(m, node.public_key) for m in prepared)

@@ -93,6 +93,7 @@ def test_no_security_setting_is_accepted_without_effect() -> None:
     assert security == {
         "enable_signature_check",
         "signature_max_age",
+        "signature_batches",  # test_key_methods_and_command.py: signed alone when off
         "central_public_key",
         "enable_acl_check",
         "enable_acl_updates",
