@@ -60,12 +60,17 @@ class Schedule:
         return -(-self.total // self.interval)
 
 
+_MAX_DIGITS = 18
+"""Digits of the longest number read from arguments (it fits an int64, like a schedule)."""
+
+
 def _whole_number(value: str, index: int) -> int:
     text = value.strip()
-    if not text.isascii() or not text.isdigit() or int(text) < 1:
+    if not text.isascii() or not text.isdigit() or len(text) > _MAX_DIGITS or int(text) < 1:
+        shown = value if len(value) <= 24 else value[:24] + "..."
         raise ScheduleError(
-            f'field "methodArgs[{index}]": value {value!r} is not a whole number >= 1; '
-            f"allowed: {LEGACY_ARGS_ALLOWED}"
+            f'field "methodArgs[{index}]": value {shown!r} is not a whole number from 1 to '
+            f"{'9' * _MAX_DIGITS}; allowed: {LEGACY_ARGS_ALLOWED}"
         )
     return int(text)
 

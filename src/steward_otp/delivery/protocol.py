@@ -49,15 +49,26 @@ class Ack:
 
     @classmethod
     def decode(cls, payload: bytes) -> Ack:
-        """Parse an ACK; raises AckDecodeError naming what is wrong."""
+        """Parse an ACK; raises AckDecodeError naming what is wrong, and nothing else."""
+        try:
+            return cls._decode(payload)
+        except AckDecodeError:
+            raise
+        except Exception as exc:  # whatever a hostile payload may cause
+            raise AckDecodeError(f"ACK is not readable ({type(exc).__name__})") from None
+
+    @classmethod
+    def _decode(cls, payload: bytes) -> Ack:
         try:
             record = cbor2.loads(payload)
         except Exception as exc:  # cbor2 raises several types for garbage
             raise AckDecodeError(f"ACK is not CBOR: {exc}") from exc
         if not isinstance(record, dict):
             raise AckDecodeError(f"ACK is a {type(record).__name__}, expected a map")
-        if record.get("v") != VERSION:
-            raise AckDecodeError(f"ACK version {record.get('v')!r}; this node speaks {VERSION}")
+        version = record.get("v")
+        if type(version) is not int or version != VERSION:
+            shown = version if type(version) is int and abs(version) < 1 << 32 else "?"
+            raise AckDecodeError(f"ACK version {shown}; this node speaks {VERSION}")
         accepted = record.get("ok", [])
         rejected = record.get("rej", [])
         if not isinstance(accepted, list) or not all(isinstance(i, str) for i in accepted):
@@ -83,14 +94,20 @@ def with_version(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def unsupported_version_reason(version: str) -> str:
-    """The rejection reason for a message in a protocol version this node does not speak."""
+    """The rejection reason for a message in a protocol version this node does not speak
+    (a header value of any length is shown cut short)."""
     allowed = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
+    shown = version if len(version) <= 20 else version[:20] + "..."
     return (
-        f'header "{VERSION_HEADER}": protocol version {version!r} is not supported; '
+        f'header "{VERSION_HEADER}": protocol version {shown!r} is not supported; '
         f"allowed: {allowed}"
     )
 
 
+_SUPPORTED_TEXTS: Final = frozenset(str(v) for v in SUPPORTED_VERSIONS)
+
+
 def is_supported(version: str) -> bool:
-    """Whether this node speaks protocol ``version`` (a header value)."""
-    return version.isdigit() and int(version) in SUPPORTED_VERSIONS
+    """Whether this node speaks protocol ``version`` (a header value, compared as text:
+    ``"2"``, not ``" 2"``, ``"02"`` or ``"²"``)."""
+    return version in _SUPPORTED_TEXTS

@@ -39,8 +39,9 @@ from steward_otp.handlers.base import (
 )
 from steward_otp.inbound.completions import PENDING, Completion, CompletionWriter
 from steward_otp.message import METHOD_TIMEOUT_FOREVER, Message, wire_errors
+from steward_otp.methods import UnknownMethodError
 from steward_otp.schedule import Schedule, ScheduleError, message_schedule, schedule_outcome
-from steward_otp.store import Store, StoreFull
+from steward_otp.store import Store, StoreError, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,9 @@ class HandlerRunner(CompletionWriter):
         Cancellation (the node or this subscriber stops) leaves the message unfinished, so
         it runs again, schedule and all, when the subscriber starts again. Once the handler
         has finished, its completion is stored as :meth:`_store_completion` says: a full
-        disk delays it and never makes the handler run again in this node's life.
+        disk delays it and never makes the handler run again in this node's life. Whatever
+        fails in the run, other than the store, ends that run as a crash (counted, stored
+        as done), so that no message can make its subscriber fail at every start.
         """
         outcome: str | None = None
         reason: str | None = None
@@ -107,6 +110,13 @@ class HandlerRunner(CompletionWriter):
         except HandlerCrashed as exc:
             outcome, reason = "crash", repr(exc.__cause__)
             self._note_crash(exc)
+        except StoreError:
+            raise  # the store's trouble: the subscriber restarts and the message runs again
+        except Exception as exc:  # a bug on the way to or from the handler: this run ends
+            outcome, reason = "crash", repr(exc)
+            crash = HandlerCrashed(f"run of {message.method} failed: {exc!r}")
+            crash.__cause__ = exc
+            self._note_crash(crash)
         finally:
             if outcome is not None:
                 await self._store_completion(self._done(message, outcome, reason))
@@ -142,10 +152,14 @@ class HandlerRunner(CompletionWriter):
                 )
                 await self._fail(ctx, message, text)
                 return "timeout", "timeout"
-            if output is not None and replies is not None:
-                await ctx.reply(output)  # gathered: stored with the completion
-            elif output is not None:
-                await self._until_stored(lambda: ctx.reply(output), 1, PENDING)
+            try:
+                if output is not None and replies is not None:
+                    await ctx.reply(output)  # gathered: stored with the completion
+                elif output is not None:
+                    await self._until_stored(lambda: ctx.reply(output), 1, PENDING)
+            except UnknownMethodError as exc:  # a replyMethod this node cannot route
+                self.services.report("error", f"error: {message.method}: reply not sent: {exc}")
+                return "error", f"reply not sent: {exc}"
             return "ok", None
         except HandlerError as exc:
             await self._fail(ctx, message, f"error: {message.method}: {exc}")
@@ -197,7 +211,10 @@ class HandlerRunner(CompletionWriter):
         if wire_errors(reply):  # unsendable: the request alone fills a message, or a bad name
             log.error("%s: error reply not sent: %s", message.method, wire_errors(reply)[0])
             return
-        await self._until_stored(lambda: self.services.submit([reply]), 1, PENDING)
+        try:
+            await self._until_stored(lambda: self.services.submit([reply]), 1, PENDING)
+        except UnknownMethodError as exc:  # a replyMethod this node cannot route
+            log.error("%s: error reply not sent: %s", message.method, exc)
 
 
 def _sole_handler_error(exc: BaseException) -> HandlerError | None:

@@ -128,14 +128,18 @@ async def api_request(
         raise JetStreamUnavailable(f"{subject}: {why}") from exc
     try:
         answer = json.loads(reply.payload or b"{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise JetStreamUnavailable(f"{subject}: unreadable answer {reply.payload[:200]!r}") from exc
+    if not isinstance(answer, dict):
+        raise JetStreamUnavailable(f"{subject}: unexpected answer {reply.payload[:200]!r}")
     error = answer.get("error")
     if error:
+        if not isinstance(error, dict):
+            raise JetStreamUnavailable(f"{subject}: {_text(error)}")
         code = error.get("err_code") or error.get("code")
         raise JetStreamUnavailable(
-            f"{subject}: {error.get('description', error)} ({code})",
-            code if isinstance(code, int) else None,
+            f"{subject}: {_text(error.get('description', error))} ({_text(code)})",
+            code if isinstance(code, int) and abs(code) < 1 << 31 else None,
         )
     return dict(answer)
 
@@ -149,18 +153,26 @@ class PubAck:
     error: str | None = None
 
 
+def _text(value: object) -> str:
+    """``value`` from a broker's answer as text for an error, at most 200 characters."""
+    try:
+        return str(value)[:200]
+    except ValueError:  # an integer too long to print
+        return "(unprintable)"
+
+
 def parse_pub_ack(payload: bytes) -> PubAck:
     """Read a publish acknowledgement; never raises (garbage is an error answer)."""
     try:
         answer = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return PubAck(False, error=f"unreadable publish acknowledgement {payload[:100]!r}")
     if not isinstance(answer, dict):
         return PubAck(False, error=f"unexpected publish acknowledgement {payload[:100]!r}")
     error = answer.get("error")
     if error:
         description = error.get("description", error) if isinstance(error, dict) else error
-        return PubAck(False, error=str(description))
+        return PubAck(False, error=_text(description))
     if answer.get("stream") != STREAM or "seq" not in answer:
         return PubAck(False, error=f"unexpected publish acknowledgement {payload[:100]!r}")
     return PubAck(True, duplicate=bool(answer.get("duplicate")))

@@ -201,7 +201,7 @@ class NodeAcl:
         """
         try:
             document = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise AclError(f"{source}: not valid JSON: {exc}") from None
         if not isinstance(document, dict):
             raise AclError(f'{source}: expected an object with "node", "acl" and "hash"')

@@ -201,7 +201,7 @@ class CentralAcl:
             if isinstance(text, bytes):
                 text = text.decode("utf-8")
             document = json.loads(text) if text.strip() else {}
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise AclError(f"{source}: not valid JSON: {exc}") from None
         if not isinstance(document, dict):
             raise AclError(f"{source}: expected a JSON object")

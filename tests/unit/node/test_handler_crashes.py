@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from steward_otp.handlers import HandlerContext, handler
+from steward_otp.inbound import handler_runs
 from steward_otp.message import Message
+from steward_otp.node import Node
+from steward_otp.schedule import Schedule
 from tests.unit.handlers.loopback_nodes import LoopbackNet, file_text, message, wait_for
 
 
@@ -96,3 +100,39 @@ async def test_a_reply_that_cannot_be_sent_does_not_keep_its_batch_mates_replies
         await wait_for(lambda: file_text(net.result("out", "out.txt")) == "ok\nok\n")
         await wait_for(lambda: "reply not sent" in file_text(net.error_log()))
     assert "REQOnlyOnCentral" in file_text(net.error_log())
+
+
+@handler("REQPlainEcho", description="replies with its data (not quick: a task per run)")
+async def plain_echo(ctx: HandlerContext, msg: Message) -> bytes | None:
+    return msg.data
+
+
+async def test_a_failure_on_the_way_to_the_handler_ends_that_run_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = handler_runs.message_schedule
+
+    def failing(message: Message) -> Schedule | None:
+        if message.data == b"poison\n":
+            raise RuntimeError("bug before the handler")
+        return real(message)
+
+    monkeypatch.setattr(handler_runs, "message_schedule", failing)
+    net = LoopbackNet(tmp_path)
+    central = net.node("central", handlers=[plain_echo], is_central_error_logger=True)
+    ship1 = net.node("ship1", handlers=[plain_echo])
+    async with central, ship1:
+        await central.submit([message("REQPlainEcho", data=b"poison\n")])
+        await wait_for(lambda: _crashes(ship1, "REQPlainEcho") == 1)
+        await central.submit([message("REQPlainEcho", data=b"good\n")])
+        await wait_for(lambda: file_text(net.result("out", "out.txt")) == "good\n")
+        entry = ship1.snapshot().find("node/inbound/REQPlainEcho")
+        assert entry is not None and entry.restart_count == 0 and entry.last_failure is None
+        assert "bug before the handler" in str(entry.info["last_handler_crash"])
+        # Stored as done: the node would not run it again at its next start.
+        assert await ship1.store.unfinished_inbound() == []
+
+
+def _crashes(node: Node, method: str) -> int:
+    entry = node.snapshot().find(f"node/inbound/{method}")
+    return 0 if entry is None else int(entry.info.get("handler_crashes", 0))  # type: ignore[call-overload]

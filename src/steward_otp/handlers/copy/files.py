@@ -147,7 +147,7 @@ class SourceRecord:
                 request=Message.from_dict(value["request"]),
                 expires_at=None if expires is None else float(expires),
             )
-        except (ValueError, KeyError, TypeError, MessageFieldsError) as exc:
+        except (ValueError, KeyError, TypeError, MessageFieldsError, RecursionError) as exc:
             raise ProtocolError(f"copy source record: {exc}") from None
 
 

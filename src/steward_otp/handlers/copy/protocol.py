@@ -164,7 +164,7 @@ class CopyInit:
         """Parse :meth:`to_bytes` output; raises ProtocolError."""
         try:
             value = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ProtocolError(f"copy init record: not JSON: {exc}") from None
         return cls.from_dict(value)
 
