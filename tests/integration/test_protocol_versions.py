@@ -66,3 +66,36 @@ async def test_unknown_version_is_rejected_by_id_and_steward_request_reply_still
     )
     assert reply.payload == b""
     assert file_text(out) == "steward\n"
+
+
+async def test_a_version_header_that_is_no_number_is_rejected_by_id_and_the_node_stays_up(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "ship1" / "data" / "out" / "ship1" / "out.log"
+    ship1 = Node(node_config(tmp_path, "ship1", nats_server.url))
+    async with ship1, running_bridge(nats_server.url, "elsewhere") as bridge:
+        inbox = bridge.new_inbox()
+        acks = bridge.subscribe(inbox)
+        await bridge.flush()
+        rejected = []
+        for n, version in enumerate(["²", "1" * 5000, "02"]):
+            odd = codec.encode(append(f"elsewhere:odd{n}", "never\n"), compress_threshold=None)
+            with trio.fail_after(20):
+                while True:  # until ship1's subscription is in place
+                    bridge.publish_nowait(
+                        SUBJECT, odd.payload, {**odd.headers, VERSION_HEADER: version}, inbox
+                    )
+                    with trio.move_on_after(0.5):
+                        rejected += Ack.decode((await acks.receive.receive()).payload).rejected
+                        break
+        good = codec.encode(append("elsewhere:1", "good\n"), compress_threshold=None)
+        bridge.publish_nowait(SUBJECT, good.payload, {**good.headers, VERSION_HEADER: "2"}, inbox)
+        with trio.fail_after(20):
+            ack = Ack.decode((await acks.receive.receive()).payload)
+        await wait_for(lambda: file_text(out) == "good\n")
+        entry = ship1.snapshot().find("node/inbound/REQToFileAppend")
+        assert entry is not None and entry.restart_count == 0
+    assert [msg_id for msg_id, _ in rejected] == [f"elsewhere:odd{n}" for n in range(3)]
+    assert all("is not supported; allowed: 2" in reason for _, reason in rejected)
+    assert len(rejected[1][1]) < 200  # a long header value is shown cut short
+    assert ack.accepted == ("elsewhere:1",)
