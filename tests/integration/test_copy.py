@@ -285,6 +285,7 @@ async def test_a_copy_that_runs_out_of_time_is_cleaned_up_and_reported(
         (["../big.bin", "dst", "x"], 'contains ".."'),
         (["files/missing.bin", "dst", "x"], "No such file"),
         (["files/big.bin", "dst", "x", "2000000"], "chunkSize"),
+        (["{home}/etc/signing/private.key", "dst", "x"], "the node's own folder"),
     ],
 )
 async def test_bad_requests_are_answered_in_the_copyerror_file(
@@ -297,6 +298,8 @@ async def test_bad_requests_are_answered_in_the_copyerror_file(
     write_random(source, 100)
     src = Node(node_config(tmp_path, "src", nats_server.url))
     async with src:
+        home = str(tmp_path / "src")
+        args = [a.replace("{home}", home) for a in args]
         await src.submit([attrs.evolve(copy_request(), method_args=args)])
         await wait_for(lambda: complaint in file_text(error))
     assert list((tmp_path / "src" / "var" / "copy").glob("*")) == []

@@ -221,6 +221,14 @@ async def test_a_copy_that_would_leave_the_data_folder_is_refused_and_copies_go_
     assert "copyDstDone" not in file_text(error)
 
 
+def own_folder_refusal(field: str, value: str, home: Path, own: str) -> str:
+    """The error text of a copy path that leads into the node's own folder ``own``."""
+    return (
+        f'field "{field}": value {value!r} leads into {home / own}, the node\'s own folder; '
+        f"allowed: any folder but {home / 'etc'}, {home / 'var'}, {home / 'tmp'}"
+    )
+
+
 @pytest.mark.parametrize("own", ["etc", "var", "tmp"])
 async def test_a_copy_into_the_destination_node_s_own_folders_is_refused(
     net: LoopbackNet, pair: tuple[Node, Node], own: str
@@ -238,11 +246,7 @@ async def test_a_copy_into_the_destination_node_s_own_folders_is_refused(
             await central.submit([message("REQCopySrc", ["files/a.bin", "central", dst])])
             text = await wait_for_text(error, f"value {dst!r}")
             assert text.startswith("error: copy ")
-            assert (
-                f'field "methodArgs[2] (dstPath)": value {dst!r} leads into '
-                f"{home / own}, the node's own folder; allowed: any folder but "
-                f"{home / 'etc'}, {home / 'var'}, {home / 'tmp'}"
-            ) in text
+            assert own_folder_refusal("methodArgs[2] (dstPath)", dst, home, own) in text
             assert text.count("leads into") == n + 1
         assert not (home / own / "x").exists() and not (home / own / "y").exists()
 
@@ -269,11 +273,7 @@ async def test_a_copy_from_the_source_node_s_own_folders_is_refused(
         for n, src in enumerate([str(home / own / "secret"), "sneaky/secret"]):
             await central.submit([message("REQCopySrc", [src, "central", f"in/{n}"])])
             text = await wait_for_text(error, f"value {src!r}")
-            assert (
-                f'field "methodArgs[0] (srcPath)": value {src!r} leads into '
-                f"{home / own}, the node's own folder; allowed: any folder but "
-                f"{home / 'etc'}, {home / 'var'}, {home / 'tmp'}"
-            ) in text
+            assert own_folder_refusal("methodArgs[0] (srcPath)", src, home, own) in text
             assert text.count("leads into") == n + 1
 
         await central.submit([message("REQCopySrc", ["files/a.bin", "central", "in/a.bin"])])
