@@ -189,6 +189,22 @@ class MethodTable:
             raise UnknownMethodError(name)
         return spec
 
+    def routing_spec(self, name: str, *, reply: bool) -> MethodSpec:
+        """The spec a message of method ``name`` is published by (its subject's kind).
+
+        A known method: its own spec. A reply (``reply`` true) whose method this node does
+        not know: an ``EventACK`` spec of that name, since the reply goes back to the node
+        that named its method and serves it (an embedding application's own reply method,
+        say). Raises :class:`UnknownMethodError` for any other unknown name, for a retired
+        one, and for a name that is not one subject token.
+        """
+        spec = self.lookup(name)
+        if spec is not None:
+            return spec
+        if not reply or name in RETIRED_METHODS or not _METHOD_NAME.fullmatch(name):
+            raise UnknownMethodError(name)
+        return MethodSpec(name, EventKind.EventACK, reply_capable=True)
+
     def names(self) -> list[str]:
         """All registered names, in registration order."""
         return list(self._specs)

@@ -44,11 +44,12 @@ def subject_for_node(node: str, method_spec: MethodSpec, *, method_name: str | N
 def subject_for(message: Message, table: MethodTable = BUILTIN_METHODS) -> str:
     """The NATS subject ``message`` is published on: ``<toNode>.<method>.<kind>``.
 
-    The kind comes from the method table, not from the message. Raises
-    ``UnknownMethodError`` for an unknown method and ``ValueError`` when ``toNode`` is empty
-    (fan the message out first).
+    The kind comes from the method table, not from the message; a reply whose method the
+    table does not know goes as ``EventACK`` (see :meth:`MethodTable.routing_spec`). Raises
+    ``UnknownMethodError`` for any other unknown method and ``ValueError`` when ``toNode``
+    is empty (fan the message out first).
     """
-    spec = table.require(message.method)
+    spec = table.routing_spec(message.method, reply=message.is_reply)
     if not message.to_node:
         raise ValueError("message has no toNode; fan it out before routing it")
     return subject_for_node(message.to_node, spec, method_name=message.method)

@@ -104,7 +104,8 @@ class Outbox:
     def prepare(self, message: Message) -> Message:
         """``message`` as it will be stored: with id, fromNode and defaults.
 
-        Raises ``UnknownMethodError`` for a method this node's table does not know and
+        Raises ``UnknownMethodError`` for a method this node's table does not know (a
+        reply's method may be one: it goes to the node that named it) and
         ``ValueError`` for a message without ``toNode`` (fan it out first): such a message
         could never be routed, so it is refused before anything is stored.
         """
@@ -119,7 +120,7 @@ class Outbox:
     def _filled(self, message: Message) -> tuple[Message, list[Any] | None]:
         """``message`` checked, and its field values with what :meth:`prepare` fills in
         (None: nothing to fill in); for a message leaving through a relay, its envelope."""
-        self.table.require(message.method)
+        self.table.routing_spec(message.method, reply=message.is_reply)
         if not message.to_node:
             raise ValueError(
                 f'message {message.method}: field "toNode" is empty; fan out "toNodes" first'
