@@ -54,9 +54,20 @@ class Mailbox(Generic[T]):
         items, self.items = self.items, []
         return items
 
-    async def feed_from(self, channel: trio.abc.ReceiveChannel[T]) -> None:
+    async def feed_from(self, channel: trio.MemoryReceiveChannel[T]) -> None:
+        """Put every item of ``channel`` until it ends; whatever waits in it at a wake-up
+        goes in at once, so the taker wakes once for all of them."""
         async for item in channel:
-            self.put(item)
+            self.items.append(item)
+            while True:
+                try:
+                    self.items.append(channel.receive_nowait())
+                except trio.WouldBlock:
+                    break
+                except trio.EndOfChannel:
+                    self.wake.set()
+                    return
+            self.wake.set()
 
 
 @attrs.define

@@ -147,3 +147,32 @@ async def test_one_ack_settles_a_whole_window_at_once(autojump_clock: object) ->
     assert sorted(store.delivered) == sorted(m.id for m in msgs)
     assert outbox.stats.missed_acks == 0 and outbox.stats.delivered == 50
     assert store.attempts == {} and reports == []
+
+
+@attrs.define
+class CountingStore(MemoryStore):
+    """Records the ids of every ``mark_in_flight_many`` call."""
+
+    in_flight_calls: list[list[str]] = attrs.field(factory=list)
+
+    async def mark_in_flight_many(self, ids: Sequence[str]) -> list[str]:
+        self.in_flight_calls.append(list(ids))
+        return await super().mark_in_flight_many(ids)
+
+
+async def test_what_waits_in_the_inbox_is_sent_in_one_wake_up(autojump_clock: object) -> None:
+    """Messages handed over together go out as one batch: one store operation marks them
+    all in flight (not one per message, as one wake-up per message would)."""
+    broker = LoopbackBroker()
+    receiver = LoopbackTransport(broker, name="ship1")
+    subscription = receiver.subscribe(SUBJECT, queue=SUBJECT)
+    msgs = [message(f"m{i}", retries=5, retry_wait=1) for i in range(200)]
+    store, reports = CountingStore(), []
+    _outbox, supervisor = await run_publisher(broker, store, msgs, reports)
+    async with running(supervisor) as registry:
+        inbox = registry.whereis("outbound/ship1.REQToFileAppend")
+        for m in msgs:
+            inbox.send_nowait(m)
+        arrived = [await subscription.receive.receive() for _ in msgs]
+    assert len(arrived) == 200
+    assert store.in_flight_calls == [[m.id for m in msgs]]
