@@ -662,6 +662,18 @@ def test_fan_out(
         )
 
 
+def test_fan_out_returns_the_message_itself_when_nothing_changes() -> None:
+    message = Message(to_node="ship1", from_node="central", method="REQPing")
+    assert fan_out(message, "me")[0] is message
+    assert fan_out(message, "me", from_node="central")[0] is message
+    [renamed] = fan_out(message, "me", from_node="op")
+    assert renamed is not message and renamed.from_node == "op"
+    [listed] = fan_out(attrs.evolve(message, to_nodes=("a",)), "me")
+    assert listed.to_node == "ship1" and listed.to_nodes == ()
+    [local] = fan_out(attrs.evolve(message, to_node="local"), "me")
+    assert local.to_node == "me"
+
+
 # --- defaults
 
 

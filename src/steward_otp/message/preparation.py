@@ -59,14 +59,22 @@ def fan_out(message: Message, own_node: str, *, from_node: str | None = None) ->
     document yields the same ids. ``local`` becomes
     ``own_node``. A message with neither gives an empty list. ``from_node``, when given,
     becomes every copy's ``fromNode``. One copy per destination (the decoder's fast path,
-    no ``attrs.evolve`` chain): inputs call this for every message they accept.
+    no ``attrs.evolve`` chain), and none when nothing changes: ``[message]`` itself. Inputs
+    call this for every message they accept.
     """
 
     def resolve(node: str) -> str:
         return own_node if node == LOCAL_NODE else node
 
     if message.to_node:
-        targets = [(resolve(message.to_node), message.id)]
+        target = resolve(message.to_node)
+        if (
+            target == message.to_node
+            and not message.to_nodes
+            and (from_node is None or from_node == message.from_node)
+        ):
+            return [message]  # nothing to change: no copy
+        targets = [(target, message.id)]
     else:
         targets = []
         # "local" is resolved first: "local" and this node's own name are one destination.
