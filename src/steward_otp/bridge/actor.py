@@ -20,6 +20,12 @@ plain Trio and never cross into asyncio themselves:
   nats-py reconnects without limit. ``state`` is ``connecting``, ``connected``,
   ``reconnecting`` or ``closed``; a connection that nats-py declares closed is a crash of the
   bridge (:class:`BridgeClosed`) for its supervisor to handle.
+* **Hostile frames** — the client is a :class:`HardenedClient`: a message nats-py cannot
+  read (a subject or reply subject that is not UTF-8, a broken header block) is dropped or
+  taken without headers instead of ending its read loop; should the read loop end anyway
+  while connected, the bridge closes the connection and so crashes with BridgeClosed for
+  its supervisor to start it again. ``info`` counts ``dropped_frames`` and
+  ``unreadable_headers``.
 * **Limits** — ``max_payload`` is what the connected server announced in its INFO (read
   again at every reconnect: the servers of a cluster may differ); before the first
   connection, ``BridgeSettings.max_payload``. The node checks every message against it at
@@ -31,11 +37,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import nats
-import nats.errors
 import trio
 import trio_asyncio
 from nats.aio.client import Client as NatsClient
@@ -52,6 +56,7 @@ from steward_otp.bridge.commands import (
 )
 from steward_otp.bridge.deliveries import PendingReplies, offer_to
 from steward_otp.bridge.errors import BridgeClosed, BrokerRefusals, sole_exception
+from steward_otp.bridge.hardened_client import HardenedClient
 from steward_otp.bridge.settings import BridgeSettings, connection_options
 from steward_otp.transport import (
     BridgeBusy,
@@ -88,7 +93,7 @@ class NatsBridge:
         self._inboxes = itertools.count(1)
         self._closed_for_good = False
         self._pump_scope = trio.CancelScope()
-        self._nc: NatsClient | None = None
+        self._nc: HardenedClient | None = None
         self._server_max_payload: int | None = None
         self._refusals = BrokerRefusals(settings)
         self.published = 0
@@ -234,8 +239,11 @@ class NatsBridge:
                 try:
                     task_status.started(self)
                     with self._pump_scope:
-                        nc = await self._connect_until_up()
-                        await self._pump(nc)
+                        reader_stopped = trio.Event()
+                        nc = await self._connect_until_up(reader_stopped.set)
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(self._restart_when_deaf, reader_stopped)
+                            await self._pump(nc)
                 finally:
                     self._set_state(ConnectionState.CLOSED)
                     await self._shutdown()
@@ -246,14 +254,26 @@ class NatsBridge:
         if self._closed_for_good:
             raise BridgeClosed(f"connection of {self.settings.name} to {self.settings.url} closed")
 
-    async def _connect_until_up(self) -> NatsClient:
+    async def _restart_when_deaf(self, reader_stopped: trio.Event) -> None:
+        """Close the connection once nats-py has stopped reading from it (see
+        :mod:`steward_otp.bridge.hardened_client`): the bridge then ends with BridgeClosed
+        and its supervisor starts it again, subscriptions and all."""
+        await reader_stopped.wait()
+        log.error(
+            "bridge %s: the NATS client stopped reading from %s (its error is logged above); "
+            "closing the connection so that the bridge starts again",
+            self.settings.name,
+            self.settings.url,
+        )
+        self.close_connection("the NATS client stopped reading")
+
+    async def _connect_until_up(self, on_reader_stopped: Callable[[], None]) -> HardenedClient:
         attempt = 0
         while True:
             attempt += 1
+            nc = HardenedClient(on_reader_stopped)
             try:
-                nc: NatsClient = await trio_asyncio.aio_as_trio(nats.connect)(
-                    **self._connect_options()
-                )
+                await trio_asyncio.aio_as_trio(nc.connect)(**self._connect_options())
             except Exception as exc:  # any failure of the first connect is retried
                 if attempt == 1 or attempt % 30 == 0:
                     log.warning(
@@ -408,3 +428,8 @@ class NatsBridge:
             max_payload=self.max_payload,
             outbound_queued=self._outbound_send.statistics().current_buffer_used,
         )
+        if self._nc is not None:
+            self.info.update(
+                dropped_frames=self._nc.dropped_frames,
+                unreadable_headers=self._nc.unreadable_headers,
+            )

@@ -1,0 +1,88 @@
+"""nats-py's client, made safe against what other clients of the broker can send.
+
+nats-py ends its read loop -- for good, with the connection still up, so the node hears
+nothing more and looks healthy -- when a message it is to deliver has a subject or reply
+subject that is not UTF-8, or a header block it cannot read (``NATS/1.0`` and nothing
+after it). The broker passes all of these on as any client sent them, so any client
+allowed to publish to one of a node's subjects could deafen it with one frame.
+
+:class:`HardenedClient` closes those doors where nats-py reads the frame:
+
+* a message whose subject or reply subject is not UTF-8 is dropped and counted
+  (``dropped_frames``): nothing could answer it, and nothing of ours sends one;
+* a header block nats-py cannot read is taken as no headers (``unreadable_headers``): the
+  node then refuses the message as it refuses any without the protocol's headers, and
+  reports it;
+* should the read loop end for any other reason while the connection is up, the client
+  notes it (``reader_stopped``) and calls ``on_reader_stopped``: the bridge then closes
+  the connection so that its supervisor starts it again (see
+  :mod:`steward_otp.bridge.actor`).
+
+This module leans on three internals of nats-py (``_build_message``, ``_process_headers``,
+``_read_loop``); the integration tests send each of those frames through a real
+nats-server, so a nats-py that renames them fails the tests rather than the node.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.client import Client
+
+log = logging.getLogger("steward_otp.bridge")
+
+
+class HardenedClient(Client):
+    """:class:`nats.aio.client.Client` that keeps reading whatever other clients send."""
+
+    def __init__(self, on_reader_stopped: Callable[[], None] = lambda: None) -> None:
+        super().__init__()
+        self._on_reader_stopped = on_reader_stopped
+        self.dropped_frames = 0
+        """Messages dropped for a subject or reply subject that is not UTF-8."""
+        self.unreadable_headers = 0
+        """Messages whose header block nats-py could not read, delivered without headers."""
+        self.reader_stopped = False
+        """The read loop ended while the connection was up: nothing more is read."""
+
+    def _build_message(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any
+    ) -> Any:
+        try:
+            subject.decode()
+            reply.decode()
+        except UnicodeDecodeError:
+            self.dropped_frames += 1
+            if self.dropped_frames == 1 or self.dropped_frames % 1000 == 0:
+                log.warning(
+                    "bridge: dropped a message whose subject or reply subject is not UTF-8 "
+                    "(%d so far): subject %r, reply %r",
+                    self.dropped_frames,
+                    subject[:100],
+                    reply[:100],
+                )
+            return None  # nats-py skips a message it could not build
+        return super()._build_message(sid, subject, reply, data, headers)
+
+    async def _process_headers(self, headers: Any) -> Any:
+        try:
+            return await super()._process_headers(headers)
+        except Exception as exc:
+            self.unreadable_headers += 1
+            if self.unreadable_headers == 1 or self.unreadable_headers % 1000 == 0:
+                log.warning(
+                    "bridge: a message's header block could not be read (%d so far: %r); "
+                    "taken as no headers: %r",
+                    self.unreadable_headers,
+                    exc,
+                    bytes(headers[:100]) if isinstance(headers, bytes | bytearray) else headers,
+                )
+            return None
+
+    async def _read_loop(self) -> None:
+        await super()._read_loop()
+        if self.is_connected:  # not closing, not reconnecting: nats-py gave up reading
+            self.reader_stopped = True
+            self._on_reader_stopped()
