@@ -4,12 +4,14 @@ cannot read, do not deafen a node (see ``steward_otp.bridge.hardened_client``).
 A bare client speaks the NATS protocol over a socket, so it can send what no client
 library would: a reply subject that is not UTF-8, a header block that is ``NATS/1.0``
 alone, a subject with a byte that is not UTF-8 under a node's ACK inbox. Each of these
-once ended nats-py's read loop for good while the connection stayed up.
+once ended nats-py's read loop for good while the connection stayed up; a subject or reply
+with a vertical tab or form feed made it drop the connection.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -117,11 +119,12 @@ async def test_frames_nats_py_cannot_read_are_dropped_and_the_node_still_hears(
         await wait_for(lambda: file_text(out) == "before\n")  # ship1 is subscribed
         async with bare_client(nats_server) as mallory:
             await mallory.publish(SUBJECT, b"_INBOX.\xff\xfe", payload)
+            await mallory.publish(SUBJECT, b"_INBOX.a\x0bb", payload)  # nats-py: 2 tokens
             await mallory.publish_with_headers(SUBJECT, b"NATS/1.0", payload)
         await central.submit([append("after\n")])
         await wait_for(lambda: file_text(out) == "before\nafter\n")
         info = bridge_info(ship1)
-    assert info["dropped_frames"] == 1
+    assert info["dropped_frames"] == 2
     assert info["unreadable_headers"] == 1
     assert info["reconnects"] == 0
 
@@ -139,11 +142,12 @@ async def test_a_subject_not_utf8_under_the_ack_inbox_does_not_deafen_the_sender
         await central.submit([attrs.evolve(append("for ship2\n"), to_node="ship2")])
         inbox = await mallory.reply_subject_of_next_message()  # central's ACK inbox
         await mallory.publish(inbox + b".\xff", b"", b"x")
+        await mallory.publish(inbox + b".a\x0cb", b"", b"x")
         await central.submit([append("heard\n")])
         await wait_for(lambda: file_text(out) == "heard\n")  # ship1's ACK reached central
         await wait_for(lambda: central.outbox.stats.delivered >= 1)
         info = bridge_info(central)
-    assert info["dropped_frames"] == 1
+    assert info["dropped_frames"] == 2
     assert info["reconnects"] == 0
 
 
@@ -173,3 +177,60 @@ async def test_a_reader_that_stops_for_another_reason_has_the_bridge_start_again
         await wait_for(lambda: bridge_restarts(ship1) >= 1)
         await central.submit([append("after\n")])
         await wait_for(lambda: file_text(out) == "before\nafter\n", timeout=30)
+
+
+def random_frames(seed: int, count: int, subjects: list[bytes], payload: bytes) -> list[bytes]:
+    """``count`` PUB and HPUB frames of odd reply subjects, header blocks and payloads."""
+    rnd = random.Random(seed)
+
+    def odd_bytes(most: int) -> bytes:
+        raw = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, most + 1)))
+        return raw.translate(bytes.maketrans(b" \t\r\n.", b"xxxxx"))  # one protocol token
+
+    def reply() -> bytes:
+        token = rnd.choice([b"a", b"\xff", b"\xc3", b"\x0b", b"\x0c", b"\x00", odd_bytes(5)])
+        return rnd.choice([b"", b"_INBOX.x", b"_INBOX." + token, token + b"." + token])
+
+    def header_block() -> bytes:
+        status = rnd.choice([b"", b" 503", b" 100", b" 404 x", b" abc", b" \xff", b"  "])
+        lines = [b"NATS/1.0" + status]
+        for _ in range(rnd.randrange(6)):
+            key = rnd.choice([b"serial", b"cmp", b"sotp", b"fromNode", b"Status", odd_bytes(3)])
+            value = rnd.choice([b"cbor", b"lz4", b"none", b"2", b"9", b"\xff\xfe", odd_bytes(4)])
+            lines.append(key + rnd.choice([b": ", b":", b" : ", b""]) + value)
+        return b"\r\n".join(lines) + rnd.choice([b"\r\n\r\n", b"\r\n", b""])
+
+    frames = []
+    for _ in range(count):
+        subject = rnd.choice(subjects)
+        to = subject + (b" " + r if (r := reply()) else b"")
+        body = rnd.choice([payload, payload[:10], b"", odd_bytes(40)])
+        if rnd.random() < 0.6:
+            block = header_block()
+            sizes = f" {len(block)} {len(block) + len(body)}\r\n".encode()
+            frames.append(b"HPUB " + to + sizes + block + body + b"\r\n")
+        else:
+            frames.append(b"PUB " + to + f" {len(body)}\r\n".encode() + body + b"\r\n")
+    return frames
+
+
+async def test_random_odd_frames_leave_both_nodes_hearing(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    central = Node(node_config(tmp_path, "central", nats_server.url))
+    ship1 = Node(node_config(tmp_path, "ship1", nats_server.url))
+    out = tmp_path / "ship1" / "data" / "out" / "ship1" / "out.log"
+    payload = codec.cbor_payload(
+        Message(id="m:1", to_node="ship1", from_node="m", method="REQToFileAppend", data=b"-\n")
+    )
+    subjects = [SUBJECT, b"ship1.REQHello.EventNACK", b"central.REQErrorLog.EventACK"]
+    async with central, ship1:
+        await central.submit([append("before\n")])
+        await wait_for(lambda: file_text(out) == "before\n")
+        async with bare_client(nats_server) as mallory:
+            await mallory.send(b"".join(random_frames(7, 300, subjects, payload)))
+        await central.submit([append("after\n")])
+        await wait_for(lambda: "after\n" in file_text(out))
+        for node in (central, ship1):
+            assert bridge_info(node)["reconnects"] == 0
+            assert all(entry.restart_count == 0 for entry in node.snapshot().walk())

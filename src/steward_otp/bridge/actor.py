@@ -21,8 +21,9 @@ plain Trio and never cross into asyncio themselves:
   ``reconnecting`` or ``closed``; a connection that nats-py declares closed is a crash of the
   bridge (:class:`BridgeClosed`) for its supervisor to handle.
 * **Hostile frames** — the client is a :class:`HardenedClient`: a message nats-py cannot
-  read (a subject or reply subject that is not UTF-8, a broken header block) is dropped or
-  taken without headers instead of ending its read loop; should the read loop end anyway
+  read (a subject or reply subject that is not UTF-8 or holds a control character, a
+  broken header block) is dropped or taken without headers instead of ending its read loop
+  or its connection; should the read loop end anyway
   while connected, the bridge closes the connection and so crashes with BridgeClosed for
   its supervisor to start it again. ``info`` counts ``dropped_frames`` and
   ``unreadable_headers``.

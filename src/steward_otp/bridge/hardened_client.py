@@ -3,13 +3,20 @@
 nats-py ends its read loop -- for good, with the connection still up, so the node hears
 nothing more and looks healthy -- when a message it is to deliver has a subject or reply
 subject that is not UTF-8, or a header block it cannot read (``NATS/1.0`` and nothing
-after it). The broker passes all of these on as any client sent them, so any client
-allowed to publish to one of a node's subjects could deafen it with one frame.
+after it). And it drops the connection (to reconnect) when a subject or reply subject
+holds a vertical tab or form feed: its parser splits the server's ``MSG`` line on any
+ASCII whitespace, the server only on spaces and tabs. The broker passes all of these on as
+any client sent them, so any client allowed to publish to one of a node's subjects could
+deafen it with one frame, or keep it reconnecting.
 
 :class:`HardenedClient` closes those doors where nats-py reads the frame:
 
-* a message whose subject or reply subject is not UTF-8 is dropped and counted
-  (``dropped_frames``): nothing could answer it, and nothing of ours sends one;
+* the ``MSG``/``HMSG`` lines are split as the server writes them, on spaces and tabs
+  (:data:`MSG_LINE`, :data:`HMSG_LINE`, put in place of nats-py's patterns when this
+  module is imported: the only nats-py client in a node's process is its bridge's);
+* a message whose subject or reply subject is not UTF-8, or holds a control character,
+  is dropped and counted (``dropped_frames``): nothing could answer it, and nothing of
+  ours sends one;
 * a header block nats-py cannot read is taken as no headers (``unreadable_headers``): the
   node then refuses the message as it refuses any without the protocol's headers, and
   reports it;
@@ -18,20 +25,38 @@ allowed to publish to one of a node's subjects could deafen it with one frame.
   the connection so that its supervisor starts it again (see
   :mod:`steward_otp.bridge.actor`).
 
-This module leans on three internals of nats-py (``_build_message``, ``_process_headers``,
-``_read_loop``); the integration tests send each of those frames through a real
-nats-server, so a nats-py that renames them fails the tests rather than the node.
+This module leans on internals of nats-py (``_build_message``, ``_process_headers``,
+``_read_loop``, the parser's ``MSG_RE`` and ``HMSG_RE``); the integration tests send each
+of those frames through a real nats-server, so a nats-py that renames them fails the
+tests rather than the node.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
+import nats.protocol.parser
 from nats.aio.client import Client
 
 log = logging.getLogger("steward_otp.bridge")
+
+MSG_LINE: Final = re.compile(
+    rb"\AMSG[ \t]+([^ \t\r\n]+)[ \t]+([^ \t\r\n]+)[ \t]+(([^ \t\r\n]+)[ \t]+)?(\d+)\r\n"
+)
+"""``MSG <subject> <sid> [reply] <size>``, split on spaces and tabs as the server does."""
+HMSG_LINE: Final = re.compile(
+    rb"\AHMSG[ \t]+([^ \t\r\n]+)[ \t]+([^ \t\r\n]+)[ \t]+(([^ \t\r\n]+)[ \t]+)?"
+    rb"(\d+)[ \t]+(\d+)\r\n"
+)
+"""``HMSG <subject> <sid> [reply] <header size> <total size>``, split the same way."""
+nats.protocol.parser.MSG_RE = MSG_LINE
+nats.protocol.parser.HMSG_RE = HMSG_LINE
+
+_UNANSWERABLE: Final = re.compile(rb"[\x00-\x20\x7f]")
+"""A control character or space in a subject: no client library sends one."""
 
 
 class HardenedClient(Client):
@@ -53,12 +78,15 @@ class HardenedClient(Client):
         try:
             subject.decode()
             reply.decode()
+            readable = not (_UNANSWERABLE.search(subject) or _UNANSWERABLE.search(reply))
         except UnicodeDecodeError:
+            readable = False
+        if not readable:
             self.dropped_frames += 1
             if self.dropped_frames == 1 or self.dropped_frames % 1000 == 0:
                 log.warning(
                     "bridge: dropped a message whose subject or reply subject is not UTF-8 "
-                    "(%d so far): subject %r, reply %r",
+                    "or holds a control character (%d so far): subject %r, reply %r",
                     self.dropped_frames,
                     subject[:100],
                     reply[:100],
