@@ -214,9 +214,11 @@ class Publisher:
                         subject = stream_subject(subject)
                     dest.flights[message.id] = Flight(message, subject)
             actions: list[Action] = []
+            stored: list[str] = []  # in the stream: delivered, settled together below
             for inbound in acks.take():
                 if dest.stream:
-                    actions += self.stream_acks.acknowledged(dest, inbound, nursery)
+                    if (msg_id := self.stream_acks.stored(dest, inbound, nursery)) is not None:
+                        stored.append(msg_id)
                     continue
                 if no_responders(inbound):
                     # Nobody listens at the destination: probe it until it answers.
@@ -226,6 +228,8 @@ class Publisher:
                     actions += settle_ack(dest, Ack.decode(inbound.payload))
                 except AckDecodeError as exc:
                     log.warning("ACK on %s ignored: %s", inbound.subject, exc)
+            if stored:
+                actions += settle_ack(dest, Ack(accepted=tuple(stored)))
             paused = trio.current_time() < dest.full_until
             if not paused:
                 if dest.deferred:

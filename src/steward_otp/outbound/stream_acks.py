@@ -16,11 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
-from steward_otp.delivery.protocol import Ack
-from steward_otp.delivery.sender import Action
 from steward_otp.handlers.base import Level
 from steward_otp.jetstream import parse_pub_ack
-from steward_otp.outbound.destination import Destination, Flight, no_responders, settle_ack
+from steward_otp.outbound.destination import Destination, Flight, no_responders
 from steward_otp.outbound.jetstream_probe import JetStreamProbe
 from steward_otp.transport import InboundMessage
 
@@ -56,13 +54,14 @@ class StreamAcks:
         self._fail = fail
         self._jetstream_missing_reported = False
 
-    def acknowledged(
+    def stored(
         self, dest: Destination, inbound: InboundMessage, nursery: trio.Nursery
-    ) -> list[Action]:
-        """The broker's answer to a publish into the stream: stored means delivered."""
+    ) -> str | None:
+        """The id of the message the broker's answer ``inbound`` says is stored in the
+        stream (stored means delivered: settle it with the others of the wake-up), or None."""
         msg_id = dest.publishes.pop(inbound.subject.rpartition(".")[2], None)
         if msg_id is None:
-            return []  # an earlier attempt's late answer, or not ours
+            return None  # an earlier attempt's late answer, or not ours
         if no_responders(inbound):
             # No stream takes the subject: the broker has no JetStream, or nobody has made
             # the stream yet. _no_stream finds out which, in the background.
@@ -70,13 +69,13 @@ class StreamAcks:
             if not dest.resolving:
                 dest.resolving = True
                 nursery.start_soon(self._no_stream, dest)
-            return []  # meanwhile the ACK deadline retries it
+            return None  # meanwhile the ACK deadline retries it
         answer = parse_pub_ack(inbound.payload)
         if not answer.stored:
             log.warning("JetStream refused %s: %s; it is sent again", msg_id, answer.error)
-            return []
+            return None
         self._jetstream_missing_reported = False
-        return settle_ack(dest, Ack(accepted=(msg_id,)))
+        return msg_id
 
     async def _no_stream(self, dest: Destination) -> None:
         """Publishes into the stream that found none: make the stream when the broker has

@@ -77,7 +77,12 @@ def message(msg_id: str, *, retries: int, retry_wait: int, ack_timeout: int = 5)
 
 
 async def run_publisher(
-    broker: LoopbackBroker, store: MemoryStore, messages: list[Message], reports: list[str]
+    broker: LoopbackBroker,
+    store: MemoryStore,
+    messages: list[Message],
+    reports: list[str],
+    *,
+    jetstream: bool | None = None,
 ) -> tuple[Outbox, Supervisor]:
     outbox = Outbox(
         store,  # type: ignore[arg-type]
@@ -92,7 +97,7 @@ async def run_publisher(
     transport = LoopbackTransport(broker, name="central")
     acks = AckInboxes(transport)
     publisher = Publisher(outbox, transport, lambda _l, t: reports.append(t), acks=acks)
-    start = functools.partial(publisher.run, "ship1", "REQToFileAppend")
+    start = functools.partial(publisher.run, "ship1", "REQToFileAppend", jetstream)
     children = [ChildSpec("acks", acks.run), ChildSpec("ship1.REQToFileAppend", start)]
     return outbox, Supervisor("outbound", children)
 
@@ -151,13 +156,18 @@ async def test_one_ack_settles_a_whole_window_at_once(autojump_clock: object) ->
 
 @attrs.define
 class CountingStore(MemoryStore):
-    """Records the ids of every ``mark_in_flight_many`` call."""
+    """Records the ids of every ``mark_in_flight_many`` and ``mark_delivered_many`` call."""
 
     in_flight_calls: list[list[str]] = attrs.field(factory=list)
+    delivered_calls: list[list[str]] = attrs.field(factory=list)
 
     async def mark_in_flight_many(self, ids: Sequence[str]) -> list[str]:
         self.in_flight_calls.append(list(ids))
         return await super().mark_in_flight_many(ids)
+
+    async def mark_delivered_many(self, ids: Sequence[str]) -> list[str]:
+        self.delivered_calls.append(list(ids))
+        return await super().mark_delivered_many(ids)
 
 
 async def test_what_waits_in_the_inbox_is_sent_in_one_wake_up(autojump_clock: object) -> None:
@@ -176,3 +186,28 @@ async def test_what_waits_in_the_inbox_is_sent_in_one_wake_up(autojump_clock: ob
         arrived = [await subscription.receive.receive() for _ in msgs]
     assert len(arrived) == 200
     assert store.in_flight_calls == [[m.id for m in msgs]]
+
+
+async def test_the_stream_answers_of_one_wake_up_are_settled_together(
+    autojump_clock: object,
+) -> None:
+    """Publishes into the JetStream stream are acknowledged by the broker one by one; the
+    answers that wait together are retired in one store operation."""
+    broker = LoopbackBroker()
+    stream = LoopbackTransport(broker, name="broker")
+    subscription = stream.subscribe(f"NODES.{SUBJECT}")
+    msgs = [message(f"m{i}", retries=5, retry_wait=1) for i in range(100)]
+    store, reports = CountingStore(), []
+    _outbox, supervisor = await run_publisher(broker, store, msgs, reports, jetstream=True)
+    async with running(supervisor) as registry:
+        inbox = registry.whereis("outbound/ship1.REQToFileAppend")
+        for m in msgs:
+            inbox.send_nowait(m)
+        published = [await subscription.receive.receive() for _ in msgs]
+        for seq, publish in enumerate(published, 1):
+            stream.publish_nowait(publish.reply, f'{{"stream": "NODES", "seq": {seq}}}'.encode())
+        with trio.fail_after(5):
+            while len(store.delivered) < len(msgs):
+                await trio.sleep(0.01)
+    assert store.delivered_calls == [[m.id for m in msgs]]
+    assert reports == []
