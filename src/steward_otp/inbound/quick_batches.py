@@ -5,8 +5,6 @@ Guarantees:
 
 * a Subscriber runs at most :data:`QUICK_BATCHES_AT_ONCE` quick batches at a time (the next
   batch is taken while one runs);
-* within a batch, a handler without a batch function runs on each message in turn, in the
-  order the messages arrived (so console lines, say, keep their order);
 * until the one operation commits, the batch's messages are unfinished in the store: a
   crash before it runs them again at the next start, and quick handlers write idempotently
   (appends go through :mod:`steward_otp.append_journal`), so a rerun neither loses nor
@@ -71,8 +69,9 @@ class QuickBatchRunner(HandlerRunner):
             if self.handler.batch is not None:
                 await self._run_batch(messages, outcomes, replies, crashes)
             else:
-                for message in messages:  # one after another, in the order they came
-                    await run_one(message)
+                async with trio.open_nursery() as nursery:
+                    for message in messages:
+                        nursery.start_soon(run_one, message)
             await self._store_completion(self._finished(messages, outcomes, replies))
         finally:
             self._quick_batches.release()
