@@ -35,7 +35,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench examples
 
 typecheck: $(VENV)/.installed
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src tests
 
 ci: test lint typecheck
 

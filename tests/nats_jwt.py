@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import nkeys
+import nkeys  # type: ignore[import-untyped]  # no type information
 
 HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
 

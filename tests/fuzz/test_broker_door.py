@@ -362,7 +362,9 @@ class Net:
         late = [str(p) for p in waits if len(file_text_bytes(p)) != 32]
         assert not late, f"no reply to a good message: {late}"
 
-    def publish(self, subject: str, payload: bytes, headers: dict[str, str] | None, reply: str):
+    def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, reply: str
+    ) -> None:
         self.mallory.publish_nowait(subject, payload, headers, reply)
 
     def escaped(self) -> list[Path]:
@@ -1187,7 +1189,9 @@ def test_forged_acks_change_nothing_but_what_they_name(
         forge_ack(net, ack, headers, below, empty)
 
 
-def forge_ack(net: Net, ack: object, headers: dict[str, str] | None, below: str, empty: bool):
+def forge_ack(
+    net: Net, ack: object, headers: dict[str, str] | None, below: str, empty: bool
+) -> None:
     inbox = next(iter(net.ship2_sent.values()))
     ids = list(net.ship2_sent)
 

@@ -5,6 +5,7 @@ though every message is properly signed by a key ship1 allows."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import trio
 
 from steward_otp.message import Message
 from steward_otp.node import Node
+from steward_otp.security.trust import TrustState
 from tests.conftest import NatsServer
 from tests.nodes import file_text, node_config, wait_for
 
@@ -36,8 +38,12 @@ def request(method: str, args: list[str], *, to: str, file_name: str = "out.txt"
 
 def trust(node: Node, *others: Node) -> None:
     for other in others:
-        key = other.security.public_key
-        node.security.trust.update(lambda s, n=other.node_name, k=key: s.add(n, k))
+        node.security.trust.update(adding(other.node_name, other.security.public_key))
+
+
+def adding(node: str, key: bytes) -> Callable[[TrustState], TrustState]:
+    """The trust change that allows ``key`` for ``node``."""
+    return lambda s: s.add(node, key)
 
 
 async def failure_reason(node: Node, msg_id: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -29,10 +30,10 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
             await trio.sleep(0.01)
 
 
-def settings(url: str, name: str = "node", **kw: object) -> BridgeSettings:
+def settings(url: str, name: str = "node", **kw: Any) -> BridgeSettings:
     return BridgeSettings(
         url=url, name=name, connect_retry_interval=0.05, reconnect_time_wait=0.05, **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 @asynccontextmanager

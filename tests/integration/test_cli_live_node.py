@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -73,7 +74,7 @@ async def test_tree_json_matches_the_live_tree_after_an_induced_crash(
         assert "connection:  connected" in out and "node:        central" in out
 
 
-def walk(entry: dict[str, object]) -> list[dict[str, object]]:
+def walk(entry: dict[str, Any]) -> list[dict[str, Any]]:
     children = entry.get("children") or []
     assert isinstance(children, list)
     return [entry, *(e for child in children for e in walk(child))]

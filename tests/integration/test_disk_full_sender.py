@@ -14,12 +14,11 @@ from steward_otp.outbound import disk_full_backoff
 from tests.conftest import NatsServer
 from tests.nodes import node_config, wait_for
 from tests.unit.delivery.test_delivery_over_loopback import out_lines
-from tests.unit.delivery.test_disk_full_inbound import big_line
+from tests.unit.delivery.test_disk_full_inbound import big_line, unlimited
 from tests.unit.delivery.test_disk_full_outbound import (
     delivered_and_ran_once,
     outbound_restarts,
     refuse_sending_writes,
-    unlimited,
 )
 from tests.unit.test_store_trouble import _fill_up
 

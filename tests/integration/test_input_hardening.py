@@ -10,7 +10,7 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -40,7 +40,7 @@ def _append(text: str, **fields: object) -> dict[str, object]:
 
 
 @pytest.fixture
-async def central(nats_server: NatsServer, tmp_path: Path) -> Iterator[NodeProcess]:
+async def central(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[NodeProcess]:
     node = NodeProcess(tmp_path / "central", "central", nats_server.url)
     await node.start()
     try:

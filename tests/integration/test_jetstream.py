@@ -131,11 +131,14 @@ async def test_a_node_without_jetstream_on_its_broker_says_so(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     async with js_node(tmp_path, "ship1", nats_server) as ship1:
-        await wait_for(
-            lambda: "JetStream" in str(ship1.snapshot().find("node/inbound/stream").info),
-            timeout=20,
-        )
-        info = ship1.snapshot().find("node/inbound/stream").info
+
+        def intake_info() -> dict[str, Any]:
+            entry = ship1.snapshot().find("node/inbound/stream")
+            assert entry is not None
+            return entry.info
+
+        await wait_for(lambda: "JetStream" in str(intake_info()), timeout=20)
+        info = intake_info()
     assert info["stream_ready"] is False
     assert "no JetStream on the broker" in str(info["problem"])
 

@@ -76,10 +76,9 @@ async def test_a_jetstream_node_sends_core_when_the_message_says_false(
         await central.submit([line("ship1", "stream", jetstream=None)])
         await wait_for(lambda: central.outbox.stats.delivered == 2, timeout=20)
         assert await stored_in_stream(jetstream_server) == 1
-        publishers = {
-            child.path.rpartition("/")[2]
-            for child in central.snapshot().find("node/outbound/publishers").children
-        }
+        outbound = central.snapshot().find("node/outbound/publishers")
+        assert outbound is not None
+        publishers = {child.path.rpartition("/")[2] for child in outbound.children}
     assert "ship1.REQToFileAppend@core" in publishers
     assert "ship1.REQToFileAppend" in publishers
     assert out_lines(tmp_path, "ship1") == ["core"]
@@ -96,6 +95,7 @@ async def test_a_message_asking_for_jetstream_on_a_broker_without_it_fails_clear
         rows = await central.store.list_outbox(states=[OutboxState.FAILED])
         assert [r.msg_id for r in rows] == [msg_id]
         reason = rows[0].reason
+        assert reason is not None
         # The node keeps running: an ordinary message still gets through.
         await central.submit([line("ship1", "core", jetstream=None)])
         await wait_for(lambda: out_lines(tmp_path, "ship1") == ["core"], timeout=20)

@@ -7,6 +7,7 @@ import os
 import nats
 import pytest
 import trio_asyncio
+from nats.aio.msg import Msg
 
 from tests.conftest import NatsServer
 
@@ -15,7 +16,7 @@ async def _request_reply_roundtrip(url: str) -> bytes:
     async with trio_asyncio.open_loop():
         nc = await trio_asyncio.aio_as_trio(nats.connect)(url, max_reconnect_attempts=-1)
 
-        async def echo(msg: nats.aio.msg.Msg) -> None:
+        async def echo(msg: Msg) -> None:
             await msg.respond(b"echo:" + msg.data)
 
         await trio_asyncio.aio_as_trio(nc.subscribe)("greet", cb=echo)

@@ -77,7 +77,7 @@ async def test_a_version_header_that_is_no_number_is_rejected_by_id_and_the_node
         inbox = bridge.new_inbox()
         acks = bridge.subscribe(inbox)
         await bridge.flush()
-        rejected = []
+        rejected: list[tuple[str, str]] = []
         for n, version in enumerate(["²", "1" * 5000, "02"]):
             odd = codec.encode(append(f"elsewhere:odd{n}", "never\n"), compress_threshold=None)
             with trio.fail_after(20):

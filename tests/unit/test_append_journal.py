@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -21,13 +21,16 @@ from steward_otp.append_journal import (
     journal_of,
 )
 from steward_otp.files import FileWriter
+from steward_otp.handlers.base import Level, NodeServices
 from steward_otp.handlers.output import write_batch
 from steward_otp.message import Message
 
 
 @attrs.define(eq=False)
 class Services:
-    """The part of a node the output handlers use: a home and the durable file writer."""
+    """The part of a node the output handlers use: a home and the durable file writer (the
+    rest of :class:`NodeServices` is there for its type only: the output handlers never call
+    it)."""
 
     home: Path
     files: FileWriter = attrs.field(factory=FileWriter)
@@ -50,6 +53,23 @@ class Services:
     ) -> dict[Path, OSError | None]:
         self.writes += len(writes)
         return await self.files.write_many(writes, append=append)
+
+    async def submit(self, messages: Sequence[Message]) -> list[str]:
+        raise NotImplementedError
+
+    def report(self, level: Level, text: str) -> None:
+        raise NotImplementedError
+
+    def test_event(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def note_hello(self, node: str) -> None:
+        raise NotImplementedError
+
+
+def _is_node_services(services: Services) -> NodeServices:
+    """Static check (mypy) that the fake satisfies the Protocol; unused at run time."""
+    return services
 
 
 def line(msg_id: str, text: str) -> Message:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from steward_otp import atomic_file
 from steward_otp.atomic_file import fsync_folder, write_atomically
 
 
@@ -33,7 +32,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
     def no_space(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(atomic_file.os, "fsync", no_space)
+    monkeypatch.setattr("steward_otp.atomic_file.os.fsync", no_space)
     with pytest.raises(OSError, match="No space left"):
         write_atomically(path, "new")
     assert path.read_text() == "old"

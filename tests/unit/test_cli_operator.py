@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 
 from steward_otp.cli import app
 from steward_otp.cli.inspection import parse_duration, parse_since
-from steward_otp.cli.send import CMD_DEFAULTS, command_message, split_wait_value, summarise
+from steward_otp.cli.send import split_wait_value
 from steward_otp.inputs.intake import accept_document
 from steward_otp.message import Message
 from steward_otp.methods import BUILTIN_METHODS
 from steward_otp.replies.follow import audit_end, follow
+from steward_otp.replies.send_plan import CMD_DEFAULTS, command_message, summarise
 from steward_otp.store import AuditRecord, Direction
 from steward_otp.tree_view import human_duration, render_audit, render_queue
 

@@ -207,7 +207,9 @@ async def test_a_purge_or_a_full_mailbox_makes_the_waiter_read_the_audit_log(
             hub.finished([reply])
         await trio.sleep(2)
 
-    got = [(e["event"], e.get("id")) for e in events if e["event"] != "waiting"]
+    got: list[tuple[str, Any]] = [
+        (e["event"], e.get("id")) for e in events if e["event"] != "waiting"
+    ]
     assert got[0] == ("state", "central:1")
     assert sorted(i for kind, i in got if kind == "reply") == ids
     assert got[-1][0] == "end" and not events[-1]["timedOut"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
 import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -118,5 +121,5 @@ def test_a_relay_envelope_goes_the_way_its_message_chose() -> None:
     assert relay_envelope(message, "hub", "central").jetstream is True
 
 
-def _fields(message: Message) -> dict[str, object]:
-    return {name: getattr(message, name) for name in message.__slots__ if name != "__weakref__"}
+def _fields(message: Message) -> dict[str, Any]:
+    return {field.name: getattr(message, field.name) for field in attrs.fields(type(message))}

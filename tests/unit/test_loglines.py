@@ -106,7 +106,7 @@ def _report(sender: str, data: str) -> Message:
 
 
 def test_the_central_log_cleans_cuts_and_bounds_each_sender(tmp_path: Path) -> None:
-    services = object.__new__(type("Services", (), {}))
+    services: object = object.__new__(type("Services", (), {}))
     forged = "Mon Jan  1 00:00:00 2026, node: evil, a\x1b[31mred\x00\n" * 50
     written = central_log_lines(services, _report("evil", forged), now=0.0).decode()
     lines = written.splitlines()

@@ -8,9 +8,10 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -28,12 +29,14 @@ from steward_otp.store import (
 )
 from steward_otp.store import actor as store_module
 from steward_otp.store.audit import AUDIT_PAYLOAD_LIMIT
-from steward_otp.store.batches import OperationFailed, apply_batch
+from steward_otp.store.batches import Operation, OperationFailed, apply_batch
 from steward_otp.store.outbox_operations import Enqueue
 from steward_otp.store.outbox_queries import ListOutbox
 from steward_otp.store.schema import SCHEMA_VERSION, open_database
 
 DAY = 86400.0
+
+MakeStore = Callable[..., Store]
 
 
 class FakeClock:
@@ -46,7 +49,9 @@ class FakeClock:
         return self.now
 
 
-def entry(msg_id: str, to_node: str = "ship1", *, created_at: float = 1_000_000.0, **kw):
+def entry(
+    msg_id: str, to_node: str = "ship1", *, created_at: float = 1_000_000.0, **kw: Any
+) -> OutboxEntry:
     return OutboxEntry(
         msg_id=msg_id,
         to_node=to_node,
@@ -76,8 +81,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_store(db_path: Path, clock: FakeClock):
-    def make(**options) -> Store:
+def make_store(db_path: Path, clock: FakeClock) -> MakeStore:
+    def make(**options: Any) -> Store:
         options.setdefault("clock", clock)
         return Store(db_path, **options)
 
@@ -89,14 +94,18 @@ def make_store(db_path: Path, clock: FakeClock):
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_store_lives_in_steward_db_inside_the_db_folder(db_path, make_store):
+async def test_store_lives_in_steward_db_inside_the_db_folder(
+    db_path: Path, make_store: MakeStore
+) -> None:
     assert db_path.name == DB_FILE_NAME == "steward.db"
     async with running(make_store()):
         pass
     assert db_path.exists()  # the folder was created too
 
 
-async def test_enqueued_messages_are_listed_queued_in_acceptance_order(make_store, clock):
+async def test_enqueued_messages_are_listed_queued_in_acceptance_order(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     async with running(make_store()) as store:
         assert await store.enqueue([entry("m1"), entry("m2", "ship2")]) == ["m1", "m2"]
         assert await store.enqueue([entry("m3", not_before=clock.now + 5)]) == ["m3"]
@@ -110,7 +119,7 @@ async def test_enqueued_messages_are_listed_queued_in_acceptance_order(make_stor
     assert rows[0].age(clock.now + 30) == 30
 
 
-async def test_enqueue_is_idempotent_on_msg_id(make_store):
+async def test_enqueue_is_idempotent_on_msg_id(make_store: MakeStore) -> None:
     async with running(make_store()) as store:
         assert await store.enqueue([entry("m1"), entry("m1"), entry("m2")]) == ["m1", "m2"]
         assert await store.enqueue([entry("m2", "other"), entry("m3")]) == ["m3"]
@@ -121,7 +130,7 @@ async def test_enqueue_is_idempotent_on_msg_id(make_store):
     assert [(row.msg_id, row.to_node) for row in rows] == [("m2", "ship1"), ("m3", "ship1")]
 
 
-async def test_group_commit_batches_concurrent_writers(make_store):
+async def test_group_commit_batches_concurrent_writers(make_store: MakeStore) -> None:
     async with running(make_store()) as store:
         before = store.stats().commits
         async with trio.open_nursery() as nursery:
@@ -133,7 +142,7 @@ async def test_group_commit_batches_concurrent_writers(make_store):
     assert store.stats().largest_batch > 10
 
 
-async def test_batch_max_bounds_one_transaction(make_store):
+async def test_batch_max_bounds_one_transaction(make_store: MakeStore) -> None:
     async with running(make_store(batch_max=7)) as store, trio.open_nursery() as nursery:
         for i in range(50):
             nursery.start_soon(store.enqueue, [entry(f"m{i}")])
@@ -141,7 +150,9 @@ async def test_batch_max_bounds_one_transaction(make_store):
     assert store.stats().commits >= 50 / 7
 
 
-async def test_delivery_goes_in_flight_then_leaves_the_outbox_into_the_audit_log(make_store, clock):
+async def test_delivery_goes_in_flight_then_leaves_the_outbox_into_the_audit_log(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     async with running(make_store()) as store:
         await store.enqueue([entry("m1", created_at=clock.now - 10)])
         assert await store.mark_in_flight("m1")
@@ -165,7 +176,9 @@ async def test_delivery_goes_in_flight_then_leaves_the_outbox_into_the_audit_log
     )
 
 
-async def test_record_attempt_counts_and_reschedules(make_store, clock):
+async def test_record_attempt_counts_and_reschedules(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     async with running(make_store()) as store:
         await store.enqueue([entry("m1")])
         assert await store.record_attempt("m1", not_before=clock.now + 30)
@@ -175,7 +188,7 @@ async def test_record_attempt_counts_and_reschedules(make_store, clock):
     assert (row.attempts, row.not_before) == (2, clock.now + 30)
 
 
-async def test_failed_message_is_held_for_an_operator_and_audited(make_store):
+async def test_failed_message_is_held_for_an_operator_and_audited(make_store: MakeStore) -> None:
     async with running(make_store()) as store:
         await store.enqueue([entry("m1")])
         await store.mark_in_flight("m1")
@@ -190,7 +203,9 @@ async def test_failed_message_is_held_for_an_operator_and_audited(make_store):
     assert (record.outcome, record.reason) == ("failed", "max retries reached")
 
 
-async def test_cancel_stops_an_active_message_and_tells_its_publisher(make_store):
+async def test_cancel_stops_an_active_message_and_tells_its_publisher(
+    make_store: MakeStore,
+) -> None:
     async with running(make_store()) as store:
         await store.enqueue([entry("queued"), entry("busy")])
         await store.mark_in_flight("busy")
@@ -214,7 +229,7 @@ async def test_cancel_stops_an_active_message_and_tells_its_publisher(make_store
     ]
 
 
-async def test_an_ack_after_cancel_is_still_audited_as_delivered(make_store):
+async def test_an_ack_after_cancel_is_still_audited_as_delivered(make_store: MakeStore) -> None:
     async with running(make_store()) as store:
         await store.enqueue([entry("m1")])
         await store.mark_in_flight("m1")
@@ -225,7 +240,9 @@ async def test_an_ack_after_cancel_is_still_audited_as_delivered(make_store):
     assert [a.outcome for a in audit] == ["cancelled", "delivered"]
 
 
-async def test_retry_requeues_failed_and_cancelled_in_their_original_order(make_store, clock):
+async def test_retry_requeues_failed_and_cancelled_in_their_original_order(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     async with running(make_store()) as store:
         await store.enqueue([entry("m1"), entry("m2"), entry("m3")])
         await store.record_attempt("m1")
@@ -249,7 +266,9 @@ async def test_retry_requeues_failed_and_cancelled_in_their_original_order(make_
     assert m2.not_before == clock.now + 5
 
 
-async def test_purge_by_destination_and_age_audits_what_it_removes(make_store, clock):
+async def test_purge_by_destination_and_age_audits_what_it_removes(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     now = clock.now
     async with running(make_store()) as store:
         await store.enqueue(
@@ -288,7 +307,7 @@ async def test_purge_by_destination_and_age_audits_what_it_removes(make_store, c
     )
 
 
-async def test_counts_per_state_and_queue_depth_per_destination(make_store):
+async def test_counts_per_state_and_queue_depth_per_destination(make_store: MakeStore) -> None:
     async with running(make_store()) as store:
         await store.enqueue([entry(f"a{i}", "ship1") for i in range(3)])
         await store.enqueue([entry(f"b{i}", "ship2") for i in range(2)])
@@ -315,7 +334,7 @@ async def test_counts_per_state_and_queue_depth_per_destination(make_store):
     assert depths == {"ship1": 2, "ship2": 1}
 
 
-async def test_list_outbox_filters_and_pages_by_seq(make_store):
+async def test_list_outbox_filters_and_pages_by_seq(make_store: MakeStore) -> None:
     async with running(make_store()) as store:
         await store.enqueue([entry(f"m{i}", f"ship{i % 2}") for i in range(7)])
         await store.cancel("m2")
@@ -333,8 +352,8 @@ async def test_list_outbox_filters_and_pages_by_seq(make_store):
 
 
 async def test_restart_requeues_in_flight_and_lists_pending_oldest_accepted_first(
-    make_store, clock
-):
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     # Wall clocks jump (NTP, a dead RTC on an edge box): order is by acceptance, not by time.
     async with running(make_store()) as store:
         await store.enqueue([entry("first", created_at=clock.now)])
@@ -360,7 +379,7 @@ async def test_restart_requeues_in_flight_and_lists_pending_oldest_accepted_firs
     assert reopened.stats().recovered_in_flight == 1
 
 
-async def test_pending_pages_through_a_long_queue(make_store):
+async def test_pending_pages_through_a_long_queue(make_store: MakeStore) -> None:
     async with running(make_store()) as store:
         await store.enqueue([entry(f"m{i:03}") for i in range(250)])
         seen: list[str] = []
@@ -371,7 +390,7 @@ async def test_pending_pages_through_a_long_queue(make_store):
     assert seen == [f"m{i:03}" for i in range(250)]
 
 
-async def test_the_same_store_object_runs_again_after_stopping(make_store):
+async def test_the_same_store_object_runs_again_after_stopping(make_store: MakeStore) -> None:
     store = make_store()
     async with running(store):
         await store.enqueue([entry("m1")])
@@ -385,7 +404,9 @@ async def test_the_same_store_object_runs_again_after_stopping(make_store):
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_accept_inbound_returns_false_for_a_message_already_seen(make_store):
+async def test_accept_inbound_returns_false_for_a_message_already_seen(
+    make_store: MakeStore,
+) -> None:
     async with running(make_store()) as store:
         assert await store.accept_inbound("ship1:1", "ship1", "REQCliCommand", b"cmd")
         assert not await store.accept_inbound("ship1:1", "ship1", "REQCliCommand", b"cmd")
@@ -399,7 +420,7 @@ async def test_accept_inbound_returns_false_for_a_message_already_seen(make_stor
     assert record.attempts is None
 
 
-async def test_concurrent_accepts_of_one_id_let_exactly_one_through(make_store):
+async def test_concurrent_accepts_of_one_id_let_exactly_one_through(make_store: MakeStore) -> None:
     results: list[bool] = []
 
     async with running(make_store()) as store:
@@ -413,7 +434,9 @@ async def test_concurrent_accepts_of_one_id_let_exactly_one_through(make_store):
     assert sorted(results) == [False] * 19 + [True]
 
 
-async def test_dedupe_forgets_ids_after_the_retention_window(make_store, clock):
+async def test_dedupe_forgets_ids_after_the_retention_window(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     async with running(make_store(dedupe_window=7 * DAY)) as store:
         assert await store.accept_inbound("old", "ship1", "REQPing", b"")
         await store.mark_inbound_done("old", "ok")
@@ -427,7 +450,7 @@ async def test_dedupe_forgets_ids_after_the_retention_window(make_store, clock):
         assert await store.prune_dedupe(now=clock.now + 30 * DAY) == 2
 
 
-async def test_unfinished_inbound_messages_survive_a_restart(make_store):
+async def test_unfinished_inbound_messages_survive_a_restart(make_store: MakeStore) -> None:
     async with running(make_store()) as store:
         await store.accept_inbound("a", "ship1", "REQCliCommand", b"A")
         await store.accept_inbound("b", "ship2", "REQToFile", b"B")
@@ -448,7 +471,9 @@ async def test_unfinished_inbound_messages_survive_a_restart(make_store):
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_audit_records_older_than_the_retention_are_pruned(make_store, clock):
+async def test_audit_records_older_than_the_retention_are_pruned(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     async with running(make_store(audit_retention=30 * DAY)) as store:
         await store.enqueue([entry("m1"), entry("m2")])
         await store.mark_delivered("m1")
@@ -461,7 +486,9 @@ async def test_audit_records_older_than_the_retention_are_pruned(make_store, clo
         assert await store.enqueue([entry("m1")]) == ["m1"]
 
 
-async def test_unbounded_audit_retention_keeps_everything(make_store, clock):
+async def test_unbounded_audit_retention_keeps_everything(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     async with running(make_store(audit_retention=None)) as store:
         await store.enqueue([entry("m1")])
         await store.mark_delivered("m1")
@@ -469,7 +496,7 @@ async def test_unbounded_audit_retention_keeps_everything(make_store, clock):
         assert len(await store.audit_log()) == 1
 
 
-async def test_the_actor_prunes_periodically(make_store, clock):
+async def test_the_actor_prunes_periodically(make_store: MakeStore, clock: FakeClock) -> None:
     store = make_store(dedupe_window=DAY, audit_retention=DAY, maintenance_interval=0.01)
     async with running(store):
         await store.accept_inbound("in1", "ship1", "REQPing", b"")
@@ -482,7 +509,7 @@ async def test_the_actor_prunes_periodically(make_store, clock):
         assert await store.accept_inbound("in1", "ship1", "REQPing", b"")
 
 
-async def test_retention_prunes_also_run_at_open(make_store, clock):
+async def test_retention_prunes_also_run_at_open(make_store: MakeStore, clock: FakeClock) -> None:
     async with running(make_store(dedupe_window=DAY)) as store:
         await store.accept_inbound("in1", "ship1", "REQPing", b"")
     clock.now += 2 * DAY
@@ -495,7 +522,9 @@ async def test_retention_prunes_also_run_at_open(make_store, clock):
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_calls_on_a_store_that_is_not_running_raise_store_error(make_store):
+async def test_calls_on_a_store_that_is_not_running_raise_store_error(
+    make_store: MakeStore,
+) -> None:
     store = make_store()
     with pytest.raises(StoreError, match="not running"):
         await store.enqueue([entry("m1")])
@@ -505,7 +534,7 @@ async def test_calls_on_a_store_that_is_not_running_raise_store_error(make_store
         await store.pending()
 
 
-async def test_a_second_owner_of_the_file_is_refused(make_store):
+async def test_a_second_owner_of_the_file_is_refused(make_store: MakeStore) -> None:
     async with running(make_store()) as store:
         with pytest.raises(StoreError, match="in use by another process"):
             await make_store(lock_timeout=0.05).run()
@@ -514,7 +543,9 @@ async def test_a_second_owner_of_the_file_is_refused(make_store):
         assert await store.enqueue([entry("m1")]) == ["m1"]
 
 
-async def test_a_newer_schema_is_refused_with_an_explanation(db_path, make_store):
+async def test_a_newer_schema_is_refused_with_an_explanation(
+    db_path: Path, make_store: MakeStore
+) -> None:
     db_path.parent.mkdir(parents=True)
     with sqlite3.connect(db_path) as db:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
@@ -522,14 +553,14 @@ async def test_a_newer_schema_is_refused_with_an_explanation(db_path, make_store
         await make_store().run()
 
 
-async def test_a_file_that_is_not_a_store_is_refused(db_path, make_store):
+async def test_a_file_that_is_not_a_store_is_refused(db_path: Path, make_store: MakeStore) -> None:
     db_path.parent.mkdir(parents=True)
     db_path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=r"is not a SQLite database.*store repair"):
         await make_store().run()
 
 
-async def test_bad_input_is_refused_before_anything_is_submitted(make_store):
+async def test_bad_input_is_refused_before_anything_is_submitted(make_store: MakeStore) -> None:
     with pytest.raises(ValueError, match="msg_id"):
         entry("")
     with pytest.raises(ValueError, match="created_at"):
@@ -553,12 +584,12 @@ async def test_bad_input_is_refused_before_anything_is_submitted(make_store):
 
 
 async def test_a_failing_write_fails_its_callers_and_crashes_the_actor_loudly(
-    make_store, monkeypatch
-):
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = make_store()
     crashed: list[BaseException] = []
 
-    async def supervised(task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def supervised(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             await store.run(task_status=task_status)
         except StoreError as exc:
@@ -568,7 +599,9 @@ async def test_a_failing_write_fails_its_callers_and_crashes_the_actor_loudly(
         await nursery.start(supervised)
         await store.enqueue([entry("kept")])
 
-        def broken_disk(db, operations, now):
+        def broken_disk(
+            db: sqlite3.Connection, operations: Sequence[Operation[object]], now: float
+        ) -> list[object]:
             raise sqlite3.OperationalError("disk I/O error")
 
         monkeypatch.setattr(store_module, "apply_batch", broken_disk)
@@ -588,9 +621,11 @@ class Gate:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self._open = threading.Event()
-        real = store_module.apply_batch
+        real = apply_batch
 
-        def gated(db, operations, now):
+        def gated(
+            db: sqlite3.Connection, operations: Sequence[Operation[object]], now: float
+        ) -> list[object]:
             if not self._open.wait(timeout=10):
                 raise RuntimeError("the test never opened the gate")
             return real(db, operations, now)
@@ -601,7 +636,9 @@ class Gate:
         self._open.set()
 
 
-async def test_callers_waiting_when_the_store_stops_get_store_error(make_store, monkeypatch):
+async def test_callers_waiting_when_the_store_stops_get_store_error(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = make_store(mailbox_size=1, batch_max=1)
     outcomes: list[str] = []
 
@@ -628,7 +665,9 @@ async def test_callers_waiting_when_the_store_stops_get_store_error(make_store, 
         assert len(await store.list_outbox()) == 1
 
 
-async def test_a_query_reads_ahead_of_the_writes_waiting_in_the_mailbox(make_store, monkeypatch):
+async def test_a_query_reads_ahead_of_the_writes_waiting_in_the_mailbox(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``status`` and ``queue ls`` do not wait behind a burst of writes: a query runs as soon
     as the batch being committed is done, and sees what has committed."""
     store = make_store(batch_max=1)
@@ -650,7 +689,7 @@ async def test_a_query_reads_ahead_of_the_writes_waiting_in_the_mailbox(make_sto
         assert (await store.counts())[OutboxState.QUEUED] == 5
 
 
-async def test_a_caller_cancelled_before_submitting_writes_nothing(make_store):
+async def test_a_caller_cancelled_before_submitting_writes_nothing(make_store: MakeStore) -> None:
     async with running(make_store()) as store:
         with trio.CancelScope() as scope:
             scope.cancel()
@@ -658,7 +697,9 @@ async def test_a_caller_cancelled_before_submitting_writes_nothing(make_store):
         assert await store.list_outbox() == []
 
 
-async def test_a_caller_cancelled_after_submitting_may_still_commit(make_store, monkeypatch):
+async def test_a_caller_cancelled_after_submitting_may_still_commit(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with running(make_store()) as store:
         gate = Gate(monkeypatch)
         with trio.CancelScope() as scope:
@@ -694,7 +735,9 @@ class _BrokenDatabase:
         raise sqlite3.OperationalError("disk I/O error")
 
 
-def test_a_bad_operation_is_rolled_back_alone_and_the_rest_of_the_batch_commits(db_path):
+def test_a_bad_operation_is_rolled_back_alone_and_the_rest_of_the_batch_commits(
+    db_path: Path,
+) -> None:
     db = open_database(db_path, synchronous="NORMAL")
     try:
         results = apply_batch(
@@ -710,7 +753,7 @@ def test_a_bad_operation_is_rolled_back_alone_and_the_rest_of_the_batch_commits(
         db.close()
 
 
-def test_a_database_error_rolls_back_the_whole_batch(db_path):
+def test_a_database_error_rolls_back_the_whole_batch(db_path: Path) -> None:
     db = open_database(db_path, synchronous="NORMAL")
     try:
         with pytest.raises(sqlite3.OperationalError):
@@ -721,7 +764,7 @@ def test_a_database_error_rolls_back_the_whole_batch(db_path):
         db.close()
 
 
-def test_the_store_file_uses_wal_and_the_chosen_synchronous_level(db_path):
+def test_the_store_file_uses_wal_and_the_chosen_synchronous_level(db_path: Path) -> None:
     for level, number in (("FULL", 2), ("NORMAL", 1)):
         db = open_database(db_path, synchronous=level)  # type: ignore[arg-type]
         try:
@@ -808,7 +851,7 @@ def _run_writer_and_kill(db_path: Path, acks_before_kill: int) -> tuple[set[str]
 
 
 @pytest.mark.parametrize("acks_before_kill", [1, 300, 1500])
-def test_kill_9_loses_no_acknowledged_message(db_path, acks_before_kill):
+def test_kill_9_loses_no_acknowledged_message(db_path: Path, acks_before_kill: int) -> None:
     queued, delivered = _run_writer_and_kill(db_path, acks_before_kill)
     assert len(queued) >= acks_before_kill
 
@@ -830,7 +873,9 @@ def test_kill_9_loses_no_acknowledged_message(db_path, acks_before_kill):
     assert queued <= outbox | audited
 
 
-async def test_audit_keeps_small_payloads_and_only_metadata_of_large_ones(make_store):
+async def test_audit_keeps_small_payloads_and_only_metadata_of_large_ones(
+    make_store: MakeStore,
+) -> None:
     big = b"x" * (AUDIT_PAYLOAD_LIMIT + 1)
     async with running(make_store()) as store:
         await store.enqueue([entry("small"), entry("big", payload=big)])

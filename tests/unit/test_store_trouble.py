@@ -238,7 +238,7 @@ async def test_an_input_answers_not_accepted_disk_full_and_the_node_keeps_runnin
 
 def _disk_full_error() -> sqlite3.OperationalError:
     error = sqlite3.OperationalError("database or disk is full")
-    error.sqlite_errorcode = 13  # type: ignore[attr-defined]  # SQLITE_FULL, as SQLite sets it
+    error.sqlite_errorcode = 13  # SQLITE_FULL, as SQLite sets it
     return error
 
 

@@ -74,7 +74,8 @@ async def unlimited(node: Node) -> None:
     with trio.fail_after(10):
         while True:
             try:
-                return await _sql(node.store, "PRAGMA max_page_count = 1073741823")
+                await _sql(node.store, "PRAGMA max_page_count = 1073741823")
+                return
             except StoreFull:
                 await trio.sleep(0.05)
 

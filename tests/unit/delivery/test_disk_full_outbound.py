@@ -26,7 +26,7 @@ from steward_otp.message import Message, MessageDefaults
 from steward_otp.methods import builtin_table
 from steward_otp.node import Node
 from steward_otp.outbound import disk_full_backoff
-from steward_otp.outbound.outbox import Outbox
+from steward_otp.outbound.outbox import FULL_RETRY_MAX, Outbox
 from steward_otp.outbound.router import Router
 from steward_otp.store.records import OutboxRow, OutboxState
 from steward_otp.supervisors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
@@ -113,10 +113,12 @@ async def test_a_send_that_cannot_be_recorded_is_not_published_and_goes_out_late
     broker = LoopbackBroker()
     transport, receiver = ship1(broker)
     msgs = [message(f"m{i}", retries=1, retry_wait=1) for i in range(5)]
-    store, reports = FullingStore(full=True), []
+    store = FullingStore(full=True)
+    reports: list[str] = []
     outbox, supervisor = await run_publisher(broker, store, msgs, reports)
     async with running(supervisor) as registry:
         inbox = registry.whereis(PUBLISHER)
+        assert inbox is not None
         for m in msgs:
             inbox.send_nowait(m)
         await trio.sleep(50)
@@ -129,7 +131,7 @@ async def test_a_send_that_cannot_be_recorded_is_not_published_and_goes_out_late
         assert outbox.stats.missed_acks == 0  # no attempt used up by the full disk
 
         store.full = False
-        with trio.fail_after(disk_full_backoff.FULL_RETRY_MAX + 1):
+        with trio.fail_after(FULL_RETRY_MAX + 1):
             sent = [await receiver.receive.receive() for _ in msgs]
         transport.publish_nowait(sent[0].reply, Ack(tuple(m.id for m in msgs)).encode())
         with trio.fail_after(1):
@@ -154,10 +156,12 @@ async def test_an_ack_that_cannot_be_marked_is_kept_and_written_later_never_rese
     broker = LoopbackBroker()
     transport, receiver = ship1(broker)
     msgs = [message(f"m{i}", retries=3, retry_wait=1) for i in range(3)]
-    store, reports = FullingStore(), []
+    store = FullingStore()
+    reports: list[str] = []
     outbox, supervisor = await run_publisher(broker, store, msgs, reports)
     async with running(supervisor) as registry:
         inbox = registry.whereis(PUBLISHER)
+        assert inbox is not None
         for m in msgs:
             inbox.send_nowait(m)
         sent = [await receiver.receive.receive() for _ in msgs]
@@ -169,7 +173,7 @@ async def test_an_ack_that_cannot_be_marked_is_kept_and_written_later_never_rese
         entry = supervisor.snapshot().find(PUBLISHER)
         assert entry is not None and entry.info["held_for_disk"] == 3
         store.full = False
-        await trio.sleep(disk_full_backoff.FULL_RETRY_MAX + 1)
+        await trio.sleep(FULL_RETRY_MAX + 1)
         assert sorted(store.delivered) == sorted(m.id for m in msgs)
         assert receive_now(receiver) == []
         assert restarts(supervisor) == 0
@@ -183,18 +187,21 @@ async def test_a_failure_that_cannot_be_marked_is_written_later_and_reported_onc
 ) -> None:
     broker = LoopbackBroker()
     _transport, receiver = ship1(broker)
-    store, reports = FullingStore(), []
+    store = FullingStore()
+    reports: list[str] = []
     m = message("m1", retries=0, retry_wait=0, ack_timeout=2)
     outbox, supervisor = await run_publisher(broker, store, [m], reports)
     async with running(supervisor) as registry:
-        registry.whereis(PUBLISHER).send_nowait(m)
+        inbox = registry.whereis(PUBLISHER)
+        assert inbox is not None
+        inbox.send_nowait(m)
         await receiver.receive.receive()  # published once, never ACKed
         store.full = True
         await trio.sleep(60)  # the attempt ran out at 2 s; its mark is refused
         assert store.failed == {}
         assert not [r for r in reports if "max retries reached" in r]
         store.full = False
-        await trio.sleep(disk_full_backoff.FULL_RETRY_MAX + 1)
+        await trio.sleep(FULL_RETRY_MAX + 1)
         assert restarts(supervisor) == 0
         assert receive_now(receiver) == []  # failed, not sent again
     assert list(store.failed) == ["m1"] and outbox.stats.failed == 1
@@ -209,11 +216,14 @@ async def test_an_ack_for_a_message_deferred_by_a_full_disk_settles_it(
     delivers it, once the mark can be written."""
     broker = LoopbackBroker()
     transport, receiver = ship1(broker)
-    store, reports = FullingStore(), []
+    store = FullingStore()
+    reports: list[str] = []
     m = message("m1", retries=3, retry_wait=0, ack_timeout=2)
     _outbox, supervisor = await run_publisher(broker, store, [m], reports)
     async with running(supervisor) as registry:
-        registry.whereis(PUBLISHER).send_nowait(m)
+        inbox = registry.whereis(PUBLISHER)
+        assert inbox is not None
+        inbox.send_nowait(m)
         first = await receiver.receive.receive()
         store.full = True
         await trio.sleep(3)  # the ACK deadline ran out; the retry's record is refused
@@ -221,7 +231,7 @@ async def test_an_ack_for_a_message_deferred_by_a_full_disk_settles_it(
         transport.publish_nowait(first.reply, Ack(("m1",)).encode())
         await trio.sleep(1)
         store.full = False
-        await trio.sleep(disk_full_backoff.FULL_RETRY_MAX + 1)
+        await trio.sleep(FULL_RETRY_MAX + 1)
         assert receive_now(receiver) == []  # never sent again
         assert restarts(supervisor) == 0
     assert store.delivered == ["m1"]

@@ -106,13 +106,15 @@ async def test_each_attempt_waits_ack_timeout_then_retry_wait(autojump_clock: ob
     broker = LoopbackBroker()
     receiver = LoopbackTransport(broker, name="ship1")
     subscription = receiver.subscribe(SUBJECT, queue=SUBJECT)
-    store, reports = MemoryStore(), []
+    store = MemoryStore()
+    reports: list[str] = []
     outbox, supervisor = await run_publisher(
         broker, store, [message("m1", retries=2, retry_wait=3)], reports
     )
     arrivals: list[float] = []
     async with running(supervisor) as registry:
         inbox = registry.whereis("outbound/ship1.REQToFileAppend")
+        assert inbox is not None
         start = trio.current_time()
         inbox.send_nowait(message("m1", retries=2, retry_wait=3))
         for _ in range(3):
@@ -137,10 +139,12 @@ async def test_one_ack_settles_a_whole_window_at_once(autojump_clock: object) ->
     receiver = LoopbackTransport(broker, name="ship1")
     subscription = receiver.subscribe(SUBJECT, queue=SUBJECT)
     msgs = [message(f"m{i}", retries=5, retry_wait=1) for i in range(50)]
-    store, reports = MemoryStore(), []
+    store = MemoryStore()
+    reports: list[str] = []
     outbox, supervisor = await run_publisher(broker, store, msgs, reports)
     async with running(supervisor) as registry:
         inbox = registry.whereis("outbound/ship1.REQToFileAppend")
+        assert inbox is not None
         for m in msgs:
             inbox.send_nowait(m)
         batch = [await subscription.receive.receive() for _ in msgs]
@@ -177,10 +181,12 @@ async def test_what_waits_in_the_inbox_is_sent_in_one_wake_up(autojump_clock: ob
     receiver = LoopbackTransport(broker, name="ship1")
     subscription = receiver.subscribe(SUBJECT, queue=SUBJECT)
     msgs = [message(f"m{i}", retries=5, retry_wait=1) for i in range(200)]
-    store, reports = CountingStore(), []
+    store = CountingStore()
+    reports: list[str] = []
     _outbox, supervisor = await run_publisher(broker, store, msgs, reports)
     async with running(supervisor) as registry:
         inbox = registry.whereis("outbound/ship1.REQToFileAppend")
+        assert inbox is not None
         for m in msgs:
             inbox.send_nowait(m)
         arrived = [await subscription.receive.receive() for _ in msgs]
@@ -197,10 +203,12 @@ async def test_the_stream_answers_of_one_wake_up_are_settled_together(
     stream = LoopbackTransport(broker, name="broker")
     subscription = stream.subscribe(f"NODES.{SUBJECT}")
     msgs = [message(f"m{i}", retries=5, retry_wait=1) for i in range(100)]
-    store, reports = CountingStore(), []
+    store = CountingStore()
+    reports: list[str] = []
     _outbox, supervisor = await run_publisher(broker, store, msgs, reports, jetstream=True)
     async with running(supervisor) as registry:
         inbox = registry.whereis("outbound/ship1.REQToFileAppend")
+        assert inbox is not None
         for m in msgs:
             inbox.send_nowait(m)
         published = [await subscription.receive.receive() for _ in msgs]

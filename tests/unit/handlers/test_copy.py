@@ -10,6 +10,7 @@ import hashlib
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -326,12 +327,12 @@ async def test_a_copy_under_way_shows_in_the_tree_of_both_nodes(tmp_path: Path) 
     net = LoopbackNet(tmp_path)
     central, ship1 = net.node("central"), net.node("ship1")
     source_file(net.home("ship1"), b"x" * 2_000_000)
-    seen: dict[str, object] = {}
+    seen: dict[str, dict[str, Any]] = {}
 
-    def copies(node: Node, method: str) -> dict[str, object]:
+    def copies(node: Node, method: str) -> dict[str, Any]:
         for child in node.snapshot().walk():
             if child.path == f"node/inbound/{method}":
-                return dict(child.info.get("handler", {}).get("copies", {}))  # type: ignore[union-attr]
+                return dict(child.info.get("handler", {}).get("copies", {}))
         return {}
 
     async with central, ship1:
@@ -351,9 +352,9 @@ async def test_a_copy_under_way_shows_in_the_tree_of_both_nodes(tmp_path: Path) 
         with trio.fail_after(30):
             while not (target.exists() and target.stat().st_size == 2_000_000):
                 await trio.sleep(0.05)
-    [dst] = seen["dst"].values()  # type: ignore[union-attr]
+    [dst] = seen["dst"].values()
     assert dst["from"] == "ship1" and dst["chunks"] == 123
-    [src] = seen["src"].values()  # type: ignore[union-attr]
+    [src] = seen["src"].values()
     assert src["chunks"] == 123
 
 

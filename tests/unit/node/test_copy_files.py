@@ -6,6 +6,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -30,7 +31,7 @@ from steward_otp.message import Message
 COPY_ID = "0123456789abcdef0123456789abcdef"
 
 
-def make_init(data: bytes, chunk_size: int = 4, **changes: object) -> CopyInit:
+def make_init(data: bytes, chunk_size: int = 4, **changes: Any) -> CopyInit:
     init = CopyInit(
         copy_id=COPY_ID,
         src_node="src",

@@ -29,7 +29,7 @@ def test_the_rate_is_over_the_last_minute_and_forgets_a_quiet_node() -> None:
 
 
 def test_queue_ls_shows_the_drain_below_the_messages() -> None:
-    draining = {
+    draining: dict[str, dict[str, float | None]] = {
         "ship1": {"held": 412, "per_second": 35.2, "eta_seconds": 11.7},
         "ship2": {"held": 3, "per_second": 0.0, "eta_seconds": None},
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ async def test_concurrent_appends_all_land_in_fewer_batches(tmp_path: Path) -> N
     target = tmp_path / "a" / "b" / "out.log"
     async with trio.open_nursery() as nursery:
         for i in range(200):
-            nursery.start_soon(lambda i=i: writer.write(target, f"{i}\n".encode(), append=True))
+            nursery.start_soon(partial(writer.write, target, f"{i}\n".encode(), append=True))
     assert sorted(int(x) for x in target.read_text().splitlines()) == list(range(200))
     assert writer.writes == 200
     assert writer.batches < 200

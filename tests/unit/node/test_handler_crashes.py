@@ -12,7 +12,7 @@ from steward_otp.handlers import HandlerContext, handler
 from steward_otp.inbound import handler_runs
 from steward_otp.message import Message
 from steward_otp.node import Node
-from steward_otp.schedule import Schedule
+from steward_otp.schedule import Schedule, message_schedule
 from tests.unit.handlers.loopback_nodes import LoopbackNet, file_text, message, wait_for
 
 
@@ -104,7 +104,7 @@ async def plain_echo(ctx: HandlerContext, msg: Message) -> bytes | None:
 async def test_a_failure_on_the_way_to_the_handler_ends_that_run_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = handler_runs.message_schedule
+    real = message_schedule
 
     def failing(message: Message) -> Schedule | None:
         if message.data == b"poison\n":
@@ -129,4 +129,4 @@ async def test_a_failure_on_the_way_to_the_handler_ends_that_run_only(
 
 def _crashes(node: Node, method: str) -> int:
     entry = node.snapshot().find(f"node/inbound/{method}")
-    return 0 if entry is None else int(entry.info.get("handler_crashes", 0))  # type: ignore[call-overload]
+    return 0 if entry is None else int(entry.info.get("handler_crashes", 0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -196,7 +197,7 @@ async def test_error_log_messages_carry_error_message_timeout_and_retries(
     ],
 )
 async def test_compression_settings_decide_whether_a_published_message_is_lz4(
-    net: LoopbackNet, settings: dict[str, object], size: int, cmp: str
+    net: LoopbackNet, settings: dict[str, Any], size: int, cmp: str
 ) -> None:
     central = net.node("central", **settings)
     watcher = LoopbackTransport(net.broker, name="watcher")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,11 @@ def test_acl_schema_main_acl_map() -> None:
     assert acl.to_dict()["rules"] == {"ship2": {"admin": ["echo"]}}
 
 
+def adding_command(host: str, source: str, command: str) -> Callable[[CentralAcl], CentralAcl]:
+    """The ACL change that allows ``source`` to run ``command`` on ``host``."""
+    return lambda s: s.add_command(host, source, command)
+
+
 def test_acl_concurrent_edits_of_the_store_lose_nothing(tmp_path: Path) -> None:
     """Steward's TestACLConcurrent: many concurrent edit rounds and readers; here through
     the store (its file lock), and every write of every thread must survive."""
@@ -130,9 +136,7 @@ def test_acl_concurrent_edits_of_the_store_lose_nothing(tmp_path: Path) -> None:
         try:
             for round_ in range(10):
                 store.update(lambda s: s.add_command("ship1", "operator2", "rm -rf"))
-                store.update(
-                    lambda s, i=index, r=round_: s.add_command("ship1", "op1", f"ls {i} {r}")
-                )
+                store.update(adding_command("ship1", "op1", f"ls {index} {round_}"))
                 store.update(lambda s: s.add_command("ship3", "operator3", "vi /etc/hostname"))
                 store.update(lambda s: s.delete_command("ship3", "operator2", "ls -lt"))
                 store.update(lambda s: s.delete_source("ship3", "operator3"))
@@ -340,7 +344,7 @@ edits = st.one_of(
 
 def apply(acl: CentralAcl, edit: tuple[str, ...]) -> CentralAcl:
     kind, *args = edit
-    operation = {
+    operations: dict[str, Callable[..., CentralAcl]] = {
         "add": acl.add_command,
         "delete": acl.delete_command,
         "source": acl.delete_source,
@@ -348,8 +352,8 @@ def apply(acl: CentralAcl, edit: tuple[str, ...]) -> CentralAcl:
         "unnode": acl.group_nodes_delete_node,
         "command": acl.group_commands_add,
         "uncommand": acl.group_commands_delete_command,
-    }[kind]
-    return operation(*args)  # type: ignore[operator]
+    }
+    return operations[kind](*args)
 
 
 @given(st.lists(edits, max_size=25))

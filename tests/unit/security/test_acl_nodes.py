@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from steward_otp.message import Message
 from steward_otp.node import Node
 from steward_otp.security.acl import NodeAcl
 from steward_otp.security.signing import sign
+from steward_otp.security.trust import TrustState
 from steward_otp.tree_view import render_status
 from tests.unit.handlers.loopback_nodes import (
     LoopbackNet,
@@ -29,14 +31,18 @@ from tests.unit.handlers.loopback_nodes import (
     wait_for_text,
 )
 
-CHECKED = {"enable_signature_check": True}
-ACL_CHECKED = {**CHECKED, "enable_acl_check": True, "enable_acl_updates": True}
+CHECKED: dict[str, Any] = {"enable_signature_check": True}
+ACL_CHECKED: dict[str, Any] = {**CHECKED, "enable_acl_check": True, "enable_acl_updates": True}
 
 
 def trust(node: Node, *others: Node) -> None:
     for other in others:
-        key = other.security.public_key
-        node.security.trust.update(lambda s, n=other.node_name, k=key: s.add(n, k))
+        node.security.trust.update(adding(other.node_name, other.security.public_key))
+
+
+def adding(node: str, key: bytes) -> Callable[[TrustState], TrustState]:
+    """The trust change that allows ``key`` for ``node``."""
+    return lambda s: s.add(node, key)
 
 
 def authority(net: LoopbackNet, **overrides: Any) -> Node:
@@ -57,6 +63,11 @@ def to_central(method: str, args: list[str], file_name: str = "acl.txt", **field
 def reply(net: LoopbackNet, file_name: str = "acl.txt") -> Path:
     """Where the reply of a message the operator sent to central lands."""
     return net.result("out", file_name, on="central", ran="central")
+
+
+def more_lines_than(path: Path, lines: int) -> Callable[[], bool]:
+    """Whether ``path`` has more than ``lines`` lines now."""
+    return lambda: file_text(path).count("\n") > lines
 
 
 async def failure_reason(node: Node, msg_id: str) -> str:
@@ -236,7 +247,7 @@ async def test_export_import_and_deletes_reply_as_steward(net: LoopbackNet) -> N
         ]:
             lines = file_text(reply(net)).count("\n")
             await central.submit([to_central(method, args)])
-            await wait_for(lambda n=lines: file_text(reply(net)).count("\n") > n)  # in order
+            await wait_for(more_lines_than(reply(net), lines))  # in order
         await central.submit([to_central("REQAclExport", [], file_name="export.json")])
         exported = await wait_for_text(reply(net, "export.json"), "}\n")
         await central.submit([to_central("REQAclDeleteSource", ["ship1", "central"])])

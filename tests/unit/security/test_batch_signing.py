@@ -149,7 +149,8 @@ def test_any_field_changed_in_any_message_of_a_batch_is_refused(
             ]
         )
     )
-    changed = attrs.evolve(target, **{field: value})
+    changes: dict[str, Any] = {field: value}
+    changed = attrs.evolve(target, **changes)
     refusal = check(changed, keys, where(changed))
     assert refusal is not None
     assert refusal.kind in (RefusalKind.BAD_SIGNATURE, RefusalKind.DATA_ALTERED)

@@ -4,6 +4,7 @@ first contact, and every delivery a node must refuse."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -20,11 +21,17 @@ from steward_otp.security.key_updates import (
 from steward_otp.security.keyfiles import SigningKey, encode_key_text
 from steward_otp.security.service import NodeSecurity
 from steward_otp.security.signing import sign
+from steward_otp.security.trust import TrustState
 
 
 def security(base: Path, name: str, **settings: object) -> NodeSecurity:
     config = load_config(base / name, {"node_name": name, **settings})
     return NodeSecurity(config)
+
+
+def adding(node: str, key: bytes) -> Callable[[TrustState], TrustState]:
+    """The trust change that allows ``key`` for ``node``."""
+    return lambda s: s.add(node, key)
 
 
 def delivery(central: NodeSecurity, data: bytes, *, to: str = "ship1") -> Message:
@@ -160,7 +167,7 @@ async def test_the_node_never_takes_its_own_name_from_central(tmp_path: Path) ->
 def test_central_pushes_to_every_node_it_allows(tmp_path: Path) -> None:
     central = security(tmp_path, "central", is_central_auth=True)
     for node in ("ship1", "ship2"):
-        central.trust.update(lambda s, n=node: s.add(n, SigningKey.generate().public))
+        central.trust.update(adding(node, SigningKey.generate().public))
     pushed = central.key_updates.push_messages(ack_timeout=5)
     assert [m.to_node for m in pushed] == ["ship1", "ship2"]
     assert {m.method for m in pushed} == {"REQKeysDeliverUpdate"}

@@ -8,7 +8,9 @@ REQKeysAllow on the key authority.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -30,14 +32,18 @@ from tests.unit.handlers.loopback_nodes import (
     wait_for_text,
 )
 
-CHECKED = {"enable_signature_check": True}
+CHECKED: dict[str, Any] = {"enable_signature_check": True}
 
 
 def trust(node: Node, *others: Node) -> None:
     """Let ``node`` run what ``others`` sign."""
     for other in others:
-        key = other.security.public_key
-        node.security.trust.update(lambda s, n=other.node_name, k=key: s.add(n, k))
+        node.security.trust.update(adding(other.node_name, other.security.public_key))
+
+
+def adding(node: str, key: bytes) -> Callable[[TrustState], TrustState]:
+    """The trust change that allows ``key`` for ``node``."""
+    return lambda s: s.add(node, key)
 
 
 def echo(text: str, **fields: object) -> Message:
