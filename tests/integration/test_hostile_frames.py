@@ -23,6 +23,7 @@ from nats.aio.client import Client as NatsClient
 
 from steward_otp import codec
 from steward_otp.message import Message
+from steward_otp.metrics import NodeMetrics
 from steward_otp.node import Node
 from tests.conftest import NatsServer
 from tests.nodes import file_text, node_config, wait_for
@@ -124,9 +125,12 @@ async def test_frames_nats_py_cannot_read_are_dropped_and_the_node_still_hears(
         await central.submit([append("after\n")])
         await wait_for(lambda: file_text(out) == "before\nafter\n")
         info = bridge_info(ship1)
+        metrics = NodeMetrics(ship1).render().decode()
     assert info["dropped_frames"] == 2
     assert info["unreadable_headers"] == 1
     assert info["reconnects"] == 0
+    assert "\nsteward_nats_dropped_frames_total 2.0\n" in metrics
+    assert "\nsteward_nats_unreadable_headers_total 1.0\n" in metrics
 
 
 async def test_a_subject_not_utf8_under_the_ack_inbox_does_not_deafen_the_sender(

@@ -57,7 +57,7 @@ from steward_otp.bridge.commands import (
 )
 from steward_otp.bridge.deliveries import PendingReplies, offer_to
 from steward_otp.bridge.errors import BridgeClosed, BrokerRefusals, sole_exception
-from steward_otp.bridge.hardened_client import HardenedClient
+from steward_otp.bridge.hardened_client import HardenedClient, RefusedFrames
 from steward_otp.bridge.settings import BridgeSettings, connection_options
 from steward_otp.transport import (
     BridgeBusy,
@@ -100,6 +100,8 @@ class NatsBridge:
         self.published = 0
         self.publish_errors = 0
         self.reconnects = 0
+        self.refused = RefusedFrames()
+        """Frames from the broker that nats-py could not read, over all connections."""
         self.info: dict[str, object] = {}
         self._update_info()
 
@@ -272,7 +274,9 @@ class NatsBridge:
         attempt = 0
         while True:
             attempt += 1
-            nc = HardenedClient(on_reader_stopped)
+            nc = HardenedClient(
+                self.refused, on_refused=self._update_info, on_reader_stopped=on_reader_stopped
+            )
             try:
                 await trio_asyncio.aio_as_trio(nc.connect)(**self._connect_options())
             except Exception as exc:  # any failure of the first connect is retried
@@ -428,9 +432,6 @@ class NatsBridge:
             publish_errors=self.publish_errors,
             max_payload=self.max_payload,
             outbound_queued=self._outbound_send.statistics().current_buffer_used,
+            dropped_frames=self.refused.dropped,
+            unreadable_headers=self.refused.unreadable_headers,
         )
-        if self._nc is not None:
-            self.info.update(
-                dropped_frames=self._nc.dropped_frames,
-                unreadable_headers=self._nc.unreadable_headers,
-            )

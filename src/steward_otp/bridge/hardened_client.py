@@ -15,11 +15,11 @@ deafen it with one frame, or keep it reconnecting.
   (:data:`MSG_LINE`, :data:`HMSG_LINE`, put in place of nats-py's patterns when this
   module is imported: the only nats-py client in a node's process is its bridge's);
 * a message whose subject or reply subject is not UTF-8, or holds a control character,
-  is dropped and counted (``dropped_frames``): nothing could answer it, and nothing of
-  ours sends one;
-* a header block nats-py cannot read is taken as no headers (``unreadable_headers``): the
-  node then refuses the message as it refuses any without the protocol's headers, and
-  reports it;
+  is dropped and counted (:attr:`RefusedFrames.dropped`): nothing could answer it, and
+  nothing of ours sends one;
+* a header block nats-py cannot read is taken as no headers (counted in
+  :attr:`RefusedFrames.unreadable_headers`): the node then refuses the message as it
+  refuses any without the protocol's headers, and reports it;
 * should the read loop end for any other reason while the connection is up, the client
   notes it (``reader_stopped``) and calls ``on_reader_stopped``: the bridge then closes
   the connection so that its supervisor starts it again (see
@@ -38,6 +38,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
+import attrs
 import nats.protocol.parser
 from nats.aio.client import Client
 
@@ -59,16 +60,34 @@ _UNANSWERABLE: Final = re.compile(rb"[\x00-\x20\x7f]")
 """A control character or space in a subject: no client library sends one."""
 
 
-class HardenedClient(Client):
-    """:class:`nats.aio.client.Client` that keeps reading whatever other clients send."""
+@attrs.define
+class RefusedFrames:
+    """What a bridge's clients refused to read, over all its connections."""
 
-    def __init__(self, on_reader_stopped: Callable[[], None] = lambda: None) -> None:
+    dropped: int = 0
+    """Messages dropped for a subject or reply subject not UTF-8 or with a control character."""
+    unreadable_headers: int = 0
+    """Messages whose header block nats-py could not read, delivered without headers."""
+
+
+class HardenedClient(Client):
+    """:class:`nats.aio.client.Client` that keeps reading whatever other clients send.
+
+    What it refuses is counted in ``refused``; ``on_refused`` is called after each count,
+    ``on_reader_stopped`` once the read loop has stopped while connected.
+    """
+
+    def __init__(
+        self,
+        refused: RefusedFrames,
+        *,
+        on_refused: Callable[[], None] = lambda: None,
+        on_reader_stopped: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__()
+        self.refused = refused
+        self._on_refused = on_refused
         self._on_reader_stopped = on_reader_stopped
-        self.dropped_frames = 0
-        """Messages dropped for a subject or reply subject that is not UTF-8."""
-        self.unreadable_headers = 0
-        """Messages whose header block nats-py could not read, delivered without headers."""
         self.reader_stopped = False
         """The read loop ended while the connection was up: nothing more is read."""
 
@@ -82,15 +101,16 @@ class HardenedClient(Client):
         except UnicodeDecodeError:
             readable = False
         if not readable:
-            self.dropped_frames += 1
-            if self.dropped_frames == 1 or self.dropped_frames % 1000 == 0:
+            self.refused.dropped += 1
+            if self.refused.dropped == 1 or self.refused.dropped % 1000 == 0:
                 log.warning(
                     "bridge: dropped a message whose subject or reply subject is not UTF-8 "
                     "or holds a control character (%d so far): subject %r, reply %r",
-                    self.dropped_frames,
+                    self.refused.dropped,
                     subject[:100],
                     reply[:100],
                 )
+            self._on_refused()
             return None  # nats-py skips a message it could not build
         return super()._build_message(sid, subject, reply, data, headers)
 
@@ -98,15 +118,16 @@ class HardenedClient(Client):
         try:
             return await super()._process_headers(headers)
         except Exception as exc:
-            self.unreadable_headers += 1
-            if self.unreadable_headers == 1 or self.unreadable_headers % 1000 == 0:
+            self.refused.unreadable_headers += 1
+            if self.refused.unreadable_headers == 1 or self.refused.unreadable_headers % 1000 == 0:
                 log.warning(
                     "bridge: a message's header block could not be read (%d so far: %r); "
                     "taken as no headers: %r",
-                    self.unreadable_headers,
+                    self.refused.unreadable_headers,
                     exc,
                     bytes(headers[:100]) if isinstance(headers, bytes | bytearray) else headers,
                 )
+            self._on_refused()
             return None
 
     async def _read_loop(self) -> None:

@@ -75,6 +75,14 @@ SCALARS: tuple[tuple[str, str, str, str, str], ...] = (
     ("counter", "steward_nats_publish_errors_total",
      "Commands (publishes, subscriptions) the NATS client refused.",
      BRIDGE_PATH, "publish_errors"),
+    ("counter", "steward_nats_dropped_frames_total",
+     "Messages from the broker dropped unread: a subject or reply subject not UTF-8 or "
+     "holding a control character (sent by a client writing the protocol by hand).",
+     BRIDGE_PATH, "dropped_frames"),
+    ("counter", "steward_nats_unreadable_headers_total",
+     "Messages from the broker whose header block could not be read, taken as having none "
+     "(and so refused by the node).",
+     BRIDGE_PATH, "unreadable_headers"),
     ("counter", "steward_store_commits_total",
      "Transactions committed to the node's SQLite store.",
      STORE_PATH, "commits"),
