@@ -967,8 +967,8 @@ def throw_message(
     version="2",
     with_reply=True,
 )
-# A reply method the node does not know: the error reply cannot be submitted either
-# (UnknownMethodError out of HandlerRunner._fail): the Subscriber crashes at every start.
+# A reply method the node does not know: it used to crash the Subscriber at every start
+# (UnknownMethodError out of HandlerRunner._fail); now the reply goes as EventACK.
 @example(
     message=Message(
         to_node=OPEN,

@@ -31,6 +31,10 @@ from tests.nodes import file_text, node_config, wait_for
 pytestmark = pytest.mark.integration
 
 SUBJECT = b"ship1.REQToFileAppend.EventACK"
+PAYLOAD = codec.cbor_payload(
+    Message(id="m:1", to_node="ship1", from_node="m", method="REQToFileAppend", data=b"-\n")
+)
+"""A well-encoded message, sent with the odd frames."""
 
 
 class BareClient:
@@ -94,6 +98,13 @@ def append(text: str) -> Message:
     )
 
 
+def two_nodes(server: NatsServer, base: Path) -> tuple[Node, Node, Path]:
+    """``central`` and ``ship1`` on ``server``, and the file ship1 writes ``append`` to."""
+    central = Node(node_config(base, "central", server.url))
+    ship1 = Node(node_config(base, "ship1", server.url))
+    return central, ship1, base / "ship1" / "data" / "out" / "ship1" / "out.log"
+
+
 def bridge_info(node: Node) -> dict[str, object]:
     entry = node.snapshot().find("node/bridge")
     assert entry is not None
@@ -109,19 +120,14 @@ def bridge_restarts(node: Node) -> int:
 async def test_frames_nats_py_cannot_read_are_dropped_and_the_node_still_hears(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    central = Node(node_config(tmp_path, "central", nats_server.url))
-    ship1 = Node(node_config(tmp_path, "ship1", nats_server.url))
-    out = tmp_path / "ship1" / "data" / "out" / "ship1" / "out.log"
-    payload = codec.cbor_payload(
-        Message(id="m:1", to_node="ship1", from_node="m", method="REQToFileAppend", data=b"-\n")
-    )
+    central, ship1, out = two_nodes(nats_server, tmp_path)
     async with central, ship1:
         await central.submit([append("before\n")])
         await wait_for(lambda: file_text(out) == "before\n")  # ship1 is subscribed
         async with bare_client(nats_server) as mallory:
-            await mallory.publish(SUBJECT, b"_INBOX.\xff\xfe", payload)
-            await mallory.publish(SUBJECT, b"_INBOX.a\x0bb", payload)  # nats-py: 2 tokens
-            await mallory.publish_with_headers(SUBJECT, b"NATS/1.0", payload)
+            await mallory.publish(SUBJECT, b"_INBOX.\xff\xfe", PAYLOAD)
+            await mallory.publish(SUBJECT, b"_INBOX.a\x0bb", PAYLOAD)  # nats-py: 2 tokens
+            await mallory.publish_with_headers(SUBJECT, b"NATS/1.0", PAYLOAD)
         await central.submit([append("after\n")])
         await wait_for(lambda: file_text(out) == "before\nafter\n")
         info = bridge_info(ship1)
@@ -138,9 +144,7 @@ async def test_a_subject_not_utf8_under_the_ack_inbox_does_not_deafen_the_sender
 ) -> None:
     """A destination learns the sender's ACK inbox from every message it gets; here
     mallory plays ship2 and sends a frame under that inbox that nats-py cannot read."""
-    central = Node(node_config(tmp_path, "central", nats_server.url))
-    ship1 = Node(node_config(tmp_path, "ship1", nats_server.url))
-    out = tmp_path / "ship1" / "data" / "out" / "ship1" / "out.log"
+    central, ship1, out = two_nodes(nats_server, tmp_path)
     async with central, ship1, bare_client(nats_server) as mallory:
         await mallory.send(b"SUB ship2.> 1\r\n")
         await central.submit([attrs.evolve(append("for ship2\n"), to_node="ship2")])
@@ -170,9 +174,7 @@ async def test_a_reader_that_stops_for_another_reason_has_the_bridge_start_again
         await real(self, sid, subject, reply, data, headers)
 
     monkeypatch.setattr(NatsClient, "_process_msg", failing)
-    central = Node(node_config(tmp_path, "central", nats_server.url))
-    ship1 = Node(node_config(tmp_path, "ship1", nats_server.url))
-    out = tmp_path / "ship1" / "data" / "out" / "ship1" / "out.log"
+    central, ship1, out = two_nodes(nats_server, tmp_path)
     async with central, ship1:
         await central.submit([append("before\n")])
         await wait_for(lambda: file_text(out) == "before\n")
@@ -221,18 +223,13 @@ def random_frames(seed: int, count: int, subjects: list[bytes], payload: bytes) 
 async def test_random_odd_frames_leave_both_nodes_hearing(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    central = Node(node_config(tmp_path, "central", nats_server.url))
-    ship1 = Node(node_config(tmp_path, "ship1", nats_server.url))
-    out = tmp_path / "ship1" / "data" / "out" / "ship1" / "out.log"
-    payload = codec.cbor_payload(
-        Message(id="m:1", to_node="ship1", from_node="m", method="REQToFileAppend", data=b"-\n")
-    )
+    central, ship1, out = two_nodes(nats_server, tmp_path)
     subjects = [SUBJECT, b"ship1.REQHello.EventNACK", b"central.REQErrorLog.EventACK"]
     async with central, ship1:
         await central.submit([append("before\n")])
         await wait_for(lambda: file_text(out) == "before\n")
         async with bare_client(nats_server) as mallory:
-            await mallory.send(b"".join(random_frames(7, 300, subjects, payload)))
+            await mallory.send(b"".join(random_frames(7, 300, subjects, PAYLOAD)))
         await central.submit([append("after\n")])
         await wait_for(lambda: "after\n" in file_text(out))
         for node in (central, ship1):

@@ -20,7 +20,7 @@ from steward_otp.outbound.ack_inboxes import AckInboxes
 from steward_otp.outbound.outbox import Outbox
 from steward_otp.outbound.publisher import Publisher
 from steward_otp.store.records import OutboxEntry
-from steward_otp.supervisors import ChildSpec, Supervisor
+from steward_otp.supervisors import ChildSpec, Registry, Supervisor
 from tests.unit.supervisors.probes import running
 
 SUBJECT = "ship1.REQToFileAppend.EventACK"
@@ -102,6 +102,14 @@ async def run_publisher(
     return outbox, Supervisor("outbound", children)
 
 
+def hand_over(registry: Registry, messages: Sequence[Message]) -> None:
+    """Give ``messages`` to the Publisher of ship1.REQToFileAppend, in one go."""
+    inbox = registry.whereis("outbound/ship1.REQToFileAppend")
+    assert inbox is not None
+    for m in messages:
+        inbox.send_nowait(m)
+
+
 async def test_each_attempt_waits_ack_timeout_then_retry_wait(autojump_clock: object) -> None:
     broker = LoopbackBroker()
     receiver = LoopbackTransport(broker, name="ship1")
@@ -143,10 +151,7 @@ async def test_one_ack_settles_a_whole_window_at_once(autojump_clock: object) ->
     reports: list[str] = []
     outbox, supervisor = await run_publisher(broker, store, msgs, reports)
     async with running(supervisor) as registry:
-        inbox = registry.whereis("outbound/ship1.REQToFileAppend")
-        assert inbox is not None
-        for m in msgs:
-            inbox.send_nowait(m)
+        hand_over(registry, msgs)
         batch = [await subscription.receive.receive() for _ in msgs]
         receiver.publish_nowait(batch[0].reply, Ack(tuple(m.id for m in msgs)).encode())
         with trio.fail_after(1):
@@ -185,10 +190,7 @@ async def test_what_waits_in_the_inbox_is_sent_in_one_wake_up(autojump_clock: ob
     reports: list[str] = []
     _outbox, supervisor = await run_publisher(broker, store, msgs, reports)
     async with running(supervisor) as registry:
-        inbox = registry.whereis("outbound/ship1.REQToFileAppend")
-        assert inbox is not None
-        for m in msgs:
-            inbox.send_nowait(m)
+        hand_over(registry, msgs)
         arrived = [await subscription.receive.receive() for _ in msgs]
     assert len(arrived) == 200
     assert store.in_flight_calls == [[m.id for m in msgs]]
@@ -207,10 +209,7 @@ async def test_the_stream_answers_of_one_wake_up_are_settled_together(
     reports: list[str] = []
     _outbox, supervisor = await run_publisher(broker, store, msgs, reports, jetstream=True)
     async with running(supervisor) as registry:
-        inbox = registry.whereis("outbound/ship1.REQToFileAppend")
-        assert inbox is not None
-        for m in msgs:
-            inbox.send_nowait(m)
+        hand_over(registry, msgs)
         published = [await subscription.receive.receive() for _ in msgs]
         for seq, publish in enumerate(published, 1):
             stream.publish_nowait(publish.reply, f'{{"stream": "NODES", "seq": {seq}}}'.encode())
