@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from steward_otp.delivery.sender import DEFAULT_WINDOW
 from steward_otp.message import Message
 from steward_otp.node import Node
 from tests.conftest import NatsServer
@@ -68,6 +69,37 @@ async def test_cancel_and_purge_remotely_then_the_node_gets_exactly_what_was_lef
             await wait_for(lambda: len(file_text(out).splitlines()) >= 10)
             await wait_for(lambda: not central.outbox.stats.delivered < 10)
     assert sorted(file_text(out).splitlines()) == sorted(f"new{i}" for i in range(10))
+
+
+async def test_messages_cancelled_before_their_first_send_never_go_out(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """ship1 is away: central's Publisher sends a window of 512 into the void and holds the
+    rest unsent. Messages cancelled in either group never run when ship1 comes up; the
+    others run once each."""
+    central = Node(node_config(tmp_path, "central", nats_server.url))
+    out = tmp_path / "ship1" / "data" / "out" / "ship1" / "out.log"
+    count = DEFAULT_WINDOW + 8
+    async with central:
+        ids = await central.submit(
+            [append_message("ship1", f"{i}\n", retries=1000) for i in range(count)]
+        )
+        path = "node/outbound/publishers/ship1.REQToFileAppend"
+
+        def held() -> tuple[int, int]:
+            entry = central.snapshot().find(path)
+            return (-1, -1) if entry is None else (entry.info["in_flight"], entry.info["queued"])
+
+        await wait_for(lambda: held() == (DEFAULT_WINDOW, 8))
+        cancelled = [0, 1, count - 3, count - 2]  # two sent into the void, two never sent
+        for index in cancelled:
+            assert await central.store.cancel(ids[index])
+        async with Node(node_config(tmp_path, "ship1", nats_server.url)):
+            await wait_for(lambda: len(file_text(out).splitlines()) >= count - 4, timeout=30)
+            await wait_for(lambda: held() == (0, 0))
+            await trio.sleep(1.5)  # nothing in the air runs anything later
+    ran = [int(line) for line in file_text(out).splitlines()]
+    assert sorted(ran) == [i for i in range(count) if i not in cancelled]
 
 
 async def test_retry_requeues_a_failed_message(nats_server: NatsServer, tmp_path: Path) -> None:

@@ -21,9 +21,11 @@ A full disk (:class:`~steward_otp.store.StoreFull` from a store write) crashes n
 and keeps both guarantees -- nothing lost (a message leaves the outbox only by a committed
 write), nothing run twice (the receiver dedupes what is sent again):
 
-* a send whose record (``mark_in_flight_many`` / ``record_attempts``) is refused is not
-  published: the messages leave the Publisher's window, stay in the outbox and in the
-  Publisher, and are offered again after the backoff with the attempts they had left;
+* a first send needs no store write and goes out; a retry whose record
+  (``record_attempts``) is refused is not published: the messages leave the Publisher's
+  window, stay in the outbox and in the Publisher, and are offered again after the backoff
+  with the attempts they had left; an ``in_flight`` mark that is refused is not written
+  (the message stays listed ``queued``, nothing else depends on it);
 * an ACK whose ``mark_delivered_many`` is refused is kept in memory and written again after
   the backoff until it commits; nothing is sent again meanwhile. Should the Publisher stop
   before that (the node stops), the messages are still undelivered in the store and are

@@ -112,6 +112,11 @@ class Destination:
     unfailed: dict[str, tuple[Flight, str, Level]] = attrs.field(factory=dict)
     """Failed messages whose mark a full disk refused, with their failure text and level:
     written again after the backoff."""
+    unmarked: dict[str, float] = attrs.field(factory=dict)
+    """Messages sent for the first time and not yet marked ``in_flight`` in the store, with
+    the trio time of that send (oldest first)."""
+    marking: bool = False
+    """A task writes the ``in_flight`` marks of :attr:`unmarked` right now."""
     rewriting: bool = False
     """A task writes :attr:`acked` and :attr:`unfailed` again right now."""
     full_until: float = -math.inf

@@ -1,8 +1,11 @@
 """The Publisher: delivers messages to one ``(toNode, method)`` in windowed batches.
 
 One Publisher run per destination carries out what its
-:class:`~steward_otp.delivery.sender.SenderMachine` decides: a send is published only once
-its attempt is recorded in the store, a message leaves the outbox only when a delivered or
+:class:`~steward_otp.delivery.sender.SenderMachine` decides: a first send goes out without
+a store write unless an operator withdrew the message (the store's
+:class:`~steward_otp.store.withdrawals.Withdrawals`), a retry only once its attempt is
+recorded in the store, a message still unacknowledged :data:`IN_FLIGHT_MARK_DELAY` after
+its first send is marked ``in_flight``, a message leaves the outbox only when a delivered or
 failed mark commits, at most ``window`` messages are unacknowledged at a time, and whatever
 a run holds goes back to the Router unfinished when it stops. The steps it uses:
 :func:`~steward_otp.outbound.wire_form.wire_form` (what goes on the wire, or why a message
@@ -67,6 +70,9 @@ from steward_otp.transport import BridgeBusy, InboundMessage, Transport
 log = logging.getLogger(__name__)
 NACK_FLUSH_TIMEOUT = 10.0
 """Seconds a fire-and-forget message may take to reach the broker before it is retried."""
+IN_FLIGHT_MARK_DELAY = 1.0
+"""Seconds a message sent for the first time waits for its ACK before the store marks it
+``in_flight`` (one answered sooner goes from ``queued`` to delivered without that write)."""
 
 
 def max_retries_text(message: Message, subject: str) -> str:
@@ -84,9 +90,11 @@ class Publisher:
     Its inbox (a channel registered under its path) receives Messages from the Router. The
     decisions -- what to send, when an ACK is overdue, when to retry or give up -- are the
     :class:`~steward_otp.delivery.sender.SenderMachine`'s; this process carries them out in
-    batches: one store operation per batch of sends, one publish per message with this
-    Publisher's ACK inbox as the reply subject, one store operation per ACK received (an ACK
-    settles every id the receiver made durable from one batch; see ``docs/protocol.md``).
+    batches: no store operation for a batch of first sends (one for its retries, one for
+    the in-flight marks of those unanswered after a second), one publish per message with
+    this Publisher's ACK inbox as the reply subject, one store operation per ACK received
+    (an ACK settles every id the receiver made durable from one batch; see
+    ``docs/protocol.md``).
 
     At most ``window`` messages are unacknowledged at a time: a destination is never sent
     more than it can take before their ACK timeouts run out. The window is per destination,
@@ -242,10 +250,16 @@ class Publisher:
                 stats.missed_acks += machine.missed_acks - missed
             for action in actions:
                 nursery.start_soon(self._carry_out, action, dest)
+            mark_at = math.inf
+            if dest.unmarked and not dest.marking and not paused:
+                mark_at = next(iter(dest.unmarked.values())) + IN_FLIGHT_MARK_DELAY
+                if mark_at <= trio.current_time():
+                    dest.marking, mark_at = True, math.inf
+                    nursery.start_soon(self._mark_in_flight, dest)
             if new_messages.items or acks.items:
                 continue
             deadline = dest.full_until if paused else machine.next_deadline()
-            with trio.move_on_at(math.inf if deadline is None else deadline):
+            with trio.move_on_at(min(math.inf if deadline is None else deadline, mark_at)):
                 await wake.wait()
 
     async def _carry_out(self, action: Action, dest: Destination) -> None:
@@ -266,21 +280,18 @@ class Publisher:
             # A message offered again after a full disk was sent before: a retry.
             first = [i for i in action.first if (f := flights.get(i)) is None or not f.sent]
             again = [*action.again, *(i for i in action.first if i not in first)]
-            try:
-                active = await store.mark_in_flight_many(first) if first else []
-                if again:
-                    active += await store.record_attempts(again)
-            except StoreFull as exc:
-                # Not published: out of the window, offered again after the backoff.
-                deferred = dest.machine.release(action.first + action.again)
-                dest.deferred.update(dict.fromkeys(deferred))
-                self.disk_full_backoff.refused(dest, len(deferred), NOT_SENT, exc)
-                return
-            self.disk_full_backoff.stored(dest)
-            # Delivered, cancelled or purged meanwhile: never send it (again).
-            self._stop_sending(dest, set(action.first + action.again).difference(active))
-            sending = [flights[i] for i in active if i in flights]
+            # A first send needs no store write (the message is durable, and its attempt
+            # is not counted); one an operator withdrew meanwhile is never sent.
+            self._stop_sending(dest, store.withdrawals.take(first))
+            sending = [flights[i] for i in first if i in flights]
+            first_sends = len(sending)
+            if again:
+                sending += await self._record_attempts(again, dest)
             fire_and_forget = await self._publish(sending, dest)
+            now = trio.current_time()
+            for first_send in sending[:first_sends]:
+                if first_send.sent == 1:
+                    dest.unmarked[first_send.message.id] = now
             if fire_and_forget:
                 await self._flush_fire_and_forget(fire_and_forget, dest)
         elif isinstance(action, Delivered):
@@ -296,6 +307,47 @@ class Publisher:
                 f"{flight.message.to_node}: {action.reason}"
             )
             await self._fail(dest, flight, text)
+
+    async def _record_attempts(self, msg_ids: list[str], dest: Destination) -> list[Flight]:
+        """Count another attempt of each of ``msg_ids``; returns the flights to send: those
+        still active. A full disk sends none: they leave the window and are offered again
+        after the backoff."""
+        try:
+            active = await self.outbox.store.record_attempts(msg_ids)
+        except StoreFull as exc:
+            deferred = dest.machine.release(msg_ids)
+            dest.deferred.update(dict.fromkeys(deferred))
+            self.disk_full_backoff.refused(dest, len(deferred), NOT_SENT, exc)
+            return []
+        self.disk_full_backoff.stored(dest)
+        # Delivered, cancelled or purged meanwhile: never send it again.
+        self._stop_sending(dest, set(msg_ids).difference(active))
+        return [dest.flights[i] for i in active if i in dest.flights]
+
+    async def _mark_in_flight(self, dest: Destination) -> None:
+        """Write the ``in_flight`` mark of the messages sent at least
+        :data:`IN_FLIGHT_MARK_DELAY` seconds ago and still unacknowledged, in one operation.
+
+        It is what ``queue ls`` shows and what a restart counts as interrupted; nothing
+        else depends on it, so a full disk just leaves those messages ``queued``.
+        """
+        dest.busy += 1
+        try:
+            due = trio.current_time() - IN_FLIGHT_MARK_DELAY
+            msg_ids: list[str] = []
+            for msg_id, sent_at in list(dest.unmarked.items()):
+                if sent_at > due:
+                    break
+                del dest.unmarked[msg_id]
+                if msg_id in dest.flights:
+                    msg_ids.append(msg_id)
+            if msg_ids:
+                with contextlib.suppress(StoreFull):
+                    await self.outbox.store.mark_in_flight_many(msg_ids)
+        finally:
+            dest.marking = False
+            dest.busy -= 1
+            dest.wake.set()
 
     async def _send_again(self, batch: Sequence[Flight], dest: Destination) -> list[str]:
         """Publish ``batch`` again, sent before, without an attempt to record: those of it
@@ -314,6 +366,7 @@ class Publisher:
         dest.machine.forget(msg_ids)
         for msg_id in msg_ids:
             dest.flights.pop(msg_id, None)
+            dest.unmarked.pop(msg_id, None)
             self._give_back(msg_id, delivered=False)
 
     async def _delivered(self, dest: Destination, msg_ids: Sequence[str]) -> None:
@@ -333,6 +386,7 @@ class Publisher:
         self.outbox.drain.delivered(dest.to_node, len(msg_ids), trio.current_time())
         for msg_id in msg_ids:
             dest.flights.pop(msg_id, None)
+            dest.unmarked.pop(msg_id, None)
             self._give_back(msg_id, delivered=True)
 
     async def _write_held(self, dest: Destination) -> None:

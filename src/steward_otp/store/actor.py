@@ -48,6 +48,7 @@ from steward_otp.store.schema import (
     mark_damaged,
     open_database,
 )
+from steward_otp.store.withdrawals import Withdrawals
 
 __all__ = ["StoreActor", "StoreStats"]
 
@@ -164,6 +165,9 @@ class StoreActor:
         self._largest_batch = 0
         self._recovered_in_flight = 0
         self._disk_full = 0
+        self.withdrawals = Withdrawals()
+        """Active messages an operator cancelled or purged: what publishers must not send
+        (:mod:`steward_otp.store.withdrawals`)."""
 
     @property
     def path(self) -> Path:

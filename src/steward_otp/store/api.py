@@ -96,7 +96,9 @@ class Store(StoreActor):
         ignored (and left out of the result). Raises ``TypeError`` for non-entries before
         anything is submitted.
         """
-        return await self._call(Enqueue(tuple(entries)))
+        new = await self._call(Enqueue(tuple(entries)))
+        self.withdrawals.discard(new)
+        return new
 
     async def mark_in_flight(self, msg_id: str) -> bool:
         """A publisher took the message: ``queued`` -> ``in_flight`` (already in flight: ok).
@@ -147,10 +149,11 @@ class Store(StoreActor):
     async def cancel(self, msg_id: str, reason: str = "cancelled by operator") -> bool:
         """Operator cancel: active -> ``cancelled`` (held, audited); False if not active.
 
-        A publisher holding the message learns it at its next :meth:`record_attempt` or
-        :meth:`mark_in_flight`, which return False.
+        A publisher holding the message unsent finds it in :attr:`withdrawals` and never
+        sends it; one that sent it already learns it at its next :meth:`record_attempt`,
+        which returns False.
         """
-        return await self._call(Cancel(msg_id, reason))
+        return await self._call(Cancel(msg_id, reason, withdrawals=self.withdrawals))
 
     async def retry(self, msg_id: str, *, not_before: float | None = None) -> bool:
         """Re-queue a ``failed`` or ``cancelled`` message with attempts reset to 0.
@@ -158,7 +161,10 @@ class Store(StoreActor):
         It keeps its place in acceptance order (its ``seq``). False in any other state.
         Whoever routes messages must be told to pick it up (e.g. re-read :meth:`pending`).
         """
-        return await self._call(Retry(msg_id, not_before))
+        retried = await self._call(Retry(msg_id, not_before))
+        if retried:
+            self.withdrawals.discard([msg_id])
+        return retried
 
     async def purge(
         self,
@@ -171,10 +177,13 @@ class Store(StoreActor):
 
         ``to_node``: destination; ``older_than_seconds``: created at least that long ago;
         ``states``: by default queued, failed and cancelled -- ``in_flight`` only when asked,
-        since a publisher is working on those (its later calls then return False). With no
+        since a publisher is working on those (its later calls then return False). A queued
+        message a publisher holds unsent is never sent (see :attr:`withdrawals`). With no
         filters, every message in those states goes. Returns how many were removed.
         """
-        return await self._call(Purge(to_node, older_than_seconds, frozenset(states)))
+        return await self._call(
+            Purge(to_node, older_than_seconds, frozenset(states), withdrawals=self.withdrawals)
+        )
 
     async def list_outbox(
         self,

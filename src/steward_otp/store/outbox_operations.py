@@ -36,6 +36,7 @@ from steward_otp.store.records import (
     outbox_states,
 )
 from steward_otp.store.sql import chunks, placeholders
+from steward_otp.store.withdrawals import Withdrawals
 
 
 def _finish(
@@ -260,9 +261,11 @@ class Cancel:
     reason: str = attrs.field(
         default="cancelled by operator", validator=attrs.validators.instance_of(str)
     )
+    withdrawals: Withdrawals | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+    """Told of the message before the change commits (see :mod:`.withdrawals`)."""
 
     def apply(self, db: sqlite3.Connection, now: float) -> bool:
-        return _finish(
+        cancelled = _finish(
             db,
             self.msg_id,
             allowed=ACTIVE_STATES,
@@ -271,6 +274,9 @@ class Cancel:
             reason=self.reason,
             keep_as=OutboxState.CANCELLED,
         )
+        if cancelled and self.withdrawals is not None:
+            self.withdrawals.add([self.msg_id])
+        return cancelled
 
 
 @attrs.frozen
@@ -320,6 +326,9 @@ class Purge:
     states: frozenset[OutboxState] = attrs.field(
         default=DEFAULT_PURGE_STATES, converter=_purge_states
     )
+    withdrawals: Withdrawals | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+    """Told of the active messages removed before the change commits (see
+    :mod:`.withdrawals`)."""
 
     def _where(self, now: float) -> tuple[str, list[object]]:
         clauses = [f"state IN ({placeholders(len(self.states))})"]
@@ -342,7 +351,13 @@ class Purge:
             f" ?, reason FROM outbox WHERE {where} ORDER BY seq",
             [now, *params],
         )
-        return db.execute(f"DELETE FROM outbox WHERE {where}", params).rowcount
+        removed = db.execute(
+            f"DELETE FROM outbox WHERE {where} RETURNING msg_id, state", params
+        ).fetchall()
+        if self.withdrawals is not None:
+            active = {str(state) for state in ACTIVE_STATES}
+            self.withdrawals.add(msg_id for msg_id, state in removed if state in active)
+        return len(removed)
 
 
 @attrs.frozen

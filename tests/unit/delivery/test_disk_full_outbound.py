@@ -40,7 +40,12 @@ from tests.unit.delivery.test_disk_full_inbound import (
     refusing_while,
     unlimited,
 )
-from tests.unit.delivery.test_publisher_timing import MemoryStore, message, run_publisher
+from tests.unit.delivery.test_publisher_timing import (
+    MemoryStore,
+    hand_over,
+    message,
+    run_publisher,
+)
 from tests.unit.delivery.test_router_batches import FakePublishers
 from tests.unit.handlers.loopback_nodes import LoopbackNet, subscriber_restarts
 from tests.unit.supervisors.probes import running
@@ -107,9 +112,11 @@ def receive_now(subscription: Any) -> list[Any]:
 # --- the Publisher, under the mock clock
 
 
-async def test_a_send_that_cannot_be_recorded_is_not_published_and_goes_out_later(
+async def test_a_retry_that_cannot_be_recorded_is_not_published_and_goes_out_later(
     autojump_clock: trio.abc.Clock,
 ) -> None:
+    """A first send needs no store write: it goes out on a full disk. Its retry must be
+    recorded first: refused, it waits out the backoff unpublished, then goes out."""
     broker = LoopbackBroker()
     transport, receiver = ship1(broker)
     msgs = [message(f"m{i}", retries=1, retry_wait=1) for i in range(5)]
@@ -117,18 +124,19 @@ async def test_a_send_that_cannot_be_recorded_is_not_published_and_goes_out_late
     reports: list[str] = []
     outbox, supervisor = await run_publisher(broker, store, msgs, reports)
     async with running(supervisor) as registry:
-        inbox = registry.whereis(PUBLISHER)
-        assert inbox is not None
-        for m in msgs:
-            inbox.send_nowait(m)
+        hand_over(registry, msgs)
+        with trio.fail_after(1):
+            first = [await receiver.receive.receive() for _ in msgs]
+        assert sorted(f.reply for f in first) == [first[0].reply] * 5
         await trio.sleep(50)
-        assert receive_now(receiver) == []  # nothing published without its record
-        # A backoff of 0.5 s doubling to 10 s: about 10 tries in 50 s, not thousands.
+        assert receive_now(receiver) == []  # no retry published without its record
+        # One refused in-flight mark, then the retries: a backoff of 0.5 s doubling to
+        # 10 s, about 10 tries in 45 s, not thousands.
         assert 6 <= store.tried <= 14
         entry = supervisor.snapshot().find(PUBLISHER)
         assert entry is not None and entry.info["held_for_disk"] == 5
         assert entry.info["in_flight"] == 0
-        assert outbox.stats.missed_acks == 0  # no attempt used up by the full disk
+        assert outbox.stats.missed_acks == 5  # the first attempts, and no other
 
         store.full = False
         with trio.fail_after(FULL_RETRY_MAX + 1):
@@ -138,10 +146,10 @@ async def test_a_send_that_cannot_be_recorded_is_not_published_and_goes_out_late
             while len(store.delivered) < len(msgs):
                 await trio.sleep(0.01)
         await trio.sleep(30)
-        assert receive_now(receiver) == []  # sent once
+        assert receive_now(receiver) == []  # sent twice in all
         assert restarts(supervisor) == 0
     assert sorted(store.delivered) == sorted(m.id for m in msgs)
-    assert store.attempts == {}  # the first send was recorded as a first send
+    assert store.attempts == {m.id: 1 for m in msgs}  # the retry, once it could be recorded
     assert [r for r in reports if "not sent, their attempt could not be recorded" in r] == [
         reports[0]
     ]
@@ -337,6 +345,12 @@ async def test_a_timer_round_refused_for_a_full_disk_is_skipped_with_one_line(
 # --- real nodes on the loopback broker
 
 
+def held_for_disk(node: Node, path: str) -> int:
+    """What the Publisher at ``path`` holds for a full disk (-1: it is not running)."""
+    entry = node.snapshot().find(path)
+    return -1 if entry is None else int(entry.info["held_for_disk"])
+
+
 def refuse_sending_writes(node: Node, full: Callable[[], bool]) -> None:
     """Make the sending side's store writes of ``node`` refuse for a full disk while
     ``full()``."""
@@ -418,8 +432,9 @@ async def test_a_sender_whose_store_fills_up_restarts_nothing_and_all_run_once(
 async def test_sends_refused_for_a_full_disk_go_out_once_there_is_room(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every write of central's sending side is refused from the start: nothing is
-    published meanwhile, nothing restarts, and afterwards every message runs once."""
+    """Every write of central's sending side is refused from the start: the first sends
+    go out (they need no write) and run on ship1, their delivered marks wait in memory,
+    nothing restarts, and once there is room the outbox empties; every message ran once."""
     monkeypatch.setattr(disk_full_backoff, "FULL_RETRY_MAX", 1.0)
     broker = LoopbackBroker()
     central = loopback_node(tmp_path, broker, "central")
@@ -428,10 +443,11 @@ async def test_sends_refused_for_a_full_disk_go_out_once_there_is_room(
     refuse_sending_writes(central, lambda: full)
     async with central, receiver:
         await central.submit([big_line(i) for i in range(20)])
-        await trio.sleep(3)
-        assert out_lines(tmp_path) == []
-        publisher = central.snapshot().find("node/outbound/publishers/ship1.REQToFileAppend")
-        assert publisher is not None and publisher.info["held_for_disk"] == 20
+        await wait_for(lambda: len(out_lines(tmp_path)) == 20, timeout=10)
+        path = "node/outbound/publishers/ship1.REQToFileAppend"
+        await wait_for(lambda: held_for_disk(central, path) == 20, timeout=10)
+        pending = [r for r in await central.store.pending() if r.to_node == "ship1"]
+        assert len(pending) == 20  # acknowledged, not yet marked delivered
         assert outbound_restarts(central) == [0, 0, 0]
 
         full = False

@@ -10,17 +10,23 @@ import functools
 from collections.abc import Sequence
 
 import attrs
+import pytest
 import trio
 
+from steward_otp import codec
 from steward_otp.delivery.protocol import Ack
+from steward_otp.delivery.sender import Action, Transmit
 from steward_otp.loopback import LoopbackBroker, LoopbackTransport
 from steward_otp.message import Message, MessageDefaults
 from steward_otp.methods import builtin_table
 from steward_otp.outbound.ack_inboxes import AckInboxes
-from steward_otp.outbound.outbox import Outbox
-from steward_otp.outbound.publisher import Publisher
+from steward_otp.outbound.destination import Destination
+from steward_otp.outbound.outbox import Finished, Outbox
+from steward_otp.outbound.publisher import IN_FLIGHT_MARK_DELAY, Publisher
 from steward_otp.store.records import OutboxEntry
+from steward_otp.store.withdrawals import Withdrawals
 from steward_otp.supervisors import ChildSpec, Registry, Supervisor
+from steward_otp.transport import Subscription
 from tests.unit.supervisors.probes import running
 
 SUBJECT = "ship1.REQToFileAppend.EventACK"
@@ -34,6 +40,7 @@ class MemoryStore:
     delivered: list[str] = attrs.field(factory=list)
     failed: dict[str, str] = attrs.field(factory=dict)
     attempts: dict[str, int] = attrs.field(factory=dict)
+    withdrawals: Withdrawals = attrs.field(factory=Withdrawals)
 
     async def enqueue(self, entries: Sequence[OutboxEntry]) -> list[str]:
         new = [e.msg_id for e in entries if e.msg_id not in self.active]
@@ -110,6 +117,30 @@ def hand_over(registry: Registry, messages: Sequence[Message]) -> None:
         inbox.send_nowait(m)
 
 
+@attrs.frozen
+class Scene:
+    """A Publisher of ship1.REQToFileAppend with ``msgs`` to send, and ship1's side."""
+
+    receiver: LoopbackTransport
+    subscription: Subscription
+    msgs: list[Message]
+    outbox: Outbox
+    supervisor: Supervisor
+    reports: list[str]
+
+
+async def scene(store: MemoryStore, count: int) -> Scene:
+    """``count`` messages m0, m1, ... (5 retries, retryWait 1 s) for a Publisher on
+    ``store``, and a subscription of ship1 to their subject."""
+    broker = LoopbackBroker()
+    receiver = LoopbackTransport(broker, name="ship1")
+    subscription = receiver.subscribe(SUBJECT, queue=SUBJECT)
+    msgs = [message(f"m{i}", retries=5, retry_wait=1) for i in range(count)]
+    reports: list[str] = []
+    outbox, supervisor = await run_publisher(broker, store, msgs, reports)
+    return Scene(receiver, subscription, msgs, outbox, supervisor, reports)
+
+
 async def test_each_attempt_waits_ack_timeout_then_retry_wait(autojump_clock: object) -> None:
     broker = LoopbackBroker()
     receiver = LoopbackTransport(broker, name="ship1")
@@ -143,24 +174,19 @@ async def test_each_attempt_waits_ack_timeout_then_retry_wait(autojump_clock: ob
 
 
 async def test_one_ack_settles_a_whole_window_at_once(autojump_clock: object) -> None:
-    broker = LoopbackBroker()
-    receiver = LoopbackTransport(broker, name="ship1")
-    subscription = receiver.subscribe(SUBJECT, queue=SUBJECT)
-    msgs = [message(f"m{i}", retries=5, retry_wait=1) for i in range(50)]
     store = MemoryStore()
-    reports: list[str] = []
-    outbox, supervisor = await run_publisher(broker, store, msgs, reports)
-    async with running(supervisor) as registry:
-        hand_over(registry, msgs)
-        batch = [await subscription.receive.receive() for _ in msgs]
-        receiver.publish_nowait(batch[0].reply, Ack(tuple(m.id for m in msgs)).encode())
+    sc = await scene(store, 50)
+    async with running(sc.supervisor) as registry:
+        hand_over(registry, sc.msgs)
+        batch = [await sc.subscription.receive.receive() for _ in sc.msgs]
+        sc.receiver.publish_nowait(batch[0].reply, Ack(tuple(m.id for m in sc.msgs)).encode())
         with trio.fail_after(1):
-            while len(store.delivered) < len(msgs):
+            while len(store.delivered) < len(sc.msgs):
                 await trio.sleep(0.01)
         await trio.sleep(30)  # no ACK deadline fires for settled messages
-    assert sorted(store.delivered) == sorted(m.id for m in msgs)
-    assert outbox.stats.missed_acks == 0 and outbox.stats.delivered == 50
-    assert store.attempts == {} and reports == []
+    assert sorted(store.delivered) == sorted(m.id for m in sc.msgs)
+    assert sc.outbox.stats.missed_acks == 0 and sc.outbox.stats.delivered == 50
+    assert store.attempts == {} and sc.reports == []
 
 
 @attrs.define
@@ -179,21 +205,78 @@ class CountingStore(MemoryStore):
         return await super().mark_delivered_many(ids)
 
 
-async def test_what_waits_in_the_inbox_is_sent_in_one_wake_up(autojump_clock: object) -> None:
-    """Messages handed over together go out as one batch: one store operation marks them
-    all in flight (not one per message, as one wake-up per message would)."""
-    broker = LoopbackBroker()
-    receiver = LoopbackTransport(broker, name="ship1")
-    subscription = receiver.subscribe(SUBJECT, queue=SUBJECT)
-    msgs = [message(f"m{i}", retries=5, retry_wait=1) for i in range(200)]
+async def test_what_waits_in_the_inbox_is_sent_in_one_wake_up(
+    autojump_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages handed over together go out as one batch (one send action, not one per
+    message as one wake-up per message would make), and a first send writes nothing."""
+    transmits: list[list[str]] = []
+    carry_out = Publisher._carry_out_now
+
+    async def counting(self: Publisher, action: Action, dest: Destination) -> None:
+        if isinstance(action, Transmit):
+            transmits.append(list(action.first))
+        await carry_out(self, action, dest)
+
+    monkeypatch.setattr(Publisher, "_carry_out_now", counting)
     store = CountingStore()
-    reports: list[str] = []
-    _outbox, supervisor = await run_publisher(broker, store, msgs, reports)
-    async with running(supervisor) as registry:
-        hand_over(registry, msgs)
-        arrived = [await subscription.receive.receive() for _ in msgs]
+    sc = await scene(store, 200)
+    async with running(sc.supervisor) as registry:
+        hand_over(registry, sc.msgs)
+        arrived = [await sc.subscription.receive.receive() for _ in sc.msgs]
+        assert store.in_flight_calls == []
     assert len(arrived) == 200
-    assert store.in_flight_calls == [[m.id for m in msgs]]
+    assert transmits == [[m.id for m in sc.msgs]]
+
+
+async def test_a_message_unanswered_for_a_second_is_marked_in_flight(
+    autojump_clock: object,
+) -> None:
+    """The ``in_flight`` mark is written only for messages still unacknowledged
+    ``IN_FLIGHT_MARK_DELAY`` after their first send, all of them in one operation; one
+    acknowledged sooner goes from ``queued`` to delivered without it."""
+    store = CountingStore()
+    sc = await scene(store, 10)
+    async with running(sc.supervisor) as registry:
+        hand_over(registry, sc.msgs)
+        arrived = [await sc.subscription.receive.receive() for _ in sc.msgs]
+        sc.receiver.publish_nowait(arrived[0].reply, Ack(("m0", "m1")).encode())
+        await trio.sleep(IN_FLIGHT_MARK_DELAY - 0.01)
+        assert store.in_flight_calls == []
+        assert store.delivered == ["m0", "m1"]
+        await trio.sleep(0.02)
+        assert store.in_flight_calls == [[f"m{i}" for i in range(2, 10)]]
+        await trio.sleep(3)  # ACK timeout 5 s: nothing retried yet, nothing marked again
+        assert len(store.in_flight_calls) == 1
+    assert sc.reports == []
+
+
+async def test_a_message_withdrawn_before_its_first_send_is_never_sent(
+    autojump_clock: object,
+) -> None:
+    """An id in the store's withdrawals (an operator cancelled or purged the message) is
+    dropped by the Publisher before its first send and given back to the Router; the
+    others go out."""
+    store = CountingStore()
+    store.withdrawals.add(["m1", "m3"])
+    sc = await scene(store, 4)
+    async with running(sc.supervisor) as registry:
+        hand_over(registry, sc.msgs)
+        arrived = [await sc.subscription.receive.receive() for _ in range(2)]
+        sc.receiver.publish_nowait(arrived[0].reply, Ack(("m0", "m2")).encode())
+        await trio.sleep(60)  # never sent later either
+        with pytest.raises(trio.WouldBlock):
+            sc.subscription.receive.receive_nowait()
+    assert sorted(codec.decode(a.payload, a.headers).id for a in arrived) == ["m0", "m2"]
+    assert len(store.withdrawals) == 0  # each taken once
+    finished = []
+    while True:
+        try:
+            finished.append(sc.outbox.mail_receive.receive_nowait())
+        except trio.WouldBlock:
+            break
+    assert Finished("m1", delivered=False) in finished
+    assert Finished("m3", delivered=False) in finished
 
 
 async def test_the_stream_answers_of_one_wake_up_are_settled_together(
