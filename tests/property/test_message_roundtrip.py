@@ -16,6 +16,7 @@ from steward_otp.message import (
     parse_messages,
     validate_message,
 )
+from steward_otp.message.reading import _BAD, _FIELDS_BY_KEY, _SCALAR_FIELDS, _Reader
 
 from .strategies import any_messages, messages
 
@@ -84,3 +85,35 @@ def test_framing_the_stored_cbor_gives_what_encode_gives(
     assert frame(raw, message.from_node, compress_threshold=threshold) == encode(
         message, compress_threshold=threshold
     )
+
+
+_SCALAR_KEYS = sorted(_SCALAR_FIELDS)
+_RAW_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(),
+    st.text(alphabet=st.characters(codec="ascii")),
+    st.lists(st.integers(min_value=0, max_value=255), max_size=3),
+)
+
+
+@given(st.sampled_from(_SCALAR_KEYS), _RAW_SCALARS)
+def test_the_readers_fast_path_reads_scalars_as_the_checking_path_does(
+    key: str, raw: object
+) -> None:
+    """Whatever a document gives for a text, bytes, integer or boolean field, the reader's
+    shortcut for the common shapes ends where its full per-kind check ends: the same value,
+    or the same error."""
+    info = _FIELDS_BY_KEY[key]
+    checking = _Reader(None)
+    expected = checking.value(info, raw, key, 0)
+    reader = _Reader(None)
+    message = reader.message({key: raw}, "", 0)
+    assert message is not None
+    assert reader.errors == checking.errors
+    if expected is not _BAD:
+        assert getattr(message, info.name) == expected
+        assert type(getattr(message, info.name)) is type(expected)

@@ -93,8 +93,10 @@ async def accept_document(
     """Parse ``document``, make every valid message durable, and say what happened to each.
 
     ``force_from_node`` sets ``fromNode`` to this node (every input but the startup folder
-    does, so replies come back here). With ``require_from_node`` (and ``force_from_node``
-    off) a message without ``fromNode`` is rejected with an error naming that field.
+    does, so replies come back here): a message naming another node gets this node's name
+    here, one naming none is left for the outbox, which fills in the same name. With
+    ``require_from_node`` (and ``force_from_node`` off) a message without ``fromNode`` is
+    rejected with an error naming that field.
     ``local`` in ``toNode``/``toNodes`` means this node. ``jetstream`` tells whether this
     node's delivery is JetStream: without it, a broadcast (``toNode: all``) that does not
     set ``"jetstream": true`` is refused here, since core NATS could never deliver it.
@@ -123,8 +125,9 @@ async def accept_document(
                 )
             )
             continue
-        # fromNode is set in the fan-out's one copy per destination: no extra copy.
-        from_node = node_name if force_from_node else None
+        # fromNode is set in the fan-out's one copy per destination: no extra copy. An
+        # empty one is left for the outbox, which fills in this node's name anyway.
+        from_node = node_name if force_from_node and parsed.from_node else None
         for copy in fan_out(parsed, node_name, from_node=from_node):
             refusal = _core_broadcast(parsed, copy, node_name, jetstream, index)
             if refusal is None:

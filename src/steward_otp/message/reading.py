@@ -109,6 +109,13 @@ _MAX_UNKNOWN_KEY_WARNINGS: Final = 10
 _FIELDS_BY_KEY: Final = {info.key: info for info in MESSAGE_FIELDS}
 _KNOWN_KEYS: Final = frozenset(_FIELDS_BY_KEY) | frozenset(_PREVIOUS_KEYS)
 _KEYS_BY_FOLDED: Final = {key.lower(): key for key in _FIELDS_BY_KEY}
+_BOOL_KINDS: Final = (FieldKind.BOOL, FieldKind.FLAG)
+_SCALAR_FIELDS: Final = {
+    info.key: (_FIELD_INDEX[info.name], info.kind)
+    for info in MESSAGE_FIELDS
+    if info.kind in (FieldKind.STR, FieldKind.BYTES, FieldKind.INT, *_BOOL_KINDS)
+}
+"""Where each scalar field's value goes, and its kind: the reader's fast path."""
 _ARGS_EXAMPLE: Final = 'e.g. ["bash", "-c", "ls -l"]'
 _LIST_EXAMPLES: Final = {
     "toNodes": 'a list of node names, e.g. ["ship1", "ship2"]; for one node: toNode: "ship1"',
@@ -186,6 +193,26 @@ class _Reader:
             self._repeated_keys(prefix, mapping.repeated)
         unknown = 0
         for key, raw in mapping.items():
+            fast = _SCALAR_FIELDS.get(key) if type(key) is str else None
+            if fast is not None:
+                # The common shapes, taken as they are; anything else (None, a subclass,
+                # text that is not ASCII, an int out of range) goes the checking way below.
+                index, kind = fast
+                kind_of_raw = type(raw)
+                if kind_of_raw is str and raw.isascii():
+                    if kind is FieldKind.STR:
+                        values[index] = raw
+                        continue
+                    if kind is FieldKind.BYTES:
+                        values[index] = raw.encode("ascii")
+                        continue
+                elif kind_of_raw is int:
+                    if kind is FieldKind.INT and INT64_MIN <= raw <= INT64_MAX:
+                        values[index] = raw
+                        continue
+                elif kind_of_raw is bool and kind in _BOOL_KINDS:
+                    values[index] = raw
+                    continue
             if not isinstance(key, str) or key not in _KNOWN_KEYS:
                 unknown += 1
                 if unknown <= _MAX_UNKNOWN_KEY_WARNINGS:
