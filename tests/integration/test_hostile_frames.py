@@ -19,9 +19,9 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
-from nats.aio.client import Client as NatsClient
 
 from steward_otp import codec
+from steward_otp.bridge.hardened_client import HardenedClient
 from steward_otp.message import Message
 from steward_otp.metrics import NodeMetrics
 from steward_otp.node import Node
@@ -164,16 +164,16 @@ async def test_a_reader_that_stops_for_another_reason_has_the_bridge_start_again
 ) -> None:
     """Any other failure inside nats-py's read loop (here one made on purpose) ends the
     loop; the bridge notices, closes the connection and its supervisor starts it again."""
-    real = NatsClient._process_msg
+    real = HardenedClient._process_msg
 
     async def failing(
-        self: NatsClient, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+        self: HardenedClient, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
     ) -> None:
         if data == b"kill the reader":
             raise RuntimeError("a bug in the client's parser")
         await real(self, sid, subject, reply, data, headers)
 
-    monkeypatch.setattr(NatsClient, "_process_msg", failing)
+    monkeypatch.setattr(HardenedClient, "_process_msg", failing)
     central, ship1, out = two_nodes(nats_server, tmp_path)
     async with central, ship1:
         await central.submit([append("before\n")])

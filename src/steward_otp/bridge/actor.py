@@ -43,7 +43,6 @@ from typing import Any
 
 import trio
 import trio_asyncio
-from nats.aio.client import Client as NatsClient
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.nuid import NUID
 
@@ -291,8 +290,8 @@ class NatsBridge:
                 await trio.sleep(self.settings.connect_retry_interval)
                 continue
             self._nc = nc
-            await trio_asyncio.aio_as_trio(nc.subscribe)(
-                f"{self._inbox_prefix}.*", cb=self._replies.on_reply
+            await trio_asyncio.aio_as_trio(nc.subscribe_direct)(
+                f"{self._inbox_prefix}.*", self._replies.on_reply
             )
             self._note_server_limits()
             self._set_state(ConnectionState.CONNECTED)
@@ -313,7 +312,7 @@ class NatsBridge:
             "error_cb": self._on_error,
         }
 
-    async def _pump(self, nc: NatsClient) -> None:
+    async def _pump(self, nc: HardenedClient) -> None:
         receive = self._outbound_receive
         max_batch = self.settings.max_batch
         send_batch = trio_asyncio.aio_as_trio(self._send_batch)
@@ -329,7 +328,7 @@ class NatsBridge:
             self._room = trio.Event()
             self._update_info()
 
-    async def _send_batch(self, nc: NatsClient, batch: list[Command]) -> None:
+    async def _send_batch(self, nc: HardenedClient, batch: list[Command]) -> None:
         # Runs in asyncio: one crossing for the whole batch.
         for command in batch:
             try:
@@ -344,8 +343,8 @@ class NatsBridge:
                 elif isinstance(command, Subscribe):
                     sub = command.subscription
                     if not sub.closed:
-                        self._nats_subs[id(sub)] = await nc.subscribe(
-                            sub.subject, queue=sub.queue, cb=offer_to(sub)
+                        self._nats_subs[id(sub)] = await nc.subscribe_direct(
+                            sub.subject, offer_to(sub), queue=sub.queue
                         )
                 elif isinstance(command, Flush):
                     try:

@@ -1,7 +1,9 @@
 """Where the messages nats-py receives for the bridge land: replies and subscriptions.
 
-Both run as nats-py callbacks on the trio-asyncio loop, in the same thread as the Trio
-tasks, so they hand messages over without blocking and without locks:
+Both are called from nats-py's read loop (see
+:meth:`~steward_otp.bridge.hardened_client.HardenedClient.subscribe_direct`) on the
+trio-asyncio loop, in the same thread as the Trio tasks, so they hand messages over without
+blocking and without locks:
 
 * :class:`PendingReplies` -- the requests awaiting an answer on the bridge's private inbox,
   one token each. The first answer to a token counts; later ones, and answers to a
@@ -14,12 +16,11 @@ tasks, so they hand messages over without blocking and without locks:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
-from nats.aio.msg import Msg as NatsMsg
 
+from steward_otp.bridge.hardened_client import Deliver
 from steward_otp.transport import NO_RESPONDERS_STATUS, InboundMessage, Subscription
 
 
@@ -56,28 +57,31 @@ class PendingReplies:
         for waiter in self._waiters.values():
             waiter.event.set()
 
-    async def on_reply(self, msg: NatsMsg) -> None:
-        """The nats-py callback of the bridge's reply inbox."""
-        waiter = self._waiters.get(msg.subject.rpartition(".")[2])
+    def on_reply(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, reply: str
+    ) -> None:
+        """Takes each message of the bridge's reply inbox."""
+        waiter = self._waiters.get(subject.rpartition(".")[2])
         if waiter is None or waiter.event.is_set():
             return  # unknown, withdrawn, or answered already: the first answer counts
-        headers = msg.headers or {}
-        if headers.get("Status") == NO_RESPONDERS_STATUS and not msg.data:
+        if (headers or {}).get("Status") == NO_RESPONDERS_STATUS and not payload:
             # Keep waiting out the timeout: the caller paces its retries by ACKTimeout.
             waiter.no_responders = True
             return
-        waiter.reply = InboundMessage(msg.subject, msg.data, msg.headers, msg.reply)
+        waiter.reply = InboundMessage(subject, payload, headers, reply)
         waiter.event.set()
 
 
-def offer_to(subscription: Subscription) -> Callable[[NatsMsg], Awaitable[None]]:
-    """The nats-py callback feeding ``subscription``.
+def offer_to(subscription: Subscription) -> Deliver:
+    """What feeds ``subscription`` from nats-py's read loop.
 
-    It runs as an asyncio callback on the trio-asyncio loop: the same thread, so handing the
+    It runs on the trio-asyncio loop: the same thread as the Trio tasks, so handing the
     message to the Trio channel with ``offer`` (never blocking) is safe.
     """
 
-    async def on_message(msg: NatsMsg) -> None:
-        subscription.offer(InboundMessage(msg.subject, msg.data, msg.headers, msg.reply))
+    def on_message(
+        subject: str, payload: bytes, headers: dict[str, str] | None, reply: str
+    ) -> None:
+        subscription.offer(InboundMessage(subject, payload, headers, reply))
 
     return on_message

@@ -25,8 +25,15 @@ deafen it with one frame, or keep it reconnecting.
   the connection so that its supervisor starts it again (see
   :mod:`steward_otp.bridge.actor`).
 
+It also hands the messages of a subscription made with :meth:`HardenedClient.subscribe_direct`
+straight to a plain function, from the read loop: not through nats-py's per-subscription
+queue, task and coroutine callback, which cost more than the rest of receiving a message.
+The function must not block (the bridge's offers a message to a bounded Trio channel,
+which drops and counts what does not fit: the same guard as nats-py's pending limits).
+
 This module leans on internals of nats-py (``_build_message``, ``_process_headers``,
-``_read_loop``, the parser's ``MSG_RE`` and ``HMSG_RE``); the integration tests send each
+``_parse_header_lines``, ``_process_msg``, ``_read_loop``, the parser's ``MSG_RE`` and
+``HMSG_RE``); the integration tests send each
 of those frames through a real nats-server, so a nats-py that renames them fails the
 tests rather than the node.
 """
@@ -58,6 +65,22 @@ nats.protocol.parser.HMSG_RE = HMSG_LINE
 
 _UNANSWERABLE: Final = re.compile(rb"[\x00-\x20\x7f]")
 """A control character or space in a subject: no client library sends one."""
+_WHITESPACE: Final = re.compile(r"\s")
+"""What makes a header name invalid (nats-py skips such a header)."""
+
+
+def _utf8(raw: bytes) -> bool:
+    if raw.isascii():
+        return True
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+Deliver = Callable[[str, bytes, "dict[str, str] | None", str], None]
+"""Takes one message of a direct subscription: subject, payload, headers, reply subject."""
 
 
 @attrs.define
@@ -90,27 +113,73 @@ class HardenedClient(Client):
         self._on_reader_stopped = on_reader_stopped
         self.reader_stopped = False
         """The read loop ended while the connection was up: nothing more is read."""
+        self._direct: dict[int, Deliver] = {}
+
+    async def subscribe_direct(self, subject: str, deliver: Deliver, queue: str = "") -> Any:
+        """Subscribe to ``subject`` (in ``queue``), each message going to ``deliver`` from
+        the read loop; returns nats-py's subscription (unsubscribe it as any other)."""
+        sub = await self.subscribe(subject, queue=queue)
+        self._direct[sub._id] = deliver
+        return sub
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any
+    ) -> None:
+        deliver = self._direct.get(sid)
+        if deliver is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        if self._subs.get(sid) is None:  # unsubscribed: forget it
+            del self._direct[sid]
+            return
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        hdr = await self._process_headers(headers)
+        if self._readable(subject, reply):
+            deliver(subject.decode(), data, hdr, reply.decode())
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        # nats-py's, with one regex search where it makes a generator per header name.
+        out: dict[str, str] = {}
+        for line in raw.split(b"\r\n"):
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            try:
+                key = name.strip().decode("ascii")
+            except UnicodeDecodeError:
+                continue
+            if _WHITESPACE.search(key):
+                continue
+            out[key] = value.strip().decode("utf-8", "replace")
+        return out
+
+    def _readable(self, subject: bytes, reply: bytes) -> bool:
+        """Whether a message with ``subject`` and ``reply`` can be delivered; one that
+        cannot is counted (and the first and every 1000th logged)."""
+        if (
+            _utf8(subject)
+            and _utf8(reply)
+            and not (_UNANSWERABLE.search(subject) or _UNANSWERABLE.search(reply))
+        ):
+            return True
+        self.refused.dropped += 1
+        if self.refused.dropped == 1 or self.refused.dropped % 1000 == 0:
+            log.warning(
+                "bridge: dropped a message whose subject or reply subject is not UTF-8 "
+                "or holds a control character (%d so far): subject %r, reply %r",
+                self.refused.dropped,
+                subject[:100],
+                reply[:100],
+            )
+        self._on_refused()
+        return False
 
     def _build_message(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any
     ) -> Any:
-        try:
-            subject.decode()
-            reply.decode()
-            readable = not (_UNANSWERABLE.search(subject) or _UNANSWERABLE.search(reply))
-        except UnicodeDecodeError:
-            readable = False
-        if not readable:
-            self.refused.dropped += 1
-            if self.refused.dropped == 1 or self.refused.dropped % 1000 == 0:
-                log.warning(
-                    "bridge: dropped a message whose subject or reply subject is not UTF-8 "
-                    "or holds a control character (%d so far): subject %r, reply %r",
-                    self.refused.dropped,
-                    subject[:100],
-                    reply[:100],
-                )
-            self._on_refused()
+        if not self._readable(subject, reply):
             return None  # nats-py skips a message it could not build
         return super()._build_message(sid, subject, reply, data, headers)
 
