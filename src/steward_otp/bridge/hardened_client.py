@@ -25,29 +25,32 @@ deafen it with one frame, or keep it reconnecting.
   the connection so that its supervisor starts it again (see
   :mod:`steward_otp.bridge.actor`).
 
-It also hands the messages of a subscription made with :meth:`HardenedClient.subscribe_direct`
-straight to a plain function, from the read loop: not through nats-py's per-subscription
-queue, task and coroutine callback, which cost more than the rest of receiving a message.
-The function must not block (the bridge's offers a message to a bounded Trio channel,
-which drops and counts what does not fit: the same guard as nats-py's pending limits).
+It also writes header blocks with each header name checked once per process, not once per
+message, and hands the messages of a subscription made with
+:meth:`HardenedClient.subscribe_direct` straight to a plain function from the read loop,
+not through nats-py's per-subscription queue, task and coroutine callback. That function
+must not block: the bridge's offers the message to a bounded Trio channel, which drops and
+counts what does not fit (the guard nats-py's pending limits would be).
 
 This module leans on internals of nats-py (``_build_message``, ``_process_headers``,
-``_parse_header_lines``, ``_process_msg``, ``_read_loop``, the parser's ``MSG_RE`` and
-``HMSG_RE``); the integration tests send each
-of those frames through a real nats-server, so a nats-py that renames them fails the
-tests rather than the node.
+``_parse_header_lines``, ``_process_msg``, ``_send_publish``, ``_read_loop``, the parser's
+``MSG_RE`` and ``HMSG_RE``); the integration tests send each of those frames through a
+real nats-server, so a nats-py that renames them fails the tests rather than the node.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
 import nats.protocol.parser
+from nats import errors
 from nats.aio.client import Client
+from nats.protocol.command import hpub_cmd
 
 log = logging.getLogger("steward_otp.bridge")
 
@@ -67,6 +70,32 @@ _UNANSWERABLE: Final = re.compile(rb"[\x00-\x20\x7f]")
 """A control character or space in a subject: no client library sends one."""
 _WHITESPACE: Final = re.compile(r"\s")
 """What makes a header name invalid (nats-py skips such a header)."""
+
+
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""A header name nats-py accepts (an HTTP token)."""
+_NEWLINES: Final = str.maketrans({"\r": " ", "\n": " "})
+
+
+@functools.lru_cache(maxsize=256)
+def _header_name(name: str) -> bytes:
+    """``name`` as written in a header block (b"" for a blank one, which is left out);
+    raises nats-py's BadHeaderError for one that is not a token, as nats-py does."""
+    name = name.strip()
+    if name and not _HEADER_NAME.fullmatch(name):
+        raise errors.BadHeaderError(name)
+    return name.encode()
+
+
+def header_block(headers: Mapping[str, str]) -> bytes:
+    """The ``NATS/1.0`` header block of ``headers``, byte for byte as nats-py writes it."""
+    lines = [b"NATS/1.0\r\n"]
+    for name, value in headers.items():
+        written = _header_name(name)
+        if written:
+            lines.append(written + b": " + value.strip().translate(_NEWLINES).encode() + b"\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 def _utf8(raw: bytes) -> bool:
@@ -137,6 +166,24 @@ class HardenedClient(Client):
         hdr = await self._process_headers(headers)
         if self._readable(subject, reply):
             deliver(subject.decode(), data, hdr, reply.decode())
+
+    async def _send_publish(
+        self,
+        subject: str,
+        reply: str,
+        payload: bytes,
+        payload_size: int,
+        headers: dict[str, Any] | None,
+    ) -> None:
+        if headers is None or not subject:
+            await super()._send_publish(subject, reply, payload, payload_size, headers)
+            return
+        command = hpub_cmd(subject, reply, header_block(headers), payload)
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += payload_size
+        await self._send_command(command)
+        if self._flush_queue is not None and self._flush_queue.empty():
+            await self._flush_pending()
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
