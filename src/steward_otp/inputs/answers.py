@@ -31,6 +31,9 @@ MAX_REJECTED_ANSWERS: Final = 100
 MAX_REPORTS_PER_DOCUMENT: Final = 10
 """Error-log lines one document may cause; the rest are counted in one more line."""
 
+_JSON: Final = json.JSONEncoder(ensure_ascii=False)
+"""``json.dumps(..., ensure_ascii=False)``, made once (each such call makes an encoder)."""
+
 
 def empty_document() -> dict[str, Any]:
     """The answer to a document that holds no message."""
@@ -71,9 +74,7 @@ def bounded_answers(
 
 def answer_lines(answers: Sequence[Answer], limit: int = MAX_REJECTED_ANSWERS) -> bytes:
     """:func:`bounded_answers` as the socket inputs send them: one JSON line each."""
-    return "".join(
-        json.dumps(item, ensure_ascii=False) + "\n" for item in bounded_answers(answers, limit)
-    ).encode()
+    return "".join(_JSON.encode(item) + "\n" for item in bounded_answers(answers, limit)).encode()
 
 
 def bounded_reports(
