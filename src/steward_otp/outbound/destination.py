@@ -30,6 +30,7 @@ from steward_otp.message import (
     Message,
 )
 from steward_otp.outbound.outbox import FULL_RETRY_MIN
+from steward_otp.store.withdrawals import UNKNOWN
 from steward_otp.transport import NO_RESPONDERS_STATUS, InboundMessage
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,12 @@ class Flight:
 
     message: Message
     subject: str
+    stored: bytes | None = None
+    """The CBOR the outbox checked and stored, when it prepared the message in this
+    process."""
+    known_active: int = UNKNOWN
+    """The store's withdrawals generation at which the message was last known active
+    (:mod:`steward_otp.store.withdrawals`)."""
     payload: bytes | None = None
     headers: dict[str, str] | None = None
     sent: int = 0

@@ -43,6 +43,17 @@ to the second; back to the first once every refused write of the destination com
 
 
 @attrs.frozen
+class Checked:
+    """What the outbox knows of a message it prepared in this process, for its Publisher."""
+
+    payload: bytes
+    """The stored CBOR, its node names checked."""
+    generation: int
+    """The store's withdrawals generation read before the message was stored
+    (:mod:`steward_otp.store.withdrawals`)."""
+
+
+@attrs.frozen
 class Dispatch:
     """A durable message for the Router to hand to its Publisher."""
 
@@ -97,8 +108,8 @@ class Outbox:
         self.drain = DrainMeter()
         """Deliveries per destination over the last minute (``queue ls`` progress)."""
         self.mail_send, self.mail_receive = trio.open_memory_channel[RouterMail](mailbox_capacity)
-        self._checked: dict[str, bytes] = {}
-        """Stored CBOR of messages :meth:`prepare` checked, by id, until a Publisher takes it."""
+        self._checked: dict[str, Checked] = {}
+        """Messages :meth:`prepare` checked, by id, until a Publisher takes them."""
         self._checked_bytes = 0
 
     def prepare(self, message: Message) -> Message:
@@ -170,6 +181,7 @@ class Outbox:
 
         For callers that store them inside a larger store operation, then :meth:`route` them.
         """
+        generation = self.store.withdrawals.generation  # read before they are stored
         now = time.time()
         entries = [
             OutboxEntry(
@@ -185,21 +197,23 @@ class Outbox:
         checked = self._checked
         for entry in entries:
             if entry.msg_id not in checked:
-                checked[entry.msg_id] = entry.payload
+                checked[entry.msg_id] = Checked(entry.payload, generation)
                 self._checked_bytes += len(entry.payload)
         while self._checked_bytes > CHECKED_BYTES_KEPT or len(checked) > CHECKED_KEPT:
-            # The oldest go first; their Publishers check and encode them again.
-            self._checked_bytes -= len(checked.pop(next(iter(checked))))
+            # The oldest go first; their Publishers check them in the store and encode them
+            # again.
+            self._checked_bytes -= len(checked.pop(next(iter(checked))).payload)
         return entries
 
-    def take_checked(self, msg_id: str) -> bytes | None:
-        """The stored CBOR of message ``msg_id`` if it went through :meth:`prepare` in this
-        process (its node names checked, its encoding known), once; else None (a message
-        read back from the store is checked and encoded again before it is published)."""
-        raw = self._checked.pop(msg_id, None)
-        if raw is not None:
-            self._checked_bytes -= len(raw)
-        return raw
+    def take_checked(self, msg_id: str) -> Checked | None:
+        """What :meth:`prepare` and :meth:`entries_for` learned of message ``msg_id`` in this
+        process (its encoding, its names checked, the withdrawals generation it was stored
+        at), once; else None (a message read back from the store is checked in the store
+        before its first send, and encoded again)."""
+        known = self._checked.pop(msg_id, None)
+        if known is not None:
+            self._checked_bytes -= len(known.payload)
+        return known
 
     def route(self, prepared: Sequence[Message], new_ids: Sequence[str]) -> None:
         """Hand the newly stored ones among ``prepared`` to the Router."""

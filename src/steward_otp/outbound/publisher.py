@@ -2,12 +2,13 @@
 
 One Publisher run per destination carries out what its
 :class:`~steward_otp.delivery.sender.SenderMachine` decides: a first send goes out without
-a store write unless an operator withdrew the message (the store's
-:class:`~steward_otp.store.withdrawals.Withdrawals`), a retry only once its attempt is
-recorded in the store, a message still unacknowledged :data:`IN_FLIGHT_MARK_DELAY` after
-its first send is marked ``in_flight``, a message leaves the outbox only when a delivered or
-failed mark commits, at most ``window`` messages are unacknowledged at a time, and whatever
-a run holds goes back to the Router unfinished when it stops. The steps it uses:
+a store write, unless an operator withdrew the message (when the store's
+:class:`~steward_otp.store.withdrawals.Withdrawals` moved since the message was known
+active, the store is asked first); a retry goes out only once its attempt is recorded in the
+store; a message still unacknowledged :data:`IN_FLIGHT_MARK_DELAY` after its first send is
+marked ``in_flight``; a message leaves the outbox only when a delivered or failed mark
+commits; at most ``window`` messages are unacknowledged at a time; and whatever a run holds
+goes back to the Router unfinished when it stops. The steps it uses:
 :func:`~steward_otp.outbound.wire_form.wire_form` (what goes on the wire, or why a message
 never can), :class:`~steward_otp.outbound.stream_acks.StreamAcks` (the broker's answers to
 publishes into the JetStream stream) and
@@ -220,7 +221,12 @@ class Publisher:
                     subject = subject_for(message, self.outbox.table)
                     if dest.stream:
                         subject = stream_subject(subject)
-                    dest.flights[message.id] = Flight(message, subject)
+                    known = self.outbox.take_checked(message.id)
+                    dest.flights[message.id] = (
+                        Flight(message, subject)
+                        if known is None
+                        else Flight(message, subject, known.payload, known.generation)
+                    )
             actions: list[Action] = []
             stored: list[str] = []  # in the stream: delivered, settled together below
             for inbound in acks.take():
@@ -281,17 +287,23 @@ class Publisher:
             first = [i for i in action.first if (f := flights.get(i)) is None or not f.sent]
             again = [*action.again, *(i for i in action.first if i not in first)]
             # A first send needs no store write (the message is durable, and its attempt
-            # is not counted); one an operator withdrew meanwhile is never sent.
-            self._stop_sending(dest, store.withdrawals.take(first))
+            # is not counted); a retry's attempt is recorded first.
             sending = [flights[i] for i in first if i in flights]
-            first_sends = len(sending)
             if again:
-                sending += await self._record_attempts(again, dest)
+                generation = store.withdrawals.generation
+                retried = await self._record_attempts(again, dest)
+                for retry in retried:
+                    retry.known_active = generation
+                sending += retried
+            # Nothing an operator withdrew is sent; no await between this and the publish.
+            sending = await self._unwithdrawn(sending, dest)
             fire_and_forget = await self._publish(sending, dest)
-            now = trio.current_time()
-            for first_send in sending[:first_sends]:
-                if first_send.sent == 1:
-                    dest.unmarked[first_send.message.id] = now
+            now, marks_were_due = trio.current_time(), bool(dest.unmarked)
+            for published in sending:
+                if published.sent == 1:  # its first send
+                    dest.unmarked[published.message.id] = now
+            if dest.unmarked and not marks_were_due:
+                dest.wake.set()  # the pump schedules the in-flight mark
             if fire_and_forget:
                 await self._flush_fire_and_forget(fire_and_forget, dest)
         elif isinstance(action, Delivered):
@@ -307,6 +319,34 @@ class Publisher:
                 f"{flight.message.to_node}: {action.reason}"
             )
             await self._fail(dest, flight, text)
+
+    async def _unwithdrawn(self, batch: list[Flight], dest: Destination) -> list[Flight]:
+        """``batch`` less what an operator cancelled or purged since each was known active.
+
+        When the store's withdrawals generation has not moved since, nothing is asked;
+        otherwise the store says which are still active (the others are never sent), until
+        the generation stays put over the question. Returns without an await after the
+        last look at the generation. A full disk refusing the question defers the
+        messages asked about, as a refused attempt record does.
+        """
+        withdrawals = self.outbox.store.withdrawals
+        while True:
+            generation = withdrawals.generation
+            unsure = [f for f in batch if f.known_active != generation]
+            if not unsure:
+                return batch
+            asked = [f.message.id for f in unsure]
+            try:
+                active = set(await self.outbox.store.active_among(asked))
+            except StoreFull as exc:
+                deferred = dest.machine.release(asked)
+                dest.deferred.update(dict.fromkeys(deferred))
+                self.disk_full_backoff.refused(dest, len(deferred), NOT_SENT, exc)
+                return [f for f in batch if f.known_active == generation]
+            self._stop_sending(dest, set(asked) - active)
+            for flight in unsure:
+                flight.known_active = generation
+            batch = [f for f in batch if f.message.id in dest.flights]
 
     async def _record_attempts(self, msg_ids: list[str], dest: Destination) -> list[Flight]:
         """Count another attempt of each of ``msg_ids``; returns the flights to send: those
@@ -333,10 +373,10 @@ class Publisher:
         """
         dest.busy += 1
         try:
-            due = trio.current_time() - IN_FLIGHT_MARK_DELAY
+            now = trio.current_time()
             msg_ids: list[str] = []
             for msg_id, sent_at in list(dest.unmarked.items()):
-                if sent_at > due:
+                if sent_at + IN_FLIGHT_MARK_DELAY > now:  # as the pump reckons it
                     break
                 del dest.unmarked[msg_id]
                 if msg_id in dest.flights:
@@ -368,6 +408,7 @@ class Publisher:
             dest.flights.pop(msg_id, None)
             dest.unmarked.pop(msg_id, None)
             self._give_back(msg_id, delivered=False)
+        dest.wake.set()  # room in the window: the pump offers what waits
 
     async def _delivered(self, dest: Destination, msg_ids: Sequence[str]) -> None:
         """Mark ``msg_ids`` delivered; a full disk keeps them in :attr:`Destination.acked`
@@ -376,14 +417,15 @@ class Publisher:
             dest.acked.update(dict.fromkeys(msg_ids))
             return
         try:
-            await self.outbox.store.mark_delivered_many(msg_ids)
+            retired = await self.outbox.store.mark_delivered_many(msg_ids)
         except StoreFull as exc:
             dest.acked.update(dict.fromkeys(msg_ids))
             self.disk_full_backoff.refused(dest, len(msg_ids), NOT_MARKED_DELIVERED, exc)
             return
         self.disk_full_backoff.stored(dest)
-        self.outbox.stats.delivered += len(msg_ids)
-        self.outbox.drain.delivered(dest.to_node, len(msg_ids), trio.current_time())
+        # Counted once: an ACK again for a message delivered before retires nothing.
+        self.outbox.stats.delivered += len(retired)
+        self.outbox.drain.delivered(dest.to_node, len(retired), trio.current_time())
         for msg_id in msg_ids:
             dest.flights.pop(msg_id, None)
             dest.unmarked.pop(msg_id, None)
@@ -411,7 +453,7 @@ class Publisher:
         for flight in batch:
             message = flight.message
             if flight.payload is None or flight.headers is None:
-                form = wire_form(self.outbox, message, compress, stream=dest.stream)
+                form = wire_form(message, flight.stored, compress, stream=dest.stream)
                 if isinstance(form, str):
                     dest.machine.forget([message.id])
                     dest.flights.pop(message.id, None)

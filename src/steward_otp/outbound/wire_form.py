@@ -15,19 +15,19 @@ from steward_otp.delivery.protocol import with_version
 from steward_otp.jetstream import BROADCAST_NODE
 from steward_otp.limits import WIRE_HEADROOM, current_max_payload, unsendable_reason
 from steward_otp.message import Message
-from steward_otp.outbound.outbox import Outbox
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 """The header by which JetStream recognises a resend of the same message."""
 
 
 def wire_form(
-    outbox: Outbox, message: Message, compress: int | None, *, stream: bool
+    message: Message, stored: bytes | None, compress: int | None, *, stream: bool
 ) -> codec.EncodedMessage | str:
     """``message``'s payload and headers for publishing (into the stream when ``stream``),
-    or the reason it can never be published."""
+    or the reason it can never be published. ``stored`` is the CBOR the outbox checked and
+    kept for it (:meth:`~steward_otp.outbound.outbox.Outbox.take_checked`), if any."""
     try:  # a message that can never be sent is failed, not retried for ever
-        encoded, unsendable = encode(outbox, message, compress)
+        encoded, unsendable = encode(message, stored, compress)
     except Exception as exc:
         unsendable = f"it cannot be encoded: {type(exc).__name__}: {exc}"
     if unsendable is None and not stream and message.to_node == BROADCAST_NODE:
@@ -45,17 +45,16 @@ def wire_form(
 
 
 def encode(
-    outbox: Outbox, message: Message, compress: int | None
+    message: Message, stored: bytes | None, compress: int | None
 ) -> tuple[codec.EncodedMessage, str | None]:
     """``message`` encoded for publishing, and why it can never be published (or None).
 
-    A message this process prepared is framed from its stored CBOR and, its names
-    checked already, only its size is checked again (the broker's ``max_payload`` may
-    have changed since); any other is checked in full and encoded.
+    A message with ``stored`` CBOR (prepared in this process) is framed from it and, its
+    names checked already, only its size is checked again (the broker's ``max_payload``
+    may have changed since); any other is checked in full and encoded.
     """
-    raw = outbox.take_checked(message.id)
-    if raw is None:
+    if stored is None:
         return codec.encode(message, compress_threshold=compress), unsendable_reason(message)
-    encoded = codec.frame(raw, message.from_node, compress_threshold=compress)
-    fits = len(raw) <= current_max_payload() - WIRE_HEADROOM
+    encoded = codec.frame(stored, message.from_node, compress_threshold=compress)
+    fits = len(stored) <= current_max_payload() - WIRE_HEADROOM
     return encoded, None if fits else unsendable_reason(message)

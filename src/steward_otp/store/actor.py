@@ -166,8 +166,8 @@ class StoreActor:
         self._recovered_in_flight = 0
         self._disk_full = 0
         self.withdrawals = Withdrawals()
-        """Active messages an operator cancelled or purged: what publishers must not send
-        (:mod:`steward_otp.store.withdrawals`)."""
+        """Advanced by every cancel or purge of active messages: how publishers learn not to
+        send them (:mod:`steward_otp.store.withdrawals`)."""
 
     @property
     def path(self) -> Path:

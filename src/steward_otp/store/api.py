@@ -96,9 +96,7 @@ class Store(StoreActor):
         ignored (and left out of the result). Raises ``TypeError`` for non-entries before
         anything is submitted.
         """
-        new = await self._call(Enqueue(tuple(entries)))
-        self.withdrawals.discard(new)
-        return new
+        return await self._call(Enqueue(tuple(entries)))
 
     async def mark_in_flight(self, msg_id: str) -> bool:
         """A publisher took the message: ``queued`` -> ``in_flight`` (already in flight: ok).
@@ -149,9 +147,9 @@ class Store(StoreActor):
     async def cancel(self, msg_id: str, reason: str = "cancelled by operator") -> bool:
         """Operator cancel: active -> ``cancelled`` (held, audited); False if not active.
 
-        A publisher holding the message unsent finds it in :attr:`withdrawals` and never
-        sends it; one that sent it already learns it at its next :meth:`record_attempt`,
-        which returns False.
+        A publisher holding the message unsent learns it through :attr:`withdrawals` and
+        never sends it; one that sent it already learns it at its next
+        :meth:`record_attempt`, which returns False.
         """
         return await self._call(Cancel(msg_id, reason, withdrawals=self.withdrawals))
 
@@ -161,10 +159,7 @@ class Store(StoreActor):
         It keeps its place in acceptance order (its ``seq``). False in any other state.
         Whoever routes messages must be told to pick it up (e.g. re-read :meth:`pending`).
         """
-        retried = await self._call(Retry(msg_id, not_before))
-        if retried:
-            self.withdrawals.discard([msg_id])
-        return retried
+        return await self._call(Retry(msg_id, not_before))
 
     async def purge(
         self,

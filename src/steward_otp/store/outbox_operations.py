@@ -262,7 +262,7 @@ class Cancel:
         default="cancelled by operator", validator=attrs.validators.instance_of(str)
     )
     withdrawals: Withdrawals | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
-    """Told of the message before the change commits (see :mod:`.withdrawals`)."""
+    """Told of the cancel before the change commits (see :mod:`.withdrawals`)."""
 
     def apply(self, db: sqlite3.Connection, now: float) -> bool:
         cancelled = _finish(
@@ -275,7 +275,7 @@ class Cancel:
             keep_as=OutboxState.CANCELLED,
         )
         if cancelled and self.withdrawals is not None:
-            self.withdrawals.add([self.msg_id])
+            self.withdrawals.note()
         return cancelled
 
 
@@ -327,7 +327,7 @@ class Purge:
         default=DEFAULT_PURGE_STATES, converter=_purge_states
     )
     withdrawals: Withdrawals | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
-    """Told of the active messages removed before the change commits (see
+    """Told when active messages are removed, before the change commits (see
     :mod:`.withdrawals`)."""
 
     def _where(self, now: float) -> tuple[str, list[object]]:
@@ -354,9 +354,9 @@ class Purge:
         removed = db.execute(
             f"DELETE FROM outbox WHERE {where} RETURNING msg_id, state", params
         ).fetchall()
-        if self.withdrawals is not None:
-            active = {str(state) for state in ACTIVE_STATES}
-            self.withdrawals.add(msg_id for msg_id, state in removed if state in active)
+        active = {str(state) for state in ACTIVE_STATES}
+        if self.withdrawals is not None and any(state in active for _, state in removed):
+            self.withdrawals.note()
         return len(removed)
 
 

@@ -15,7 +15,7 @@ import trio
 
 from steward_otp import codec
 from steward_otp.delivery.protocol import Ack
-from steward_otp.delivery.sender import Action, Transmit
+from steward_otp.delivery.sender import DEFAULT_WINDOW, Action, Transmit
 from steward_otp.loopback import LoopbackBroker, LoopbackTransport
 from steward_otp.message import Message, MessageDefaults
 from steward_otp.methods import builtin_table
@@ -191,10 +191,16 @@ async def test_one_ack_settles_a_whole_window_at_once(autojump_clock: object) ->
 
 @attrs.define
 class CountingStore(MemoryStore):
-    """Records the ids of every ``mark_in_flight_many`` and ``mark_delivered_many`` call."""
+    """Records the ids of every ``mark_in_flight_many``, ``mark_delivered_many`` and
+    ``active_among`` call."""
 
     in_flight_calls: list[list[str]] = attrs.field(factory=list)
     delivered_calls: list[list[str]] = attrs.field(factory=list)
+    active_calls: list[list[str]] = attrs.field(factory=list)
+
+    async def active_among(self, ids: Sequence[str]) -> list[str]:
+        self.active_calls.append(list(ids))
+        return await super().active_among(ids)
 
     async def mark_in_flight_many(self, ids: Sequence[str]) -> list[str]:
         self.in_flight_calls.append(list(ids))
@@ -251,15 +257,27 @@ async def test_a_message_unanswered_for_a_second_is_marked_in_flight(
     assert sc.reports == []
 
 
-async def test_a_message_withdrawn_before_its_first_send_is_never_sent(
+def finished_mail(outbox: Outbox) -> list[Finished]:
+    """The Finished mail waiting for the Router (a Publisher's gave-backs)."""
+    mail: list[Finished] = []
+    while True:
+        try:
+            item = outbox.mail_receive.receive_nowait()
+        except trio.WouldBlock:
+            return mail
+        if isinstance(item, Finished):
+            mail.append(item)
+
+
+async def test_a_message_this_process_did_not_store_is_checked_before_its_first_send(
     autojump_clock: object,
 ) -> None:
-    """An id in the store's withdrawals (an operator cancelled or purged the message) is
-    dropped by the Publisher before its first send and given back to the Router; the
-    others go out."""
+    """A message the Publisher did not see stored (read back from the store, say) is asked
+    about in the store first: one the store no longer holds active (an operator cancelled
+    or purged it) is never sent and goes back to the Router; the others go out."""
     store = CountingStore()
-    store.withdrawals.add(["m1", "m3"])
     sc = await scene(store, 4)
+    store.active.difference_update({"m1", "m3"})
     async with running(sc.supervisor) as registry:
         hand_over(registry, sc.msgs)
         arrived = [await sc.subscription.receive.receive() for _ in range(2)]
@@ -268,15 +286,72 @@ async def test_a_message_withdrawn_before_its_first_send_is_never_sent(
         with pytest.raises(trio.WouldBlock):
             sc.subscription.receive.receive_nowait()
     assert sorted(codec.decode(a.payload, a.headers).id for a in arrived) == ["m0", "m2"]
-    assert len(store.withdrawals) == 0  # each taken once
-    finished = []
-    while True:
-        try:
-            finished.append(sc.outbox.mail_receive.receive_nowait())
-        except trio.WouldBlock:
-            break
+    assert store.active_calls == [["m0", "m1", "m2", "m3"]]
+    finished = finished_mail(sc.outbox)
     assert Finished("m1", delivered=False) in finished
     assert Finished("m3", delivered=False) in finished
+
+
+async def test_first_sends_ask_the_store_only_after_a_withdrawal(autojump_clock: object) -> None:
+    """Messages this process stored go out without a store question while no cancel or
+    purge happened since they were stored; after one, the store is asked, and a message
+    it withdrew is never sent."""
+    store = CountingStore()
+    sc = await scene(store, 6)
+    sc.outbox.entries_for(sc.msgs)  # stored here, at withdrawals generation 0
+    async with running(sc.supervisor) as registry:
+        hand_over(registry, sc.msgs[:3])
+        first = [await sc.subscription.receive.receive() for _ in range(3)]
+        assert store.active_calls == []
+        store.active.discard("m4")  # an operator cancels m4 ...
+        store.withdrawals.note()  # ... which the store notes before it commits
+        hand_over(registry, sc.msgs[3:])
+        later = [await sc.subscription.receive.receive() for _ in range(2)]
+        assert store.active_calls == [["m3", "m4", "m5"]]
+        sc.receiver.publish_nowait(first[0].reply, Ack(("m0", "m1", "m2", "m3", "m5")).encode())
+        await trio.sleep(60)
+        with pytest.raises(trio.WouldBlock):
+            sc.subscription.receive.receive_nowait()
+    assert [codec.decode(a.payload, a.headers).id for a in later] == ["m3", "m5"]
+    assert Finished("m4", delivered=False) in finished_mail(sc.outbox)
+
+
+async def test_withdrawn_messages_make_room_in_the_window_at_once(
+    autojump_clock: object,
+) -> None:
+    """A whole window of withdrawn messages does not hold up the ones behind it until an
+    ACK timeout: the room they leave is used at once."""
+    store = CountingStore()
+    sc = await scene(store, DEFAULT_WINDOW + 3)
+    store.active.difference_update(m.id for m in sc.msgs[:DEFAULT_WINDOW])
+    async with running(sc.supervisor) as registry:
+        hand_over(registry, sc.msgs)
+        with trio.fail_after(0.5):  # the ACK timeout is 5 s
+            arrived = [await sc.subscription.receive.receive() for _ in range(3)]
+    assert [codec.decode(a.payload, a.headers).id for a in arrived] == [
+        m.id for m in sc.msgs[DEFAULT_WINDOW:]
+    ]
+
+
+async def test_the_in_flight_mark_is_written_a_second_after_the_send_without_an_ack(
+    autojump_clock: object,
+) -> None:
+    """Nothing else wakes the Publisher (no ACK, no new message): the mark is written
+    ``IN_FLIGHT_MARK_DELAY`` after the first send all the same, once, and not at the ACK
+    timeout. The send is at an odd time (0.2 s), where a mark reckoned two ways could never
+    fall due."""
+    store = CountingStore()
+    sc = await scene(store, 3)
+    async with running(sc.supervisor) as registry:
+        await trio.sleep(0.2)
+        hand_over(registry, sc.msgs)
+        [await sc.subscription.receive.receive() for _ in range(3)]
+        sent_at = trio.current_time()
+        while not store.in_flight_calls:
+            await trio.sleep(0.01)
+        assert trio.current_time() - sent_at < IN_FLIGHT_MARK_DELAY + 0.05
+        await trio.sleep(3)
+    assert store.in_flight_calls == [["m0", "m1", "m2"]]
 
 
 async def test_the_stream_answers_of_one_wake_up_are_settled_together(
