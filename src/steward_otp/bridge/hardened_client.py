@@ -33,9 +33,10 @@ must not block: the bridge's offers the message to a bounded Trio channel, which
 counts what does not fit (the guard nats-py's pending limits would be).
 
 This module leans on internals of nats-py (``_build_message``, ``_process_headers``,
-``_parse_header_lines``, ``_process_msg``, ``_send_publish``, ``_read_loop``, the parser's
-``MSG_RE`` and ``HMSG_RE``); the integration tests send each of those frames through a
-real nats-server, so a nats-py that renames them fails the tests rather than the node.
+``_parse_header_lines``, ``_process_msg``, ``_send_publish``, ``_send_subscribe``,
+``_remove_sub``, ``_read_loop``, the parser's ``MSG_RE`` and ``HMSG_RE``); the integration
+tests send each of those frames through a real nats-server, so a nats-py that renames them
+fails the tests rather than the node.
 """
 
 from __future__ import annotations
@@ -143,13 +144,29 @@ class HardenedClient(Client):
         self.reader_stopped = False
         """The read loop ended while the connection was up: nothing more is read."""
         self._direct: dict[int, Deliver] = {}
+        self._subscribing: Deliver | None = None
 
     async def subscribe_direct(self, subject: str, deliver: Deliver, queue: str = "") -> Any:
         """Subscribe to ``subject`` (in ``queue``), each message going to ``deliver`` from
-        the read loop; returns nats-py's subscription (unsubscribe it as any other)."""
-        sub = await self.subscribe(subject, queue=queue)
-        self._direct[sub._id] = deliver
-        return sub
+        the read loop; returns nats-py's subscription (unsubscribe it as any other).
+        ``deliver`` is in place before the broker hears of the subscription."""
+        self._subscribing = deliver
+        try:
+            return await self.subscribe(subject, queue=queue)
+        finally:
+            self._subscribing = None
+
+    async def _send_subscribe(self, sub: Any) -> None:
+        # nats-py's subscribe() gets here without an await, so this is the subscription
+        # subscribe_direct() is making.
+        if self._subscribing is not None:
+            self._direct[sub._id] = self._subscribing
+            self._subscribing = None
+        await super()._send_subscribe(sub)
+
+    def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
+        self._direct.pop(sid, None)
+        super()._remove_sub(sid, max_msgs)
 
     async def _process_msg(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any
@@ -158,14 +175,15 @@ class HardenedClient(Client):
         if deliver is None:
             await super()._process_msg(sid, subject, reply, data, headers)
             return
-        if self._subs.get(sid) is None:  # unsubscribed: forget it
-            del self._direct[sid]
-            return
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)
         hdr = await self._process_headers(headers)
-        if self._readable(subject, reply):
+        if not self._readable(subject, reply):
+            return
+        try:
             deliver(subject.decode(), data, hdr, reply.decode())
+        except Exception:  # a bug there must not end the read loop
+            log.exception("bridge: a subscription could not take a message on %r", subject)
 
     async def _send_publish(
         self,
