@@ -148,6 +148,21 @@ async def test_a_bad_copy_request_is_answered_in_the_copyerror_file(
     assert state_files(tmp_path) == []
 
 
+async def test_a_bad_copy_request_too_large_to_answer_is_reported_and_crashes_nothing(
+    tmp_path: Path,
+) -> None:
+    """A request that alone fills a message (a huge ``previousMessage``) cannot be answered
+    within the broker's limit: the failure is reported, the reply is left out, the handler
+    does not crash."""
+    services = FakeServices(tmp_path)
+    huge = Message(to_node="ship1", from_node="central", method="REQPing", data=b"x" * 1_044_200)
+    msg = attrs.evolve(copy_request("files/a.bin"), previous_message=huge)
+    assert await CopySource().copy_src(context(services, msg, seconds=30), msg) is None
+    assert services.submitted == []
+    [report] = services.reported("error")
+    assert report.startswith('error: REQCopySrc: field "methodArgs"')
+
+
 @pytest.mark.parametrize(
     ("args", "from_node", "complaint"),
     [

@@ -15,6 +15,7 @@ copy itself does not depend on them.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Final
@@ -57,7 +58,9 @@ from steward_otp.handlers.copy.protocol import (
     protocol_retries,
 )
 from steward_otp.handlers.paths import UnsafePath, refuse_own_folder
-from steward_otp.message import Message
+from steward_otp.message import Message, wire_errors
+
+log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL: Final = 10.0
 """Seconds between two progress replies of one copy."""
@@ -110,8 +113,13 @@ async def _reply(
     services: NodeServices, request: Message, copy_id: str, text: str, *, error: bool, tag: str
 ) -> None:
     reply = copy_reply(request, services.node_name, copy_id, text, error=error, tag=tag)
-    if reply is not None:
-        await services.submit([reply])
+    if reply is None:
+        return
+    problems = wire_errors(reply)
+    if problems:  # the request alone fills a message, or names a node that cannot be answered
+        log.error("%s: copy %s: reply not sent: %s", request.method, copy_id, problems[0])
+        return
+    await services.submit([reply])
 
 
 class CopySource:
