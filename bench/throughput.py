@@ -28,7 +28,10 @@ started here on a free 127.0.0.1 port) and prints, each with its target:
 
 Besides, the CPU time each node process used per message during (b), (d) and (e)
 (``*_cpu_us_*``, from ``/proc/<pid>/stat``): on a machine shared with other work the rates
-move with the load, the CPU per message much less, so it is the figure to compare changes by.
+move with the load, the CPU per message much less. Both move with the machine's own speed,
+which can change over a day: compare two versions by running them in turn, in the same hour
+(``PYTHONPATH=<checkout>/src .venv/bin/python <checkout>/bench/throughput.py`` runs another
+checkout's code).
 
     .venv/bin/python bench/throughput.py [--json] [--quick] [--no-jetstream] [--py-spy DIR]
 
