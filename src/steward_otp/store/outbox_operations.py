@@ -351,13 +351,14 @@ class Purge:
             f" ?, reason FROM outbox WHERE {where} ORDER BY seq",
             [now, *params],
         )
-        removed = db.execute(
-            f"DELETE FROM outbox WHERE {where} RETURNING msg_id, state", params
-        ).fetchall()
         active = {str(state) for state in ACTIVE_STATES}
-        if self.withdrawals is not None and any(state in active for _, state in removed):
+        removed, withdrew = 0, False
+        for (state,) in db.execute(f"DELETE FROM outbox WHERE {where} RETURNING state", params):
+            removed += 1
+            withdrew = withdrew or state in active
+        if withdrew and self.withdrawals is not None:
             self.withdrawals.note()
-        return len(removed)
+        return removed
 
 
 @attrs.frozen
