@@ -33,6 +33,9 @@ async def _exercise(url: str) -> tuple[list[tuple[str, bytes, dict[str, str] | N
             done.set()
 
     sub = await client.subscribe_direct("ship1.>", deliver, queue="ship1")
+    # nats-py's flush() writes its PING ahead of what waits in its buffer (the SUB): push
+    # that out first, as the bridge does, so the broker has the subscription on its return.
+    await client._flush_pending(force_flush=True)
     await client.flush()
     await publisher.publish("ship1.a", b"first", reply="_INBOX.r1", headers={"sotp": "2"})
     await publisher.publish("ship1.b", b"boom")
