@@ -99,6 +99,12 @@ def header_block(headers: Mapping[str, str]) -> bytes:
     return b"".join(lines)
 
 
+def _worth_a_line(count: int) -> bool:
+    """Whether the ``count``-th refused frame of a kind is logged: the first and every
+    1000th, so a flood of them costs a few lines."""
+    return count == 1 or count % 1000 == 0
+
+
 def _utf8(raw: bytes) -> bool:
     if raw.isascii():
         return True
@@ -230,7 +236,7 @@ class HardenedClient(Client):
         ):
             return True
         self.refused.dropped += 1
-        if self.refused.dropped == 1 or self.refused.dropped % 1000 == 0:
+        if _worth_a_line(self.refused.dropped):
             log.warning(
                 "bridge: dropped a message whose subject or reply subject is not UTF-8 "
                 "or holds a control character (%d so far): subject %r, reply %r",
@@ -253,7 +259,7 @@ class HardenedClient(Client):
             return await super()._process_headers(headers)
         except Exception as exc:
             self.refused.unreadable_headers += 1
-            if self.refused.unreadable_headers == 1 or self.refused.unreadable_headers % 1000 == 0:
+            if _worth_a_line(self.refused.unreadable_headers):
                 log.warning(
                     "bridge: a message's header block could not be read (%d so far: %r); "
                     "taken as no headers: %r",
