@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from steward_otp.bridge import (
+    BridgeBusy,
     BridgeClosed,
     BridgeSettings,
     ConnectionState,
@@ -203,3 +204,28 @@ async def test_stopping_the_bridge_ends_subscription_channels(nats_server: NatsS
     assert bridge.state is ConnectionState.CLOSED
     with pytest.raises(trio.EndOfChannel):
         await subscription.receive.receive()
+
+
+async def test_a_full_outbound_queue_refuses_publish_nowait_and_frees_up_once_sent(
+    nats_server: NatsServer,
+) -> None:
+    bridge = NatsBridge(settings(nats_server.url, outbound_capacity=3))
+    # Not running yet: publishes wait in the outbound queue, up to its capacity.
+    for i in range(3):
+        bridge.publish_nowait("ship1.REQTest.EventNACK", str(i).encode())
+    with pytest.raises(BridgeBusy, match="outbound queue full \\(3 messages\\)"):
+        bridge.publish_nowait("ship1.REQTest.EventNACK", b"refused")
+    async with running_bridge(nats_server.url, "reader") as reader:
+        subscription = reader.subscribe("ship1.REQTest.EventNACK")
+        await reader.flush()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bridge.run)
+            await bridge.flush()
+            await wait_for(lambda: bridge.info["outbound_queued"] == 0)  # the live tree's figure
+            for i in range(3, 6):  # room again, and publish waits for it when there is none
+                await bridge.publish("ship1.REQTest.EventNACK", str(i).encode())
+            with trio.fail_after(10):
+                received = [int((await subscription.receive.receive()).payload) for _ in range(6)]
+            nursery.cancel_scope.cancel()
+    # The three queued before the bridge ran went out once it connected, in order.
+    assert received == [0, 1, 2, 3, 4, 5]

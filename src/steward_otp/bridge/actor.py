@@ -85,6 +85,8 @@ class NatsBridge:
         # The channel itself is unbounded so that subscription changes, flushes and closes
         # always get in; publishes are held to ``outbound_capacity`` by _queue_publish.
         self._outbound_send, self._outbound_receive = trio.open_memory_channel[Command](math.inf)
+        self._queued = 0
+        """Commands in the outbound channel (what its statistics say, kept by hand: cheaper)."""
         self._room = trio.Event()
         self._inbox_prefix = inbox_prefix(settings.name, NUID().next().decode())
         self._replies = PendingReplies()
@@ -114,9 +116,9 @@ class NatsBridge:
         reply: str = "",
     ) -> None:
         """Queue one publish without waiting. Raises BridgeBusy if the outbound queue is full."""
-        if self._queued() >= self.settings.outbound_capacity:
+        if self._queued >= self.settings.outbound_capacity:
             raise BridgeBusy(f"outbound queue full ({self.settings.outbound_capacity} messages)")
-        self._outbound_send.send_nowait(Publish(subject, payload, headers, reply))
+        self._enqueue(Publish(subject, payload, headers, reply))
 
     async def publish(
         self,
@@ -128,13 +130,15 @@ class NatsBridge:
         """Queue one publish, waiting for room in the outbound queue if needed."""
         await self._queue_publish(Publish(subject, payload, headers, reply))
 
-    def _queued(self) -> int:
-        return int(self._outbound_send.statistics().current_buffer_used)
+    def _enqueue(self, command: Command) -> None:
+        """Put ``command`` in the outbound channel (unbounded: never blocks)."""
+        self._outbound_send.send_nowait(command)
+        self._queued += 1
 
     async def _queue_publish(self, command: Publish) -> None:
-        while self._queued() >= self.settings.outbound_capacity:
+        while self._queued >= self.settings.outbound_capacity:
             await self._room.wait()
-        self._outbound_send.send_nowait(command)
+        self._enqueue(command)
         await trio.lowlevel.checkpoint()
 
     async def request(
@@ -173,7 +177,7 @@ class NatsBridge:
             subject, queue, capacity or self.settings.default_inbound_capacity
         )
         self._subscriptions.add(subscription)
-        self._outbound_send.send_nowait(Subscribe(subscription))
+        self._enqueue(Subscribe(subscription))
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -181,7 +185,7 @@ class NatsBridge:
         if subscription in self._subscriptions:
             self._subscriptions.discard(subscription)
             subscription.close()
-            self._outbound_send.send_nowait(Unsubscribe(subscription))
+            self._enqueue(Unsubscribe(subscription))
 
     async def flush(self) -> None:
         """Wait until everything queued before this call has reached the broker.
@@ -193,7 +197,7 @@ class NatsBridge:
         """
         while True:
             command = Flush()
-            await self._outbound_send.send(command)
+            self._enqueue(command)
             await command.done.wait()
             if command.ok:
                 return
@@ -209,7 +213,7 @@ class NatsBridge:
         The bridge then crashes with BridgeClosed and its supervisor restarts it (and, under
         rest_for_one, everything that depends on it): a forced reconnect cycle.
         """
-        self._outbound_send.send_nowait(CloseConnection(reason))
+        self._enqueue(CloseConnection(reason))
 
     @property
     def max_payload(self) -> int:
@@ -323,6 +327,7 @@ class NatsBridge:
                     batch.append(receive.receive_nowait())
                 except trio.WouldBlock:
                     break
+            self._queued -= len(batch)
             await send_batch(nc, batch)
             self._room.set()
             self._room = trio.Event()
@@ -430,7 +435,7 @@ class NatsBridge:
             published=self.published,
             publish_errors=self.publish_errors,
             max_payload=self.max_payload,
-            outbound_queued=self._outbound_send.statistics().current_buffer_used,
+            outbound_queued=self._queued,
             dropped_frames=self.refused.dropped,
             unreadable_headers=self.refused.unreadable_headers,
         )

@@ -89,9 +89,20 @@ def _header_name(name: str) -> bytes:
 
 
 def header_block(headers: Mapping[str, str]) -> bytes:
-    """The ``NATS/1.0`` header block of ``headers``, byte for byte as nats-py writes it."""
+    """The ``NATS/1.0`` header block of ``headers``, byte for byte as nats-py writes it.
+
+    A node sends the same few header sets again and again (its name, the encoding, the
+    protocol version): the blocks of the last :data:`_HEADER_BLOCKS_KEPT` are kept."""
+    return _header_block(tuple(headers.items()))
+
+
+_HEADER_BLOCKS_KEPT: Final = 64
+
+
+@functools.lru_cache(maxsize=_HEADER_BLOCKS_KEPT)
+def _header_block(items: tuple[tuple[str, str], ...]) -> bytes:
     lines = [b"NATS/1.0\r\n"]
-    for name, value in headers.items():
+    for name, value in items:
         written = _header_name(name)
         if written:
             lines.append(written + b": " + value.strip().translate(_NEWLINES).encode() + b"\r\n")

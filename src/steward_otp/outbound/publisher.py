@@ -283,12 +283,18 @@ class Publisher:
             if not (action.first or action.again):
                 return
         if isinstance(action, Transmit):
-            # A message offered again after a full disk was sent before: a retry.
-            first = [i for i in action.first if (f := flights.get(i)) is None or not f.sent]
-            again = [*action.again, *(i for i in action.first if i not in first)]
+            sending: list[Flight] = []
+            again = list(action.again)
+            for msg_id in action.first:
+                flight = flights.get(msg_id)
+                if flight is None:
+                    continue
+                if flight.sent:  # offered again after a full disk: a retry
+                    again.append(msg_id)
+                else:
+                    sending.append(flight)
             # A first send needs no store write (the message is durable, and its attempt
             # is not counted); a retry's attempt is recorded first.
-            sending = [flights[i] for i in first if i in flights]
             if again:
                 generation = store.withdrawals.generation
                 retried = await self._record_attempts(again, dest)
