@@ -111,8 +111,8 @@ def _header_block(items: tuple[tuple[str, str], ...]) -> bytes:
 
 
 def _worth_a_line(count: int) -> bool:
-    """Whether the ``count``-th refused frame of a kind is logged: the first and every
-    1000th, so a flood of them costs a few lines."""
+    """Whether the ``count``-th refused frame (or failed take) of a kind is logged: the
+    first and every 1000th, so a flood of them costs a few lines."""
     return count == 1 or count % 1000 == 0
 
 
@@ -161,6 +161,9 @@ class HardenedClient(Client):
         self.reader_stopped = False
         """The read loop ended while the connection was up: nothing more is read."""
         self._direct: dict[int, Deliver] = {}
+        self.failed_takes = 0
+        """Messages a direct subscription's deliver function raised on (a bug; the first
+        and every 1000th are logged with the traceback), lost to that subscription."""
         self._subscribing: Deliver | None = None
 
     async def subscribe_direct(self, subject: str, deliver: Deliver, queue: str = "") -> Any:
@@ -200,7 +203,13 @@ class HardenedClient(Client):
         try:
             deliver(subject.decode(), data, hdr, reply.decode())
         except Exception:  # a bug there must not end the read loop
-            log.exception("bridge: a subscription could not take a message on %r", subject)
+            self.failed_takes += 1
+            if _worth_a_line(self.failed_takes):
+                log.exception(
+                    "bridge: a subscription could not take a message on %r (%d so far)",
+                    subject,
+                    self.failed_takes,
+                )
 
     async def _send_publish(
         self,
