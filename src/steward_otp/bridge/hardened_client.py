@@ -25,8 +25,8 @@ deafen it with one frame, or keep it reconnecting.
   the connection so that its supervisor starts it again (see
   :mod:`steward_otp.bridge.actor`).
 
-It also writes header blocks with each header name checked once per process, not once per
-message, and hands the messages of a subscription made with
+It also writes header blocks once per header set (a node sends few), not once per message,
+and hands the messages of a subscription made with
 :meth:`HardenedClient.subscribe_direct` straight to a plain function from the read loop,
 not through nats-py's per-subscription queue, task and coroutine callback. That function
 must not block: the bridge's offers the message to a bounded Trio channel, which drops and
@@ -36,7 +36,8 @@ This module leans on internals of nats-py (``_build_message``, ``_process_header
 ``_parse_header_lines``, ``_process_msg``, ``_send_publish``, ``_send_subscribe``,
 ``_remove_sub``, ``_read_loop``, the parser's ``MSG_RE`` and ``HMSG_RE``); the integration
 tests send each of those frames through a real nats-server, so a nats-py that renames them
-fails the tests rather than the node.
+fails the tests rather than the node. ``pyproject.toml`` therefore admits only the nats-py
+release the tests pass with.
 """
 
 from __future__ import annotations
