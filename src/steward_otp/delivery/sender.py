@@ -144,6 +144,9 @@ class SenderMachine:
         self.missed_acks = 0
         """ACK deadlines that passed (each one a lost message or a lost ACK)."""
         self._silent = False
+        self._all_unheard = False
+        """Every SENT entry is unheard already: a further "no responders" changes nothing
+        (a window of them must not cost a scan of the window each)."""
         self._probe_delay = PROBE_FIRST
         self._probe_due = math.inf
         self.probes = 0
@@ -213,9 +216,11 @@ class SenderMachine:
         """The broker answered a transmission with "no responders": nobody subscribes at
         the destination now. What is sent and not settled becomes unheard and the
         destination silent until an ACK arrives (see the module docstring)."""
-        for entry in self._outstanding.values():
-            if entry.phase is _Phase.SENT:
-                entry.unheard = True
+        if not self._all_unheard:
+            for entry in self._outstanding.values():
+                if entry.phase is _Phase.SENT:
+                    entry.unheard = True
+            self._all_unheard = True
         if not self._silent:
             self._silent = True
             self._probe_delay = PROBE_FIRST
@@ -262,6 +267,7 @@ class SenderMachine:
             else:
                 entry.phase = _Phase.SENT
                 entry.unheard = False
+                self._all_unheard = False
                 entry.transmissions += 1
                 self._set_due(msg_id, entry, now + entry.item.ack_timeout)
                 again.append(msg_id)
@@ -271,6 +277,7 @@ class SenderMachine:
             msg_id, item = self._queue.popitem(last=False)
             if item.wants_ack:
                 entry = _Outstanding(item, _Phase.SENT, now)
+                self._all_unheard = False
                 self._outstanding[msg_id] = entry
                 self._set_due(msg_id, entry, now + item.ack_timeout)
             else:
@@ -290,6 +297,7 @@ class SenderMachine:
         actions += [Refused(i, reason) for i, reason in ack.rejected if self._settle(i)]
         if self._silent:
             self._silent = False
+            self._all_unheard = False
             self._probe_due = math.inf
             resend = []
             for msg_id, entry in self._outstanding.items():

@@ -139,6 +139,31 @@ def test_a_silent_destination_is_probed_and_gets_its_unheard_window_when_it_answ
     assert machine.poll(20.0) == [GaveUp(("b", "c"))]
 
 
+def test_what_is_sent_or_heard_of_while_silent_becomes_unheard_at_the_next_notice() -> None:
+    machine = SenderMachine(window=4)
+    for msg_id in ("a", "b"):
+        machine.offer(Outgoing(msg_id, ack_timeout=10, attempts=3))
+    machine.poll(0.0)
+    machine.nobody_listening(0.0)
+    machine.nobody_listening(0.0)  # the notice of the other publish changes nothing more
+    # A first send while silent meets its own notice.
+    machine.offer(Outgoing("c", ack_timeout=10, attempts=3))
+    assert transmitted(machine.poll(1.0)) == ["c"]
+    machine.nobody_listening(1.0)
+    assert machine.acked(Ack(accepted=("a",))) == [
+        Delivered(("a",)),
+        Transmit(resend=("b", "c")),
+    ]
+    # Heard of again by that ACK, and nothing sent since: the next notice still counts.
+    machine.nobody_listening(2.0)
+    assert machine.acked(Ack(accepted=("b",))) == [Delivered(("b",)), Transmit(resend=("c",))]
+    # A retry while silent meets its own notice too.
+    machine.nobody_listening(3.0)
+    assert transmitted(machine.poll(11.0)) == ["c"]
+    machine.nobody_listening(11.0)
+    assert machine.acked(Ack(accepted=("other",))) == [Transmit(resend=("c",))]
+
+
 def test_a_long_silence_costs_about_one_probe_per_ack_timeout() -> None:
     machine = SenderMachine()
     machine.offer(Outgoing("a", ack_timeout=5, attempts=1000))
