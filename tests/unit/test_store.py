@@ -416,6 +416,30 @@ async def test_pending_pages_through_a_long_queue(make_store: MakeStore) -> None
     assert seen == [f"m{i:03}" for i in range(250)]
 
 
+async def test_pending_ids_and_rows_are_the_active_messages_oldest_accepted_first(
+    make_store: MakeStore,
+) -> None:
+    async with running(make_store()) as store:
+        await store.enqueue([entry(f"m{i}") for i in range(6)])
+        await store.mark_in_flight("m3")  # in flight: still pending, in acceptance order
+        await store.mark_delivered("m1")
+        await store.mark_failed("m2", "gave up")
+        await store.cancel("m4")
+        ids = await store.pending_ids()
+        assert ids == [r.msg_id for r in await store.pending()] == ["m0", "m3", "m5"]
+        # Rows of the ids asked for that are still to deliver, in acceptance order,
+        # whatever order they were asked in (more ids than one SQL statement takes).
+        asked = ["m5", "m1", "m2", "m4", "unknown", "m3", "m0", *(f"x{i}" for i in range(2000))]
+        rows = await store.pending_rows(asked)
+        assert [(r.msg_id, r.state) for r in rows] == [
+            ("m0", OutboxState.QUEUED),
+            ("m3", OutboxState.IN_FLIGHT),
+            ("m5", OutboxState.QUEUED),
+        ]
+        assert rows[0].payload == entry("m0").payload
+        assert await store.pending_rows([]) == []
+
+
 async def test_the_same_store_object_runs_again_after_stopping(make_store: MakeStore) -> None:
     store = make_store()
     async with running(store):

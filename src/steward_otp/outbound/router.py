@@ -116,22 +116,29 @@ class Router:
             swept = await self._sweep()
 
     async def _sweep(self) -> bool:
-        """Route what the outbox holds and no Publisher does; False if the read met a full
-        disk (nothing routed)."""
+        """Route what the outbox holds and no Publisher does; False if a read met a full
+        disk (the rest is routed by the next sweep).
+
+        It reads the ids of the undelivered messages first and the rows (payloads) only of
+        those no Publisher holds: with a large backlog for an absent node a sweep costs a
+        read of ids, not of every payload.
+        """
+        store = self.outbox.store
         try:
-            rows = await self.outbox.store.pending()
+            unheld = [msg_id for msg_id in await store.pending_ids() if msg_id not in self._held]
+            for i in range(0, len(unheld), ROUTER_BATCH):
+                messages = []
+                for row in await store.pending_rows(unheld[i : i + ROUTER_BATCH]):
+                    if row.msg_id in self._held:  # routed since the ids were read
+                        continue
+                    try:
+                        messages.append(codec.decode(row.payload, codec.RAW_CBOR_HEADERS))
+                    except codec.DecodeError as exc:
+                        await self._fail_undecodable(row, exc)
+                await self._route(messages)
         except StoreFull as exc:
             log.warning("outbox sweep refused for a full disk, made again shortly: %s", exc)
             return False
-        messages = []
-        for row in rows:
-            if row.msg_id not in self._held:
-                try:
-                    messages.append(codec.decode(row.payload, codec.RAW_CBOR_HEADERS))
-                except codec.DecodeError as exc:
-                    await self._fail_undecodable(row, exc)
-        for i in range(0, len(messages), ROUTER_BATCH):
-            await self._route(messages[i : i + ROUTER_BATCH])
         return True
 
     async def _fail_undecodable(self, row: OutboxRow, exc: codec.DecodeError) -> None:

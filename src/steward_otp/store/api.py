@@ -47,7 +47,14 @@ from steward_otp.store.outbox_operations import (
     RecordAttempts,
     Retry,
 )
-from steward_otp.store.outbox_queries import ActiveAmong, CountOutbox, ListOutbox, QueueDepths
+from steward_otp.store.outbox_queries import (
+    ActiveAmong,
+    ActiveIds,
+    ActiveRows,
+    CountOutbox,
+    ListOutbox,
+    QueueDepths,
+)
 from steward_otp.store.records import (
     ACTIVE_STATES,
     DEFAULT_PURGE_STATES,
@@ -204,6 +211,16 @@ class Store(StoreActor):
         the order is acceptance order (``seq``), not wall time.
         """
         return await self._call(ListOutbox(None, ACTIVE_STATES, limit, after_seq))
+
+    async def pending_ids(self) -> list[str]:
+        """The ids of :meth:`pending`'s messages, in its order, read without their payloads
+        (the Router's sweep: most of them are held by a Publisher already)."""
+        return await self._call(ActiveIds())
+
+    async def pending_rows(self, msg_ids: Sequence[str]) -> list[OutboxRow]:
+        """The :meth:`pending` rows of those of ``msg_ids`` still to deliver, oldest
+        accepted first."""
+        return await self._call(ActiveRows(tuple(msg_ids)))
 
     async def active_among(self, msg_ids: Sequence[str]) -> list[str]:
         """Those of ``msg_ids`` still to deliver (queued or in flight), in order; sees every

@@ -87,6 +87,42 @@ class CountOutbox:
 
 
 @attrs.frozen
+class ActiveIds:
+    """The ids of the messages still to deliver (queued or in flight), oldest accepted
+    first: what the Router's sweep compares with what its Publishers hold, without reading
+    a payload (an index search, then a sort of the ids)."""
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[str]:
+        rows = db.execute(
+            "SELECT msg_id FROM outbox WHERE state IN ('queued', 'in_flight') ORDER BY seq"
+        )
+        return [str(msg_id) for (msg_id,) in rows]
+
+
+@attrs.frozen
+class ActiveRows:
+    """The rows of those of ``msg_ids`` still to deliver (queued or in flight), oldest
+    accepted first."""
+
+    msg_ids: tuple[str, ...] = attrs.field(converter=id_tuple, validator=all_non_empty)
+
+    def apply(self, db: sqlite3.Connection, now: float) -> list[OutboxRow]:
+        rows: list[OutboxRow] = []
+        for chunk in chunks(self.msg_ids):
+            rows += map(
+                _outbox_row,
+                db.execute(
+                    f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
+                    f" WHERE msg_id IN ({placeholders(len(chunk))})"
+                    " AND +state IN ('queued', 'in_flight')",
+                    chunk,
+                ),
+            )
+        rows.sort(key=lambda row: row.seq)
+        return rows
+
+
+@attrs.frozen
 class QueueDepths:
     """Number of active (queued or in flight) messages per destination node."""
 

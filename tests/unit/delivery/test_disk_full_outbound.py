@@ -258,11 +258,14 @@ class PendingRefusingStore(MemoryStore):
         self.refusals = refusals
         self.reads = 0
 
-    async def pending(self) -> list[Any]:
+    async def pending_ids(self) -> list[str]:
         self.reads += 1
         if self.reads <= self.refusals:
             raise FULL
-        return self.rows
+        return [row.msg_id for row in self.rows]
+
+    async def pending_rows(self, msg_ids: Sequence[str]) -> list[Any]:
+        return [row for row in self.rows if row.msg_id in msg_ids]
 
 
 async def test_a_sweep_refused_for_a_full_disk_is_made_again_soon_and_crashes_nothing(
