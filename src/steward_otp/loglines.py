@@ -128,10 +128,15 @@ class RepeatLimiter:
     def summaries(self, now: float) -> list[Suppressed]:
         """The keys whose window has passed with lines held back (each reported once), and
         forget every window that has passed."""
-        due: list[Suppressed] = []
-        for key, window in list(self._windows.items()):
+        # Windows are kept in the order they started (the clock is monotonic, and a key's
+        # next window starts after its last is forgotten): the passed ones come first.
+        passed: list[tuple[Hashable, _Window]] = []
+        for key, window in self._windows.items():
             if now - window.start < self.window:
-                continue
+                break
+            passed.append((key, window))
+        due: list[Suppressed] = []
+        for key, window in passed:
             del self._windows[key]
             if window.held:
                 due.append(Suppressed(key, window.held, window.sample))

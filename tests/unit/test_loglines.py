@@ -6,10 +6,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from steward_otp.error_kernel import ErrorKernel
 from steward_otp.handlers.output import MAX_LINES_PER_REPORT, central_log_lines
-from steward_otp.loglines import MAX_LINE_CHARS, RepeatLimiter, clean_line, similarity_key
+from steward_otp.loglines import (
+    MAX_LINE_CHARS,
+    RepeatLimiter,
+    Suppressed,
+    clean_line,
+    similarity_key,
+)
 from steward_otp.message import Message
 
 
@@ -60,6 +68,45 @@ def test_the_limiter_bounds_many_different_lines_too() -> None:
     passed = sum(limiter.allow(f"kind {i}", f"line {i}", now=0.0) for i in range(5000))
     assert passed == 50
     assert sum(s.count for s in limiter.summaries(now=10.0)) == 4950
+
+
+class EveryWindowLooked(RepeatLimiter):
+    """The limiter with summaries that look at every window, not only the oldest ones."""
+
+    def summaries(self, now: float) -> list[Suppressed]:
+        due: list[Suppressed] = []
+        for key, window in list(self._windows.items()):
+            if now - window.start < self.window:
+                continue
+            del self._windows[key]
+            if window.held:
+                due.append(Suppressed(key, window.held, window.sample))
+        return due
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0, max_value=8),  # time since the step before
+            st.one_of(st.none(), st.integers(min_value=0, max_value=6)),  # a line's kind
+        ),
+        max_size=200,
+    )
+)
+def test_summaries_taken_from_the_oldest_windows_are_those_of_every_passed_window(
+    steps: list[tuple[float, int | None]],
+) -> None:
+    limiter = RepeatLimiter(burst=2, total_burst=6, window=5, max_keys=4)
+    reference = EveryWindowLooked(burst=2, total_burst=6, window=5, max_keys=4)
+    now = 0.0
+    for elapsed, kind in steps:
+        now += elapsed
+        if kind is None:  # a summary round
+            assert limiter.summaries(now) == reference.summaries(now)
+        else:
+            line = f"line of kind {kind}"
+            assert limiter.allow(kind, line, now) == reference.allow(kind, line, now)
+    assert limiter.summaries(now + 5) == reference.summaries(now + 5)
 
 
 async def _drained(kernel: ErrorKernel) -> list[Message]:
