@@ -27,7 +27,10 @@ started here on a free 127.0.0.1 port) and prints, each with its target:
     are kept).
 
 Besides, the CPU time each node process used per message during (b), (d) and (e)
-(``*_cpu_us_*``, from ``/proc/<pid>/stat``): on a machine shared with other work the rates
+(``*_cpu_us_*``, from ``/proc/<pid>/stat``), and in (b) and (d) the broker's and this
+script's own, their sum (``*_cpu_us_all``) and the most that a ratio's target allows when
+all of them share the machine's cores (``*_cpu_us_allowed``); for (a), the CPU of the
+requesters and the broker per round trip. On a machine shared with other work the rates
 move with the load, the CPU per message much less. Both move with the machine's own speed,
 which can change over a day: compare two versions by running them in turn, in the same hour
 (``PYTHONPATH=<checkout>/src .venv/bin/python <checkout>/bench/throughput.py`` runs another
@@ -48,6 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -110,14 +114,25 @@ TARGETS: tuple[Target, ...] = (
 )
 
 CPU_FIGURES: tuple[tuple[str, str], ...] = (
+    ("raw_cpu_us_per_rt", "CPU per round trip, (a) requesters + broker"),
     ("two_leg_cpu_us_a", "CPU per message, (b) node A (sends, writes)"),
     ("two_leg_cpu_us_b", "CPU per message, (b) node B (runs, replies)"),
+    ("two_leg_cpu_us_broker", "CPU per message, (b) broker"),
+    ("two_leg_cpu_us_bench", "CPU per message, (b) this bench (injects, counts)"),
+    ("two_leg_cpu_us_all", "CPU per message, (b) all of them"),
+    ("two_leg_cpu_us_allowed", "    what (c)'s target allows on these cores"),
     ("one_leg_cpu_us_sender", "CPU per message, (d) sender A"),
     ("one_leg_cpu_us_receiver", "CPU per message, (d) receiving daemon"),
+    ("one_leg_cpu_us_broker", "CPU per message, (d) broker"),
+    ("one_leg_cpu_us_bench", "CPU per message, (d) this bench (injects, counts)"),
+    ("one_leg_cpu_us_all", "CPU per message, (d) all of them"),
+    ("one_leg_cpu_us_allowed", "    what the one-leg target allows on these cores"),
     ("drain_cpu_us_sender", "CPU per message, (e) A from B's start"),
     ("drain_cpu_us_receiver", "CPU per message, (e) B after ready"),
 )
-"""Per message CPU time of each node (``/proc`` accounting): figures, no targets."""
+"""Per message CPU time of each process (``/proc`` accounting): figures, no targets. The
+processes of a phase share the machine's cores, so a ratio's target allows at most
+``cores / (target x raw round trips per second)`` of CPU per message for all of them."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,15 +279,16 @@ class Settings(NamedTuple):
     py_spy: Path | None = None
 
 
-def raw_baseline(url: str, seconds: float) -> float:
-    """(a): round trips per second of plain nats-py request/reply."""
+def raw_baseline(url: str, seconds: float) -> tuple[int, float]:
+    """(a): round trips, and round trips per second, of plain nats-py request/reply."""
     argv = [sys.executable, str(HERE / "raw_nats_baseline.py"), "--url", url]
     result = subprocess.run(
         [*argv, "--seconds", str(seconds)], check=False, capture_output=True, text=True
     )
     if result.returncode != 0:
         raise RuntimeError(f"raw baseline failed: {result.stderr[-2000:]}")
-    return float(json.loads(result.stdout)["per_second"])
+    measured = json.loads(result.stdout)
+    return int(measured["round_trips"]), float(measured["per_second"])
 
 
 def two_leg(a_home: Path, n: int, batch: int) -> float:
@@ -304,21 +320,40 @@ def run(settings: Settings, workdir: Path) -> dict[str, float]:
     figures: dict[str, float] = {"cores": float(os.cpu_count() or 0)}
     broker, url = start_broker(workdir)
     try:
-        figures["raw_rr_per_s"] = raw_baseline(url, settings.baseline_seconds)
+        raw_before = cpu_seconds(broker.pid), _children_cpu_seconds()
+        round_trips, figures["raw_rr_per_s"] = raw_baseline(url, settings.baseline_seconds)
+        broker_cpu = cpu_seconds(broker.pid) - raw_before[0]
+        client_cpu = _children_cpu_seconds() - raw_before[1]
+        figures["raw_cpu_us_per_rt"] = (broker_cpu + client_cpu) / round_trips * 1e6
         with stopping() as processes:
-            measure_nodes(settings, workdir, url, figures, processes)
+            measure_nodes(settings, workdir, url, broker.pid, figures, processes)
     finally:
         broker.terminate()
         broker.wait()
     figures["two_leg_ratio"] = figures["two_leg_per_s"] / figures["raw_rr_per_s"]
     figures["one_leg_ratio"] = figures["one_leg_per_s"] / figures["raw_rr_per_s"]
+    for phase, parts in (("two_leg", ("a", "b")), ("one_leg", ("sender", "receiver"))):
+        keys = [f"{phase}_cpu_us_{part}" for part in (*parts, "broker", "bench")]
+        figures[f"{phase}_cpu_us_all"] = sum(figures[key] for key in keys)
+        # What the ratio's target allows: all processes share the machine's cores.
+        target = next(t.bound for t in TARGETS if t.key == f"{phase}_ratio")
+        figures[f"{phase}_cpu_us_allowed"] = (
+            figures["cores"] * 1e6 / (target * figures["raw_rr_per_s"])
+        )
     return figures
+
+
+def _children_cpu_seconds() -> float:
+    """CPU time used so far by this process's children that have ended (the raw baseline)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure_nodes(
     settings: Settings,
     workdir: Path,
     url: str,
+    broker_pid: int,
     figures: dict[str, float],
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
@@ -346,14 +381,26 @@ def measure_nodes(
     # (b) two legs.
     with (
         sampled(settings.py_spy, "two-leg", a=a.pid, b=b.pid),
-        cpu_per_message(figures, settings.two_leg, two_leg_cpu_us_a=a, two_leg_cpu_us_b=b),
+        cpu_per_message(
+            figures,
+            settings.two_leg,
+            two_leg_cpu_us_a=a.pid,
+            two_leg_cpu_us_b=b.pid,
+            two_leg_cpu_us_broker=broker_pid,
+            two_leg_cpu_us_bench=os.getpid(),
+        ),
     ):
         seconds = two_leg(a_home, settings.two_leg, settings.batch)
     figures["two_leg_seconds"] = seconds
     figures["two_leg_per_s"] = settings.two_leg / seconds
 
     # (d) one leg, into the daemon; then its memory after the burst.
-    counted = {"one_leg_cpu_us_sender": a, "one_leg_cpu_us_receiver": daemon}
+    counted = {
+        "one_leg_cpu_us_sender": a.pid,
+        "one_leg_cpu_us_receiver": daemon.pid,
+        "one_leg_cpu_us_broker": broker_pid,
+        "one_leg_cpu_us_bench": os.getpid(),
+    }
     with (
         sampled(settings.py_spy, "one-leg", sender=a.pid, receiver=daemon.pid),
         cpu_per_message(figures, settings.one_leg, **counted),
@@ -438,15 +485,13 @@ def measure_jetstream(
 
 
 @contextmanager
-def cpu_per_message(
-    figures: dict[str, float], count: int, **processes: subprocess.Popen[bytes]
-) -> Iterator[None]:
+def cpu_per_message(figures: dict[str, float], count: int, **pids: int) -> Iterator[None]:
     """Record, under each keyword's name, the CPU microseconds per message that its process
     used while the block ran: a figure other load on the machine barely changes."""
-    before = {key: cpu_seconds(p.pid) for key, p in processes.items()}
+    before = {key: cpu_seconds(pid) for key, pid in pids.items()}
     yield
-    for key, process in processes.items():
-        figures[key] = (cpu_seconds(process.pid) - before[key]) / count * 1e6
+    for key, pid in pids.items():
+        figures[key] = (cpu_seconds(pid) - before[key]) / count * 1e6
 
 
 def wait_outbox_empty(home: Path, timeout: float = 120.0) -> None:
